@@ -1,0 +1,54 @@
+# adabench — one command for the demo, one for the tests; each sets up what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH_CPU := torch==2.13.0
+
+.PHONY: help setup demo test test-all test-gpu lint format bench clean
+
+help:  ## show this help
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP)  ## create .venv and install adabench (CPU torch only if no torch exists)
+
+$(STAMP): pyproject.toml
+	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
+	  echo "[setup] reusing the existing torch of $(PYTHON) (never replaced)"; \
+	  $(PYTHON) -m venv --system-site-packages $(VENV); \
+	else \
+	  $(PYTHON) -m venv $(VENV); \
+	  $(VPY) -m pip install -q --upgrade pip; \
+	  echo "[setup] no torch found: installing the CPU build $(TORCH_CPU)"; \
+	  $(VPY) -m pip install -q $(TORCH_CPU); \
+	fi
+	$(VPY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: setup  ## run the main job on the embedded default (tiny model, shapes suite)
+	$(VENV)/bin/adabench sweep --name demo
+
+test: setup  ## run the test suite (fails if no test ran)
+	$(VPY) -m pytest -q -m "not gpu"
+
+test-all: setup  ## tests including the slow ones
+	$(VPY) -m pytest -q -m "not gpu" --run-slow
+
+test-gpu:  ## GPU tests (skip cleanly without CUDA); system Python + PYTHONPATH=. when no .venv
+	@if [ -x $(VPY) ]; then PY=$(VPY); else PY=$(PYTHON); fi; \
+	ADABENCH_IMAGE_BACKEND=pil PYTHONPATH=. $$PY -m pytest -q tests/gpu -p no:cacheprovider
+
+lint: setup  ## ruff lint + format check
+	$(VENV)/bin/ruff check adabench tests benchmarks
+	$(VENV)/bin/ruff format --check adabench tests benchmarks
+
+format: setup
+	$(VENV)/bin/ruff format adabench tests benchmarks
+	$(VENV)/bin/ruff check --fix adabench tests benchmarks
+
+bench: setup  ## performance benchmarks (numbers reported, never asserted)
+	$(VPY) benchmarks/harness_overhead.py
+
+clean:  ## remove the venv, caches and results
+	rm -rf $(VENV) .pytest_cache build *.egg-info results/*

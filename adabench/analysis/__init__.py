@@ -1,0 +1,1 @@
+"""Analysis of a results folder: Pareto frontiers, budget adherence and run comparison."""

@@ -1,0 +1,287 @@
+"""Compare two runs cell by cell (CI regression check): paired accuracy test, Mann–Whitney U on
+latency repeats, exact FLOPs. Marks in the asv manner: ``+`` worse, ``-`` better, ``~`` not
+significant, ``x`` not comparable. Pure Python/numpy statistics (no scipy).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from adabench.errors import UserError
+from adabench.sweep.store import CELL_KEY, Run
+
+WORSE, BETTER, SAME, NA = "+", "-", "~", "x"
+
+
+@dataclass
+class Comparison:
+    """What `compare_runs` found: one row per matched cell plus a pooled accuracy test."""
+
+    cells: pd.DataFrame = field(metadata={"help": "one row per cell in both runs (marks, stats)"})
+    pooled: dict = field(metadata={"help": "paired sign test over all matched samples"})
+    only_base: list[str] = field(metadata={"help": "cells only in the baseline run"})
+    only_new: list[str] = field(metadata={"help": "cells only in the new run"})
+
+    @property
+    def regressions(self) -> list[str]:
+        """Labels of the cells with a significant regression (accuracy or latency)."""
+        return list(self.cells.loc[self.cells["regressed"], "cell"])
+
+    @property
+    def regressed(self) -> bool:
+        """True when any cell, or the pooled accuracy, regressed significantly."""
+        return bool(self.regressions) or self.pooled.get("mark") == WORSE
+
+
+def summary_rows(result: Comparison) -> list[dict[str, str]]:
+    """Returns one display row per compared cell (+ a pooled accuracy row), values as text."""
+    rows = []
+    for r in result.cells.to_dict("records"):
+        rows.append({
+            "": r["mark"], "cell": r["cell"],
+            "accuracy": f"{r['acc_mark']} {_f(r['acc_base'], 3)}→{_f(r['acc_new'], 3)} p={_f(r['acc_p'], 3)}",
+            "latency ms": f"{r['lat_mark']} {_f(r['lat_base_ms'], 1)}→{_f(r['lat_new_ms'], 1)} "
+                          f"×{_f(r['lat_ratio'], 2)} p={_f(r['lat_p'], 3)}",
+            "GFLOPs": f"{r['flops_mark']} {_f(r['flops_base'] / 1e9, 3)}→{_f(r['flops_new'] / 1e9, 3)}",
+        })  # fmt: skip
+    pooled = result.pooled
+    rows.append({"": pooled["mark"], "cell": f"pooled ({pooled['n']} paired samples)",
+                 "accuracy": f"{pooled['mark']} Δ {_f(pooled['acc_delta'], 3)} p={_f(pooled['acc_p'], 3)}",
+                 "latency ms": "", "GFLOPs": ""})  # fmt: skip
+    return rows
+
+
+def to_markdown(result: Comparison) -> str:
+    """Returns a markdown block for a CI comment: verdict line plus the per-cell table."""
+    verdict = (f"**regression** in {', '.join(result.regressions) or 'pooled accuracy'}"
+               if result.regressed else "no significant regression")  # fmt: skip
+    rows = summary_rows(result)
+    cols = list(rows[0])
+    lines = [f"adabench compare: {verdict}", "", "| mark | " + " | ".join(cols[1:]) + " |",
+             "|" + "---|" * len(cols)]  # fmt: skip
+    lines += [
+        "| " + " | ".join(f"`{r[c]}`" if c == "" else r[c] for c in cols) + " |" for r in rows
+    ]
+    lines += ["", "Marks: `+` worse, `-` better, `~` not significant, `x` not comparable."]
+    return "\n".join(lines)
+
+
+def to_json(result: Comparison) -> dict:
+    """Returns a JSON-ready dict: regressed flag, regressed cells, pooled test and every cell."""
+    return {"regressed": result.regressed, "regressions": result.regressions,
+            "pooled": result.pooled, "cells": result.cells.to_dict("records"),
+            "only_base": result.only_base, "only_new": result.only_new}  # fmt: skip
+
+
+def _f(value: float, digits: int) -> str:
+    return "nan" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def sign_test_p(n_worse: int, n_better: int) -> float:
+    """Returns the exact two-sided sign-test p-value (= exact McNemar on binary scores)."""
+    n = n_worse + n_better
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(n_worse, n_better) + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
+def mann_whitney_u(a, b) -> tuple[float, float]:
+    """Returns (U of `a`, two-sided p) by the normal approximation with tie and continuity
+    corrections. p = 1 when either sample is empty or all values tie."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    n1, n2 = len(a), len(b)
+    if n1 == 0 or n2 == 0:
+        return math.nan, 1.0
+    values = np.concatenate([a, b])
+    ranks = _average_ranks(values)
+    u = float(ranks[:n1].sum() - n1 * (n1 + 1) / 2)
+    n = n1 + n2
+    _, counts = np.unique(values, return_counts=True)
+    tie = float((counts**3 - counts).sum()) / (n * (n - 1))
+    sigma = math.sqrt(n1 * n2 / 12.0 * ((n + 1) - tie))
+    if sigma == 0:
+        return u, 1.0
+    diff = u - n1 * n2 / 2.0
+    z = (abs(diff) - 0.5) / sigma if abs(diff) >= 0.5 else 0.0
+    return u, min(1.0, math.erfc(z / math.sqrt(2)))
+
+
+def bootstrap_delta(base, new, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Returns (mean(new) − mean(base), two-sided bootstrap p that the difference is 0),
+    resampling each run's scores independently."""
+    base, new = np.asarray(base, float), np.asarray(new, float)
+    if len(base) == 0 or len(new) == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    deltas = rng.choice(new, (n_boot, len(new))).mean(1) - rng.choice(
+        base, (n_boot, len(base))
+    ).mean(1)
+    p = 2 * min(np.mean(deltas <= 0), np.mean(deltas >= 0))
+    return float(new.mean() - base.mean()), float(min(1.0, p))
+
+
+def compare_runs(
+    base: Run, new: Run, max_acc_drop: float = 0.01, max_slowdown: float = 1.05, alpha: float = 0.01
+) -> Comparison:
+    """Matches cells by (suite, model, method, budget, contention) and tests each pair.
+
+    A cell regresses when accuracy drops by more than `max_acc_drop` with p < `alpha`, or when
+    mean latency grows by more than `max_slowdown`× with Mann–Whitney p < `alpha`. FLOPs are
+    compared exactly and reported, not counted as a regression. Raises UserError when the runs
+    share no cell.
+    """
+    keys = {_label(r): r for r in base.cells[CELL_KEY].to_dict("records")}
+    new_keys = {_label(r): r for r in new.cells[CELL_KEY].to_dict("records")}
+    common = [k for k in keys if k in new_keys]
+    if not common:
+        raise UserError(
+            f"runs {base.path} and {new.path} share no cell (matched on {', '.join(CELL_KEY)})."
+        )
+    b_cells, n_cells = _by_label(base.cells), _by_label(new.cells)
+    b_samples, n_samples = _samples_by_label(base.samples), _samples_by_label(new.samples)
+    rows, paired = [], []
+    for label in common:
+        empty = pd.DataFrame(columns=["sample_id", "score"])
+        bs, ns = b_samples.get(label, empty), n_samples.get(label, empty)
+        acc = _accuracy(b_cells.loc[label], n_cells.loc[label], bs, ns, max_acc_drop, alpha)
+        lat = _latency(b_cells.loc[label], n_cells.loc[label], bs, ns, max_slowdown, alpha)
+        flops = _flops(b_cells.loc[label], n_cells.loc[label])
+        paired.append(acc.pop("_diffs"))
+        row = {"cell": label, **keys[label], **acc, **lat, **flops}
+        row["regressed"] = WORSE in (acc["acc_mark"], lat["lat_mark"])
+        row["mark"] = _overall(acc["acc_mark"], lat["lat_mark"])
+        rows.append(row)
+    return Comparison(
+        cells=pd.DataFrame(rows),
+        pooled=_pooled(paired, max_acc_drop, alpha),
+        only_base=[k for k in keys if k not in new_keys],
+        only_new=[k for k in new_keys if k not in keys],
+    )
+
+
+def _accuracy(bc, nc, bs, ns, max_drop: float, alpha: float) -> dict:
+    out = {"acc_base": float(bc["accuracy"]), "acc_new": float(nc["accuracy"]),
+           "acc_delta": math.nan, "acc_p": math.nan, "acc_test": "none", "acc_mark": NA,
+           "_diffs": np.array([])}  # fmt: skip
+    if math.isnan(out["acc_base"]) or math.isnan(out["acc_new"]):
+        return out
+    b_ids, n_ids = set(bs["sample_id"]), set(ns["sample_id"])
+    if b_ids and b_ids == n_ids and bs["sample_id"].is_unique and ns["sample_id"].is_unique:
+        merged = bs[["sample_id", "score"]].merge(ns[["sample_id", "score"]], on="sample_id")
+        diffs = (merged["score_y"] - merged["score_x"]).to_numpy(float)
+        diffs = diffs[~np.isnan(diffs)]
+        delta, p = (
+            float(diffs.mean()) if len(diffs) else math.nan,
+            sign_test_p(int((diffs < 0).sum()), int((diffs > 0).sum())),
+        )
+        out.update(acc_test="sign", _diffs=diffs)
+    elif len(bs) and len(ns):
+        delta, p = bootstrap_delta(bs["score"].dropna(), ns["score"].dropna())
+        out["acc_test"] = "bootstrap"
+    else:
+        return out
+    out.update(acc_delta=delta, acc_p=p, acc_mark=_mark(-delta, max_drop, p, alpha))
+    return out
+
+
+def _latency(bc, nc, bs, ns, max_slowdown: float, alpha: float) -> dict:
+    base_ms, new_ms = _repeats(bs), _repeats(ns)
+    b_mean, n_mean = float(bc["latency_ms_mean"]), float(nc["latency_ms_mean"])
+    ratio = n_mean / b_mean if b_mean > 0 else math.nan
+    out = {"lat_base_ms": b_mean, "lat_new_ms": n_mean, "lat_ratio": ratio, "lat_p": math.nan,
+           "lat_mark": NA}  # fmt: skip
+    if len(base_ms) and len(new_ms) and not math.isnan(ratio):
+        _, p = mann_whitney_u(new_ms, base_ms)
+        out.update(lat_p=p, lat_mark=_mark(math.log(ratio), math.log(max_slowdown), p, alpha))
+    return out
+
+
+def _flops(bc, nc) -> dict:
+    b, n = float(bc["flops"]), float(nc["flops"])
+    if math.isnan(b) or math.isnan(n):
+        mark = NA
+    elif math.isclose(b, n, rel_tol=1e-9):
+        mark = SAME
+    else:
+        mark = WORSE if n > b else BETTER
+    return {"flops_base": b, "flops_new": n, "flops_mark": mark}
+
+
+def _pooled(paired: list[np.ndarray], max_drop: float, alpha: float) -> dict:
+    diffs = np.concatenate(paired) if paired else np.array([])
+    if not len(diffs):
+        return {"n": 0, "acc_delta": math.nan, "acc_p": math.nan, "mark": NA}
+    p = sign_test_p(int((diffs < 0).sum()), int((diffs > 0).sum()))
+    delta = float(diffs.mean())
+    return {
+        "n": len(diffs),
+        "acc_delta": delta,
+        "acc_p": p,
+        "mark": _mark(-delta, max_drop, p, alpha),
+    }
+
+
+def _mark(worsening: float, threshold: float, p: float, alpha: float) -> str:
+    """`worsening` > 0 means worse; significant and past the threshold either way gives +/-."""
+    if math.isnan(worsening) or math.isnan(p):
+        return NA
+    if p < alpha and worsening > threshold:
+        return WORSE
+    if p < alpha and worsening < -threshold:
+        return BETTER
+    return SAME
+
+
+def _overall(*marks: str) -> str:
+    for mark in (WORSE, BETTER, SAME):
+        if mark in marks:
+            return mark
+    return NA
+
+
+def _repeats(samples: pd.DataFrame) -> np.ndarray:
+    if "latency_ms_repeats" in samples.columns and len(samples):
+        values = [
+            float(v) for reps in samples["latency_ms_repeats"] if reps is not None for v in reps
+        ]
+        if values:
+            return np.array(values)
+    if "latency_ms" in samples.columns:
+        return samples["latency_ms"].dropna().to_numpy(float)
+    return np.array([])
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="mergesort")
+    sorted_vals = values[order]
+    ranks = np.empty(len(values))
+    start = 0
+    for end in range(1, len(values) + 1):
+        if end == len(values) or sorted_vals[end] != sorted_vals[start]:
+            ranks[order[start:end]] = (start + end + 1) / 2.0  # mean of 1-based ranks start+1..end
+            start = end
+    return ranks
+
+
+def _label(row: dict) -> str:
+    return f"{row['suite']}/{row['model']}/{row['method']}@{row['budget']:g}/c{row['contention']:g}"
+
+
+def _by_label(cells: pd.DataFrame) -> pd.DataFrame:
+    frame = cells.copy()
+    frame.index = [_label(r) for r in frame[CELL_KEY].to_dict("records")]
+    return frame[~frame.index.duplicated(keep="last")]
+
+
+def _samples_by_label(samples: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    if samples.empty:
+        return {}
+    labels = pd.Series(
+        [_label(r) for r in samples[CELL_KEY].to_dict("records")], index=samples.index
+    )
+    return {label: group for label, group in samples.groupby(labels)}

@@ -1,0 +1,128 @@
+"""`adabench plot`, `adabench report` and `adabench compare`: read results folders, never a model."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from adabench.commands import user_errors
+
+RunDir = Annotated[
+    Path, typer.Argument(help="A results folder, e.g. results/20250101-120000-demo.")
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Adds the top-level commands plot, report and compare to `app`."""
+
+    @app.command("plot")
+    @user_errors
+    def plot_cmd(
+        run_dir: RunDir,
+        out: Annotated[
+            Path | None, typer.Option(help="Folder for the figures [default: RUN_DIR/plots].")
+        ] = None,
+        format: Annotated[
+            str, typer.Option("--format", help="Comma-separated: png, pdf, svg.")
+        ] = "png,pdf",
+        x: Annotated[str, typer.Option(help="Pareto cost axis: flops | latency.")] = "flops",
+        suite: Annotated[str | None, typer.Option(help="Only this suite.")] = None,
+        json: Annotated[
+            bool, typer.Option("--json", help="Print the written files as JSON.")
+        ] = False,
+    ) -> None:
+        """Write paper-ready figures (Pareto, budget adherence, latency CDF, per-family accuracy).
+
+        Example: adabench plot results/20250101-120000-demo --format png,svg --x latency
+        """
+        from adabench.console import print_json
+        from adabench.plots import make_plots
+
+        written = make_plots(run_dir, out=out, formats=format.split(","), x=x, suite=suite)
+        if json:
+            print_json([str(p) for p in written])
+        else:
+            for path in written:
+                typer.echo(str(path))
+
+    @app.command("report")
+    @user_errors
+    def report_cmd(run_dir: RunDir) -> None:
+        """Write RUN_DIR/report.md and a self-contained RUN_DIR/report.html (figures inlined).
+
+        Example: adabench report results/20250101-120000-demo
+        """
+        from adabench.report import write_report
+
+        for path in write_report(run_dir):
+            typer.echo(str(path))
+
+    @app.command("compare")
+    @user_errors
+    def compare_cmd(
+        baseline: Annotated[Path, typer.Argument(help="The baseline results folder.")],
+        new: Annotated[Path, typer.Argument(help="The results folder to check.")],
+        max_acc_drop: Annotated[
+            float, typer.Option(help="Tolerated accuracy drop (absolute, 0..1).")
+        ] = 0.01,
+        max_slowdown: Annotated[
+            float, typer.Option(help="Tolerated latency ratio new/baseline (≥ 1).")
+        ] = 1.05,
+        alpha: Annotated[
+            float, typer.Option(help="Significance level of the tests (0..1).")
+        ] = 0.01,
+        format: Annotated[str, typer.Option("--format", help="table | markdown | json.")] = "table",
+    ) -> None:
+        """Compare two runs cell by cell; exit 1 on a significant regression, 0 otherwise.
+
+        Marks: + worse, - better, ~ not significant, x not comparable. Accuracy: exact sign test
+        (McNemar) on paired samples, bootstrap otherwise; latency: Mann-Whitney U on the raw
+        repeats and a ratio threshold; FLOPs: exact (reported, not a regression).
+
+        Example: adabench compare results/baseline results/20250101-120000-ci --format markdown
+        """
+        from adabench.analysis.compare import compare_runs, summary_rows, to_json, to_markdown
+        from adabench.console import print_json
+        from adabench.errors import check_range, did_you_mean
+        from adabench.sweep.store import load_run
+
+        if format not in ("table", "markdown", "json"):
+            raise did_you_mean(format, ["table", "markdown", "json"], "format")
+        check_range(max_acc_drop, 0.0, 1.0, "--max-acc-drop")
+        check_range(max_slowdown, 1.0, float("inf"), "--max-slowdown")
+        check_range(alpha, 0.0, 1.0, "--alpha", low_open=True)
+        result = compare_runs(load_run(baseline), load_run(new), max_acc_drop, max_slowdown, alpha)
+        if format == "json":
+            print_json(to_json(result))
+        elif format == "markdown":
+            sys.stdout.write(to_markdown(result) + "\n")
+        else:
+            _print_rows(summary_rows(result), title=f"{baseline.name} → {new.name}")
+        for label in result.only_base + result.only_new:
+            typer.echo(f"warning: cell {label} is in one run only: not compared (x).", err=True)
+        if result.regressed:
+            names = result.regressions or ["pooled accuracy"]
+            typer.echo(f"regression in {len(names)} cell(s): {', '.join(names)}", err=True)
+            sys.exit(1)  # not typer.Exit: the entry point runs click with standalone_mode=False
+
+
+def _print_rows(rows: list[dict[str, str]], title: str) -> None:
+    """Prints rows as a rich table that never truncates cell names (CI logs are wide enough)."""
+    import shutil
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    for col in rows[0]:
+        table.add_column(col, no_wrap=True)
+    for row in rows:
+        table.add_row(*row.values())
+    # a console of our own, bound to the current stdout and wide enough for full cell names
+    width = max(shutil.get_terminal_size().columns, 150)
+    wide = Console(file=sys.stdout, width=width, highlight=False)
+    wide.print(table)

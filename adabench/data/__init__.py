@@ -1,0 +1,1 @@
+"""Data: suites (YAML → Samples), the procedural `shapes` generator, metrics."""

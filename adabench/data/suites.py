@@ -1,0 +1,170 @@
+"""Suites are data: `suites/*.yaml` (with `include:`) → `SuiteSpec` → a list of `Sample`.
+
+A suite YAML names its source (procedural generator or a `datasets` dataset), splits, field
+mapping, prompt template, answer type, metric (optionally per question family) and
+max_new_tokens. Files are read with `yaml.safe_load` only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from adabench.errors import UserError, did_you_mean
+
+REQUIRED_KEYS = ("name", "source", "splits", "prompt", "metric", "max_new_tokens")
+
+
+@dataclass
+class Sample:
+    """One benchmark item: an image, a question and its accepted answers."""
+
+    id: str
+    image: Any  # PIL.Image.Image
+    question: str
+    answers: list[str]
+    family: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class SuiteSpec:
+    """A parsed suite YAML."""
+
+    name: str
+    source: dict
+    splits: dict
+    prompt: str
+    metric: str
+    max_new_tokens: int
+    description: str = ""
+    answer_type: str = "word"
+    fields: dict = field(default_factory=dict)
+    family_metrics: dict = field(default_factory=dict)
+    families: list = field(default_factory=list)
+    path: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    def metric_for(self, family: str) -> str:
+        """Returns the metric name that scores a sample of `family`."""
+        return self.family_metrics.get(family, self.metric)
+
+    def render_prompt(self, sample: Sample) -> str:
+        """Returns the model prompt for `sample` (the template's {question} filled in)."""
+        return self.prompt.format(question=sample.question, **sample.meta.get("prompt_fields", {}))
+
+
+def suites_dirs() -> list[Path]:
+    """Returns the folders searched for suite YAMLs: $ADABENCH_SUITES_DIR, then the shipped ones."""
+    dirs = []
+    if os.environ.get("ADABENCH_SUITES_DIR"):
+        dirs.append(Path(os.environ["ADABENCH_SUITES_DIR"]))
+    here = Path(__file__).resolve().parent.parent
+    dirs += [here.parent / "suites", here / "suites"]
+    return [d for d in dirs if d.is_dir()]
+
+
+def _suite_files() -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for d in reversed(suites_dirs()):
+        for p in sorted(d.glob("*.yaml")):
+            if not p.name.startswith("_"):
+                files[p.stem] = p
+    return files
+
+
+def list_suites() -> list[str]:
+    """Returns the names of all suites (shared `_*.yaml` include files excluded)."""
+    return sorted(_suite_files())
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    if path in seen:
+        raise UserError(f"include cycle in suite files: {' -> '.join(str(p) for p in seen + (path,))}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a suite file must be a mapping, got {type(data).__name__}")
+    merged: dict = {}
+    for inc in data.pop("include", []) or []:
+        merged = _deep_merge(merged, _read_yaml((path.parent / inc).resolve(), seen + (path,)))
+    return _deep_merge(merged, data)
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def get_spec(name: str) -> SuiteSpec:
+    """Returns the parsed suite `name`; unknown names raise a did-you-mean UserError."""
+    files = _suite_files()
+    if name not in files:
+        raise did_you_mean(name, files, "suite")
+    return parse_spec(files[name])
+
+
+def parse_spec(path: Path) -> SuiteSpec:
+    """Returns the SuiteSpec of one YAML file, validating its required keys and metric names."""
+    data = _read_yaml(Path(path))
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise UserError(f"{path}: missing required key(s): {', '.join(missing)}")
+    known = {f for f in SuiteSpec.__dataclass_fields__ if f not in ("path", "extra")}
+    spec = SuiteSpec(**{k: v for k, v in data.items() if k in known}, path=Path(path),
+                     extra={k: v for k, v in data.items() if k not in known})
+    if "{question}" not in spec.prompt:
+        raise UserError(f"{path}: prompt must contain {{question}}")
+    return spec
+
+
+def validate_all() -> list[dict]:
+    """Returns one row per suite file: name, ok, problem (empty when ok). Checks metrics exist."""
+    from adabench.data.metrics import METRICS
+
+    rows = []
+    for name, path in _suite_files().items():
+        try:
+            spec = parse_spec(path)
+            for metric in {spec.metric, *spec.family_metrics.values()}:
+                METRICS.get(metric)
+            if spec.source.get("type") not in ("procedural", "hf"):
+                raise UserError(f"source.type must be 'procedural' or 'hf', got {spec.source.get('type')!r}")
+            rows.append({"suite": name, "ok": True, "problem": ""})
+        except UserError as exc:
+            rows.append({"suite": name, "ok": False, "problem": str(exc)})
+    return rows
+
+
+def load_suite(name: str, split: str = "test", limit: int | None = None, seed: int = 0) -> list[Sample]:
+    """Returns the first `limit` samples of `split` of suite `name` (deterministic)."""
+    spec = get_spec(name)
+    if split not in spec.splits:
+        raise did_you_mean(split, spec.splits, f"split of suite {name!r}")
+    if limit is not None and limit < 1:
+        raise UserError(f"limit must be >= 1, got {limit}")
+    kind = spec.source.get("type")
+    if kind == "procedural":
+        return _load_procedural(spec, split, limit, seed)
+    if kind == "hf":
+        from adabench.data.hf_suites import load_hf
+
+        return load_hf(spec, split, limit)
+    raise UserError(f"suite {name!r}: unknown source type {kind!r}")
+
+
+def _load_procedural(spec: SuiteSpec, split: str, limit: int | None, seed: int) -> list[Sample]:
+    from adabench.data import synthetic
+
+    n = int(spec.splits[split]) if limit is None else min(int(limit), int(spec.splits[split]))
+    items = synthetic.generate(split, n, seed=seed)
+    return [
+        Sample(it.id, synthetic.render(it.scene), it.question, list(it.answers), it.family,
+               {**it.meta, "scene": it.scene.key()})
+        for it in items
+    ]

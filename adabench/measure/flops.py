@@ -1,0 +1,280 @@
+"""Analytic FLOPs of a LLaVA forward (CLIP vision tower + projector + Llama decoder), plan-aware.
+
+Counted from the executed `Plan` and the real sequence lengths, so the FLOPs reported are those
+of what ran. Cross-checked against `torch.utils.flop_counter.FlopCounterMode` in
+tests/unit/test_flops.py (eager attention; equal to the operator count on the tiny model).
+
+Convention: FLOP = 2 × MAC (one multiply-add = 2 FLOPs), matmuls only, like FlopCounterMode.
+A matmul of an (m × k) by a (k × n) matrix costs 2·m·k·n. Not counted (0 FLOPs): embedding
+lookup, RMSNorm/LayerNorm, activations (GELU, SiLU), the SwiGLU product, softmax, rotary
+embeddings, residual adds, biases. Together these are O(tokens · hidden), below 1 % of a block.
+
+Symbols: d = hidden size, h = query heads that run, g = distinct key/value heads that run,
+hd = head dimension, I = MLP intermediate size (× the kept fraction), V = vocabulary,
+s = new tokens in this forward, c = keys attended to (context length, new tokens included).
+
+Decoder block (Llama, GQA), for s new tokens attending to c keys:
+    q, o projections        2·s·d·(h·hd) each
+    k, v projections        2·s·d·(g·hd) each
+    QKᵀ                     2·s·c·hd per query head      → 2·s·c·hd·h
+    A·V                     2·s·c·hd per query head      → 2·s·c·hd·h
+    MLP (gate, up, down)    3 · 2·s·d·I
+  Attention is counted over the full s × c score matrix, not the causal half: eager attention
+  (and FlopCounterMode) multiply the full matrices and mask afterwards. Prefill: c = s.
+  Decode step: s = 1, c = context length. With GQA the key/value heads are shared by a group
+  of n_heads / n_kv query heads; a kept query head keeps its key/value head, so
+  g = |{q // (n_heads / n_kv) : q kept}|.
+
+Plan (adabench.models.plan.Plan): a skipped block (`layers[i] is None`) costs 0; `heads` sets h
+(and g as above); `mlp_fraction(i)` scales I (rounded to whole neurons). Token selection:
+`visual_tokens_removed` (PruMerge) is already in the `seq_len` the caller passes; FastV
+(`fastv_layer` = K, `fastv_removed` = R) runs blocks i > K on s − R tokens with c − R keys.
+
+CLIP vision tower (n = patches + 1 tokens incl. CLS, dv = vision hidden, Iv its MLP size):
+    patch embedding (conv)  2·patches·(3·p²)·dv
+    per encoder layer       4 · 2·n·dv² (q, k, v, out) + 2 · 2·n·n·dv (QKᵀ, A·V)
+                            + 2 · 2·n·dv·Iv (fc1, fc2)
+  Every encoder layer is counted although LLaVA only reads `vision_feature_layer` (usually the
+  second-to-last): HF runs the whole encoder to collect hidden states, so that is what executes.
+Projector (2-layer MLP): 2·t·(dv·L_f)·d + 2·t·d·d for t image tokens (L_f = feature layers).
+lm_head: 2·d·V per position; generation computes logits for the last position only.
+Prefill = vision + projector + decoder blocks over `seq_len` + lm_head (1 position).
+Generation of N new tokens = prefill (gives token 1) + N − 1 decode steps, step j with
+context length prompt_len + j.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adabench.models.plan import Plan
+
+# --- config access ---------------------------------------------------------------------------
+
+
+def _text(config: Any) -> Any:
+    """Returns the Llama text config of a LlavaConfig (or the config itself if already text)."""
+    return getattr(config, "text_config", None) or config
+
+
+def _head_dim(text: Any) -> int:
+    head_dim = getattr(text, "head_dim", None)
+    return int(head_dim) if head_dim else text.hidden_size // text.num_attention_heads
+
+
+def _kv_heads_total(text: Any) -> int:
+    return int(getattr(text, "num_key_value_heads", None) or text.num_attention_heads)
+
+
+def _feature_layers(config: Any) -> int:
+    layer = getattr(config, "vision_feature_layer", -2)
+    return 1 if isinstance(layer, int) else len(layer)
+
+
+def num_image_tokens(config: Any) -> int:
+    """Returns how many image tokens one image yields: patches (+ CLS when strategy is "full")."""
+    vision = config.vision_config
+    patches = (vision.image_size // vision.patch_size) ** 2
+    strategy = getattr(config, "vision_feature_select_strategy", "default")
+    return patches + (1 if strategy == "full" else 0)
+
+
+# --- vision side -----------------------------------------------------------------------------
+
+
+def vision_flops(config: Any) -> int:
+    """Returns the FLOPs of the CLIP vision tower on one image (all encoder layers, CLS included)."""
+    vision = config.vision_config
+    d_v, p = vision.hidden_size, vision.patch_size
+    patches = (vision.image_size // p) ** 2
+    n = patches + 1
+    channels = getattr(vision, "num_channels", 3)
+    patch_embed = 2 * patches * channels * p * p * d_v
+    per_layer = (
+        4 * 2 * n * d_v * d_v + 2 * 2 * n * n * d_v + 2 * 2 * n * d_v * vision.intermediate_size
+    )
+    return int(patch_embed + vision.num_hidden_layers * per_layer)
+
+
+def projector_flops(config: Any, num_image_tokens: int) -> int:
+    """Returns the FLOPs of the 2-layer MLP projector over `num_image_tokens` tokens."""
+    d_in = config.vision_config.hidden_size * _feature_layers(config)
+    d = _text(config).hidden_size
+    return int(2 * num_image_tokens * d_in * d + 2 * num_image_tokens * d * d)
+
+
+# --- language model --------------------------------------------------------------------------
+
+
+def decoder_block_flops(
+    config: Any,
+    seq_len: int,
+    context_len: int,
+    heads: int | None = None,
+    kv_heads: int | None = None,
+    mlp_fraction: float = 1.0,
+) -> int:
+    """Returns the FLOPs of one Llama decoder block: `seq_len` new tokens attending to
+    `context_len` keys, with `heads` query heads and `kv_heads` key/value heads running
+    (None = all) and `mlp_fraction` of the MLP neurons. Formulas in the module docstring."""
+    text = _text(config)
+    d, hd = text.hidden_size, _head_dim(text)
+    h = text.num_attention_heads if heads is None else heads
+    g = _kv_heads_total(text) if kv_heads is None else kv_heads
+    inter = round(text.intermediate_size * mlp_fraction)
+    s, c = seq_len, context_len
+    projections = 2 * s * d * hd * (2 * h + 2 * g)
+    attention = 2 * 2 * s * c * hd * h
+    mlp = 3 * 2 * s * d * inter
+    return int(projections + attention + mlp)
+
+
+def _kept_kv_heads(plan: Plan, layer: int, text: Any) -> int:
+    lp = plan.layers[layer]
+    total_kv = _kv_heads_total(text)
+    if lp is None:
+        return 0
+    if lp.heads is None:
+        return total_kv
+    group = text.num_attention_heads // total_kv
+    return len({q // group for q in lp.heads})
+
+
+def _block_lengths(plan: Plan | None, layer: int, seq_len: int, past_len: int) -> tuple[int, int]:
+    """Returns (new tokens, keys) that block `layer` sees, FastV applied to blocks after K.
+
+    `past_len == 0` is a prefill (the R visual tokens are dropped from the new tokens);
+    `past_len > 0` is a later step whose cache for blocks after K already lacks them."""
+    if (
+        plan is None
+        or plan.fastv_layer is None
+        or not plan.fastv_removed
+        or layer <= plan.fastv_layer
+    ):
+        return seq_len, past_len + seq_len
+    removed = plan.fastv_removed
+    if past_len == 0:
+        short = max(seq_len - removed, 0)
+        return short, short
+    return seq_len, max(past_len - removed, 0) + seq_len
+
+
+def _check_plan(plan: Plan | None, text: Any) -> None:
+    if plan is not None and plan.num_layers != text.num_hidden_layers:
+        raise ValueError(
+            f"plan has {plan.num_layers} layers but the model has {text.num_hidden_layers}"
+        )
+
+
+def llm_flops(config: Any, seq_len: int, plan: Plan | None = None, past_len: int = 0) -> int:
+    """Returns the FLOPs of the decoder blocks that run for `seq_len` new tokens after
+    `past_len` cached ones (prefill: past_len = 0). Excludes embeddings, final norm, lm_head."""
+    text = _text(config)
+    _check_plan(plan, text)
+    total = 0
+    for i in range(text.num_hidden_layers):
+        if plan is not None and plan.layers[i] is None:
+            continue
+        heads = None if plan is None else plan.num_heads(i, text.num_attention_heads)
+        kv_heads = None if plan is None else _kept_kv_heads(plan, i, text)
+        fraction = 1.0 if plan is None else plan.mlp_fraction(i)
+        s, c = _block_lengths(plan, i, seq_len, past_len)
+        total += decoder_block_flops(text, s, c, heads, kv_heads, fraction)
+    return total
+
+
+def lm_head_flops(config: Any, positions: int = 1) -> int:
+    """Returns the FLOPs of the lm_head on `positions` positions (generation: 1)."""
+    text = _text(config)
+    return int(2 * positions * text.hidden_size * text.vocab_size)
+
+
+def prefill_flops(config: Any, seq_len: int, plan: Plan | None = None, num_images: int = 1) -> int:
+    """Returns the FLOPs of one prefill forward as generation runs it: vision tower, projector,
+    decoder blocks over `seq_len` tokens (image tokens included), lm_head on the last position.
+
+    The projector runs on the image tokens left after `plan.visual_tokens_removed` (PruMerge
+    reduces tokens between the vision tower and the projector)."""
+    vision = num_images * _vision_and_projector(config, plan)
+    return int(vision + llm_flops(config, seq_len, plan) + lm_head_flops(config))
+
+
+def _vision_and_projector(config: Any, plan: Plan | None) -> int:
+    removed = 0 if plan is None else plan.visual_tokens_removed
+    image_tokens = max(num_image_tokens(config) - removed, 0)
+    return vision_flops(config) + projector_flops(config, image_tokens)
+
+
+def decode_step_flops(config: Any, context_len: int, plan: Plan | None = None) -> int:
+    """Returns the FLOPs of one decode step: one new token attending to `context_len` keys
+    (itself included), plus the lm_head on that token."""
+    return int(llm_flops(config, 1, plan, past_len=context_len - 1) + lm_head_flops(config))
+
+
+def flops_ratio(
+    config: Any, seq_len: int, plan: Plan | None, full_seq_len: int | None = None
+) -> float:
+    """Returns decoder-block prefill FLOPs of `plan` on `seq_len` tokens ÷ those of the full
+    model on `full_seq_len` tokens (the length before token reduction; default `seq_len` plus
+    `plan.visual_tokens_removed`). 1.0 for the full plan."""
+    if full_seq_len is None:
+        full_seq_len = seq_len + (plan.visual_tokens_removed if plan is not None else 0)
+    full = llm_flops(config, full_seq_len, None)
+    return llm_flops(config, seq_len, plan) / full if full else float("nan")
+
+
+def generation_flops(
+    config: Any,
+    prompt_len: int,
+    new_tokens: int,
+    plan: Plan | None = None,
+    full_prompt_len: int | None = None,
+) -> dict[str, float]:
+    """Returns the FLOPs of generating `new_tokens` tokens after a `prompt_len`-token prompt.
+
+    Keys: `flops` (everything), `llm_flops` (decoder blocks, prefill + all decode steps),
+    `vision_flops` (vision tower + projector), `lm_head_flops`, `prefill_flops`, `decode_flops`,
+    `flops_ratio` (prefill decoder blocks vs the full model on `full_prompt_len`, see
+    `flops_ratio`). Decode steps: N − 1, step j attends to prompt_len + j keys."""
+    vision = _vision_and_projector(config, plan)
+    head = lm_head_flops(config)
+    prefill_llm = llm_flops(config, prompt_len, plan)
+    steps = max(new_tokens - 1, 0)
+    decode_llm = sum(
+        llm_flops(config, 1, plan, past_len=prompt_len + j - 1) for j in range(1, steps + 1)
+    )
+    return {
+        "flops": int(vision + prefill_llm + decode_llm + head * (steps + 1)),
+        "llm_flops": int(prefill_llm + decode_llm),
+        "vision_flops": int(vision),
+        "lm_head_flops": int(head * (steps + 1)),
+        "prefill_flops": int(vision + prefill_llm + head),
+        "decode_flops": int(decode_llm + head * steps),
+        "flops_ratio": flops_ratio(config, prompt_len, plan, full_prompt_len),
+    }
+
+
+# --- bytes -----------------------------------------------------------------------------------
+
+
+def kv_cache_bytes(
+    config: Any, context_len: int, plan: Plan | None = None, dtype_bytes: int = 2
+) -> int:
+    """Returns the bytes of the KV cache after `context_len` tokens: K and V of the kept
+    key/value heads in each block that ran (skipped blocks store none; FastV blocks after K
+    hold R fewer positions). An implementation that caches all heads stores more."""
+    text = _text(config)
+    _check_plan(plan, text)
+    hd, total = _head_dim(text), 0
+    for i in range(text.num_hidden_layers):
+        if plan is not None and plan.layers[i] is None:
+            continue
+        kv = _kv_heads_total(text) if plan is None else _kept_kv_heads(plan, i, text)
+        _, keys = _block_lengths(plan, i, context_len, 0)
+        total += 2 * kv * hd * keys * dtype_bytes
+    return int(total)
+
+
+def weight_bytes(model: Any) -> int:
+    """Returns the bytes of a model's parameters (tied weights counted once)."""
+    return int(sum(p.numel() * p.element_size() for p in model.parameters()))

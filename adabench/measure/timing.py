@@ -1,0 +1,116 @@
+"""Wall-clock timing of code blocks: CUDA events on GPU, perf_counter_ns on CPU, raw values kept.
+
+    timer = Timer("cuda")
+    with timer.track() as t:
+        model.generate(...)
+    t.elapsed_ms            # this run
+    timer.latency()         # Latency over every tracked run, raw values kept
+
+A fake mode (`Timer(device, fake_ms=[...])`) returns preset durations so scheduling and
+statistics logic can be tested deterministically (hyperfine's --debug-mode idea).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+from adabench.measure.stats import summarize
+
+
+@dataclass
+class Latency:
+    """Summary of timed runs, in milliseconds; `values_ms` keeps the raw values so later
+    aggregation recomputes from samples instead of averaging means."""
+
+    values_ms: list[float] = field(metadata={"help": "raw durations, ms, in run order"})
+    count: int = field(default=0, metadata={"help": "number of runs"})
+    mean: float = field(default=float("nan"), metadata={"help": "mean, ms"})
+    std: float = field(default=float("nan"), metadata={"help": "sample std (ddof=1), ms"})
+    min: float = field(default=float("nan"), metadata={"help": "fastest run, ms"})
+    max: float = field(default=float("nan"), metadata={"help": "slowest run, ms"})
+    p50: float = field(default=float("nan"), metadata={"help": "median, ms (numpy linear)"})
+    p90: float = field(default=float("nan"), metadata={"help": "90th percentile, ms"})
+    p95: float = field(default=float("nan"), metadata={"help": "95th percentile, ms"})
+    p99: float = field(default=float("nan"), metadata={"help": "99th percentile, ms"})
+    cv: float = field(default=float("nan"), metadata={"help": "std ÷ mean (dimensionless)"})
+
+    @classmethod
+    def from_values(cls, values: Iterable[float]) -> Latency:
+        """Returns the summary of `values` (ms); see adabench.measure.stats.summarize."""
+        values_ms = [float(v) for v in values]
+        return cls(values_ms=values_ms, **summarize(values_ms))
+
+    def to_dict(self, prefix: str = "latency_ms") -> dict[str, float]:
+        """Returns the summary as flat columns, e.g. `latency_ms_mean`, `latency_ms_p99`."""
+        keys = ("count", "mean", "std", "min", "max", "p50", "p90", "p95", "p99", "cv")
+        return {f"{prefix}_{k}": getattr(self, k) for k in keys}
+
+    def __str__(self) -> str:
+        return (
+            f"{self.mean:.3f} ms ± {self.std:.3f} ms (p50 {self.p50:.3f}, p99 {self.p99:.3f}, "
+            f"range {self.min:.3f} … {self.max:.3f}, N={self.count})"
+        )
+
+
+@dataclass
+class Run:
+    """One tracked block; `elapsed_ms` is set when the block exits (NaN before)."""
+
+    elapsed_ms: float = float("nan")
+
+
+class Timer:
+    """Times code blocks on `device`: CUDA events bracketed by synchronisation on a CUDA
+    device (GPU time of everything queued inside the block, host launch gaps included),
+    `time.perf_counter_ns` elsewhere. Every tracked duration is appended to `values_ms`."""
+
+    def __init__(self, device: str | torch.device = "cpu", fake_ms: Iterable[float] | None = None):
+        self.device = torch.device(device)
+        self._fake: Iterator[float] | None = iter(fake_ms) if fake_ms is not None else None
+        self.values_ms: list[float] = []
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @contextmanager
+    def track(self) -> Iterator[Run]:
+        """Yields a `Run` whose `elapsed_ms` holds the block's duration in ms after exit."""
+        run = Run()
+        if self._fake is not None:
+            yield run
+            run.elapsed_ms = self._next_fake()
+        elif self.is_cuda:
+            torch.cuda.synchronize(self.device)  # earlier queued work must not count
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            stream = torch.cuda.current_stream(self.device)
+            start.record(stream)
+            yield run
+            end.record(stream)
+            end.synchronize()
+            run.elapsed_ms = float(start.elapsed_time(end))
+        else:
+            start_ns = time.perf_counter_ns()
+            yield run
+            run.elapsed_ms = (time.perf_counter_ns() - start_ns) / 1e6
+        self.values_ms.append(run.elapsed_ms)
+
+    def _next_fake(self) -> float:
+        try:
+            return float(next(self._fake))
+        except StopIteration:
+            raise ValueError("Timer fake_ms ran out of preset durations") from None
+
+    def latency(self) -> Latency:
+        """Returns the Latency of every block tracked so far."""
+        return Latency.from_values(self.values_ms)
+
+    def reset(self) -> None:
+        """Forgets the tracked durations (e.g. after warm-up runs)."""
+        self.values_ms = []

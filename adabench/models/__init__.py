@@ -1,0 +1,1 @@
+"""Models: loading checkpoints, execution plans, methods (AdaLLaVA and baselines)."""

@@ -1,0 +1,360 @@
+"""Paper-ready figures from a results folder (matplotlib, Agg): Pareto curves, budget adherence,
+latency CDFs under contention, accuracy per question family, cost and SLO plots. No torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from adabench.analysis.pareto import accuracy_by_family, pareto, x_column  # noqa: E402
+from adabench.errors import UserError, did_you_mean  # noqa: E402
+from adabench.sweep.store import Run, load_run  # noqa: E402
+
+FORMATS = ("png", "pdf", "svg")
+WIDTH_IN = 3.5  # one column of a two-column paper
+# Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "h"]
+FULL_STYLE = ("#000000", "*")
+LINESTYLES = ["-", "--", ":", "-."]
+RC = {
+    "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
+    "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.2, "lines.markersize": 4,
+    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
+    "grid.alpha": 0.3, "grid.linewidth": 0.5, "savefig.dpi": 200, "pdf.fonttype": 42,
+    "svg.fonttype": "none", "legend.frameon": False,
+}  # fmt: skip
+
+
+def make_plots(
+    run_dir: Path,
+    out: Path | None = None,
+    formats: Iterable[str] = ("png",),
+    x: str = "flops",
+    suite: str | None = None,
+) -> list[Path]:
+    """Writes every figure that the run's data supports and returns the written files.
+
+    ``out`` defaults to RUN_DIR/plots; ``x`` is the Pareto cost axis (``flops`` | ``latency``);
+    ``suite`` restricts to one suite. Accuracy plots are skipped for runs with random weights.
+    """
+    formats = _check_formats(formats)
+    x_column(x)
+    run = load_run(run_dir)
+    if run.cells.empty:
+        raise UserError(f"{run.path} holds no finished cell yet: nothing to plot.")
+    suites = sorted(run.cells["suite"].unique())
+    if suite is not None and suite not in suites:
+        raise did_you_mean(suite, suites, "suite")
+    out = Path(out) if out is not None else run.path / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    with plt.rc_context(RC):
+        for name in [suite] if suite else suites:
+            for stem, fig in _figures(run, name, x):
+                for fmt in formats:
+                    path = out / f"{stem}.{fmt}"
+                    fig.savefig(path)
+                    written.append(path)
+                plt.close(fig)
+    return written
+
+
+def _figures(run: Run, suite: str, x: str):
+    cells = _with_series(run.cells[run.cells["suite"] == suite])
+    samples = _with_series(run.samples[run.samples["suite"] == suite])
+    styles = method_styles(cells["series"].unique())
+    title = suite + (" · weights: random" if run.meta.get("weights") == "random" else "")
+    has_accuracy = run.meta.get("weights") != "random" and cells["accuracy"].notna().any()
+    makers = [
+        (f"pareto_{x}_{suite}", lambda: pareto_figure(cells, styles, x, title), has_accuracy),
+        (f"adherence_{suite}", lambda: adherence_figure(cells, styles, title), True),
+        (f"latency_cdf_{suite}", lambda: latency_cdf_figure(samples, styles, title), True),
+        (f"cost_{suite}", lambda: cost_figure(cells, styles, title), True),
+        (f"family_accuracy_{suite}", lambda: family_figure(samples, styles, title), has_accuracy),
+        (f"slo_{suite}", lambda: slo_figure(cells, styles, title), True),
+    ]
+    for stem, make, wanted in makers:
+        fig = make() if wanted else None
+        if fig is not None:
+            yield stem, fig
+
+
+def method_styles(series: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Returns {series: (colour, marker)}: ``full`` is a black star, the rest Okabe-Ito colours and
+    distinct markers in sorted order, so a method looks the same in every figure of a run."""
+    styles, others = {}, sorted(s for s in series if not _is_full(s))
+    for s in series:
+        if _is_full(s):
+            styles[s] = FULL_STYLE
+    for i, s in enumerate(others):
+        styles[s] = (OKABE_ITO[i % len(OKABE_ITO)], MARKERS[i % len(MARKERS)])
+    return styles
+
+
+def pareto_figure(cells: pd.DataFrame, styles: dict, x: str, title: str):
+    """Accuracy vs cost, one panel per contention level, CIs as error bars, frontier in grey."""
+    levels = sorted(cells["contention"].unique())
+    fig, axes = _panels(len(levels), title)
+    scale, unit = _cost_scale(cells, x)
+    for ax, level in zip(axes, levels, strict=True):
+        sub = cells[cells["contention"] == level]
+        front = pareto(sub, x=x)
+        front = front[front["on_frontier"]]
+        ax.plot(front["cost"] / scale, front["accuracy"], color="0.6", lw=4, alpha=0.35,
+                solid_capstyle="round", zorder=1, label="Pareto frontier")  # fmt: skip
+        for series, d in _series_groups(sub, styles):
+            color, marker = styles[series]
+            cost = d[x_column(x)] / scale
+            yerr = _ci_err(d["accuracy"], d["accuracy_ci_low"], d["accuracy_ci_high"])
+            ax.errorbar(cost, d["accuracy"], yerr=yerr, color=color, marker=marker, capsize=1.5,
+                        elinewidth=0.7, label=series, ms=_ms(series),
+                        zorder=4 if _is_full(series) else 3)  # fmt: skip
+            if _is_full(series):
+                ax.axhline(d["accuracy"].mean(), color="black", ls=":", lw=0.7, zorder=2)
+        ax.set_title(_level_title(sub, level))
+        ax.set_ylabel("accuracy")
+    axes[-1].set_xlabel(unit)
+    _legend(fig, axes[0])
+    return fig
+
+
+def adherence_figure(cells: pd.DataFrame, styles: dict, title: str):
+    """Requested budget vs achieved flops_ratio (top) and latency_ratio (bottom), y = x dashed."""
+    fig, axes = _panels(2, title, height_in=1.9)
+    levels = sorted(cells["contention"].unique())
+    low = cells[cells["contention"] == levels[0]]
+    for series, d in _series_groups(low, styles):
+        color, marker = styles[series]
+        axes[0].plot(
+            d["budget"], d["flops_ratio"], color=color, marker=marker, label=series, ms=_ms(series)
+        )
+    for i, level in enumerate(levels):
+        sub = cells[cells["contention"] == level]
+        for series, d in _series_groups(sub, styles):
+            color, marker = styles[series]
+            axes[1].plot(d["budget"], d["latency_ratio"], color=color, marker=marker,
+                         ls=LINESTYLES[i % len(LINESTYLES)], mfc="white" if i else color,
+                         ms=_ms(series))  # fmt: skip
+    for ax in axes:
+        ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=0.8, zorder=0)
+        ax.set_xlim(0, 1.05)
+        ax.set_ylim(0, max(1.1, _finite_max(cells["latency_ratio"]) * 1.05))
+    axes[0].set_ylabel("FLOPs ratio")
+    axes[0].set_title(f"achieved FLOPs ratio (contention {levels[0]:g}); dashed: y = x")
+    axes[1].set_ylabel("latency ratio vs full")
+    axes[1].set_title("latency ratio; " + ", ".join(
+        f"{_ls_name(i)}: c={lv:g}" for i, lv in enumerate(levels)))  # fmt: skip
+    axes[1].set_xlabel("requested budget")
+    _legend(fig, axes[0])
+    return fig
+
+
+def latency_cdf_figure(samples: pd.DataFrame, styles: dict, title: str):
+    """Per-sample latency CDF per method at the smallest budget all methods share, one panel
+    per contention level (``full`` at its own budget)."""
+    if samples.empty:
+        return None
+    budget = _shared_budget(samples)
+    levels = sorted(samples["contention"].unique())
+    fig, axes = _panels(len(levels), title, height_in=1.6)
+    for ax, level in zip(axes, levels, strict=True):
+        sub = samples[(samples["contention"] == level)]
+        for series, d in _series_groups(sub, styles):
+            d = d if _is_full(series) else d[np.isclose(d["budget"], budget)]
+            values = np.sort(d["latency_ms"].dropna().to_numpy(float))
+            if not len(values):
+                continue
+            color, _ = styles[series]
+            ax.step(values, np.arange(1, len(values) + 1) / len(values), where="post",
+                    color=color, label=series, ls="--" if _is_full(series) else "-")  # fmt: skip
+        ax.set_title(f"budget {budget:g} (full dashed), contention {level:g}")
+        ax.set_ylabel("CDF")
+        ax.set_ylim(0, 1.02)
+    axes[-1].set_xlabel("latency per sample (ms)")
+    _legend(fig, axes[0])
+    return fig
+
+
+def cost_figure(cells: pd.DataFrame, styles: dict, title: str):
+    """Measured mean latency (± std) vs FLOPs per sample, one panel per contention level."""
+    levels = sorted(cells["contention"].unique())
+    fig, axes = _panels(len(levels), title, height_in=1.7)
+    scale, unit = _cost_scale(cells, "flops")
+    for ax, level in zip(axes, levels, strict=True):
+        sub = cells[cells["contention"] == level]
+        for series, d in _series_groups(sub, styles):
+            color, marker = styles[series]
+            ax.errorbar(d["flops"] / scale, d["latency_ms_mean"], yerr=d["latency_ms_std"],
+                        color=color, marker=marker, capsize=1.5, elinewidth=0.7, label=series,
+                        ms=_ms(series))  # fmt: skip
+        ax.set_title(_level_title(sub, level))
+        ax.set_ylabel("latency (ms)")
+    axes[-1].set_xlabel(unit)
+    _legend(fig, axes[0])
+    return fig
+
+
+def family_figure(samples: pd.DataFrame, styles: dict, title: str):
+    """Accuracy vs budget per question family (small multiples), at the lowest contention."""
+    fam = _with_series(accuracy_by_family(samples))
+    if fam.empty:
+        return None
+    fam = fam[fam["contention"] == fam["contention"].min()]
+    families = sorted(fam["family"].unique())
+    ncols = 2 if len(families) > 1 else 1
+    nrows = math.ceil(len(families) / ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(WIDTH_IN, 0.7 + 1.45 * nrows), sharex=True,
+                             sharey=True, squeeze=False, layout="constrained")  # fmt: skip
+    for ax, family in zip(grid.flat, families, strict=False):
+        sub = fam[fam["family"] == family]
+        for series, d in _series_groups(sub, styles):
+            color, marker = styles[series]
+            ax.errorbar(d["budget"], d["accuracy"], color=color, marker=marker, label=series,
+                        yerr=_ci_err(d["accuracy"], d["accuracy_ci_low"], d["accuracy_ci_high"]),
+                        elinewidth=0.5, capsize=1, ms=_ms(series))  # fmt: skip
+        ax.set_title(f"{family} (n={int(sub['n'].max())})")
+        ax.set_ylim(-0.05, 1.05)
+    for ax in grid.flat[len(families) :]:
+        ax.set_visible(False)
+    for ax in grid[:, 0]:
+        ax.set_ylabel("accuracy")
+    for ax in grid[-1, :]:
+        ax.set_xlabel("budget")
+    fig._adabench_title = f"{title} · contention {fam['contention'].min():g}"
+    _legend(fig, grid.flat[0])
+    return fig
+
+
+def slo_figure(cells: pd.DataFrame, styles: dict, title: str):
+    """SLO attainment vs budget per method, one panel per contention level (None without SLO)."""
+    if "slo_ms" not in cells.columns or cells["slo_ms"].isna().all():
+        return None
+    levels = sorted(cells["contention"].unique())
+    fig, axes = _panels(len(levels), title, height_in=1.6)
+    for ax, level in zip(axes, levels, strict=True):
+        sub = cells[cells["contention"] == level]
+        for series, d in _series_groups(sub, styles):
+            color, marker = styles[series]
+            ax.plot(
+                d["budget"],
+                d["slo_attainment"],
+                color=color,
+                marker=marker,
+                label=series,
+                ms=_ms(series),
+            )
+        slo = sub["slo_ms"].dropna()
+        ax.set_title(
+            f"contention {level:g}, SLO {slo.iloc[0]:g} ms" if len(slo) else f"contention {level:g}"
+        )
+        ax.set_ylabel("SLO attainment")
+        ax.set_ylim(-0.05, 1.05)
+    axes[-1].set_xlabel("budget")
+    _legend(fig, axes[0])
+    return fig
+
+
+def _panels(n: int, title: str, height_in: float = 2.0):
+    fig, axes = plt.subplots(n, 1, figsize=(WIDTH_IN, 0.75 + height_in * n), sharex=True,
+                             squeeze=False, layout="constrained")  # fmt: skip
+    fig._adabench_title = title  # shown as the legend's title, so the two never overlap
+    return fig, list(axes[:, 0])
+
+
+def _legend(fig, ax) -> None:
+    handles, labels = [], []
+    for a in fig.axes:
+        for h, label in zip(*a.get_legend_handles_labels(), strict=True):
+            if label not in labels and not label.startswith("_"):
+                handles.append(h)
+                labels.append(label)
+    fig.legend(handles, labels, loc="outside upper center", ncol=min(3, len(labels)),
+               handlelength=1.8, columnspacing=1.0, title=getattr(fig, "_adabench_title", None),
+               title_fontproperties={"weight": "bold", "size": 8})  # fmt: skip
+
+
+def _with_series(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    if frame.empty:
+        frame["series"] = pd.Series(dtype=str)
+    elif frame["model"].nunique() > 1:
+        frame["series"] = frame["model"] + " " + frame["method"]
+    else:
+        frame["series"] = frame["method"]
+    return frame
+
+
+def _series_groups(frame: pd.DataFrame, styles: dict):
+    # `full` last, so the reference point is drawn on top of the methods it coincides with
+    for series in sorted(styles, key=_is_full):
+        d = frame[frame["series"] == series]
+        if len(d):
+            yield series, d.sort_values("budget")
+
+
+def _is_full(series: str) -> bool:
+    return series == "full" or series.endswith(" full")
+
+
+def _ms(series: str) -> float:
+    return 7.0 if _is_full(series) else 4.0
+
+
+def _ci_err(acc, low, high) -> np.ndarray:
+    err = np.vstack([np.asarray(acc - low, float), np.asarray(high - acc, float)])
+    return np.clip(np.nan_to_num(err, nan=0.0), 0.0, None)
+
+
+def _cost_scale(cells: pd.DataFrame, x: str) -> tuple[float, str]:
+    if x == "latency":
+        return 1.0, "mean latency per sample (ms)"
+    peak = _finite_max(cells["flops"])
+    return (1e12, "TFLOPs per sample") if peak >= 1e12 else (1e9, "GFLOPs per sample")
+
+
+def _level_title(cells: pd.DataFrame, level: float) -> str:
+    slowdown = cells["achieved_slowdown"].dropna() if "achieved_slowdown" in cells else []
+    if len(slowdown) and level > 0:
+        return f"contention {level:g} (reference slowdown {slowdown.mean():.2f}×)"
+    return f"contention {level:g}"
+
+
+def _shared_budget(samples: pd.DataFrame) -> float:
+    adaptive = samples[~samples["series"].map(_is_full)]
+    if adaptive.empty:
+        return float(samples["budget"].min())
+    sets = [set(d["budget"]) for _, d in adaptive.groupby("series")]
+    shared = set.intersection(*sets)
+    return float(min(shared) if shared else adaptive["budget"].min())
+
+
+def _ls_name(i: int) -> str:
+    return ["solid", "dashed", "dotted", "dash-dot"][i % 4]
+
+
+def _finite_max(values) -> float:
+    arr = np.asarray(values, float)
+    arr = arr[np.isfinite(arr)]
+    return float(arr.max()) if len(arr) else 0.0
+
+
+def _check_formats(formats: Iterable[str]) -> list[str]:
+    result = []
+    for fmt in formats:
+        fmt = fmt.strip().lower().lstrip(".")
+        if fmt not in FORMATS:
+            raise did_you_mean(fmt, FORMATS, "figure format")
+        result.append(fmt)
+    if not result:
+        raise UserError(f"give at least one figure format from {', '.join(FORMATS)}.")
+    return result

@@ -1,0 +1,223 @@
+"""Run reports: ``report.md`` and a self-contained ``report.html`` (figures inlined as base64 PNG,
+cell table, environment card from meta.json, warnings). Reads only the results folder."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from adabench.analysis.adherence import budget_adherence
+from adabench.errors import UserError
+from adabench.sweep.store import Run, load_run
+
+CAPTIONS = {
+    "pareto": "Accuracy vs cost per contention level; error bars are 95 % CIs, the grey band is "
+    "the Pareto frontier, the dotted line the `full` model's accuracy.",
+    "adherence": "Requested budget vs achieved FLOPs ratio (top) and latency ratio to `full` "
+    "(bottom); the dashed line is y = x.",
+    "latency_cdf": "Per-sample latency distribution (CDF) per method, one panel per contention level.",
+    "cost": "Measured mean latency (± std) vs FLOPs per sample: how FLOP savings turn into time.",
+    "family_accuracy": "Accuracy vs budget per question family (95 % normal CIs).",
+    "slo": "Fraction of samples within the latency SLO vs budget.",
+}
+SPREAD_WARN = 0.10  # latency std / mean above this means a noisy machine
+
+
+def write_report(run_dir: Path) -> tuple[Path, Path]:
+    """Writes RUN_DIR/report.md and RUN_DIR/report.html (making PNG plots first if there are
+    none) and returns both paths."""
+    run = load_run(run_dir)
+    if run.cells.empty:
+        raise UserError(f"{run.path} holds no finished cell yet: nothing to report.")
+    figures = _figures(run)
+    sections = _sections(run)
+    md_path, html_path = run.path / "report.md", run.path / "report.html"
+    md_path.write_text(_markdown(run, sections, figures))
+    html_path.write_text(_html(run, sections, figures))
+    return md_path, html_path
+
+
+def run_warnings(run: Run) -> list[str]:
+    """Returns human-readable warnings about the run: what is off and what to do about it."""
+    cells, warnings = run.cells, list(run.meta.get("warnings") or [])
+    if run.meta.get("weights") == "random":
+        warnings.append(
+            "weights are random: accuracy is meaningless, only latency and FLOPs count."
+        )
+    adh = budget_adherence(cells)
+    for row in adh[~adh["within_budget"] & adh["flops_ratio"].notna()].itertuples():
+        warnings.append(f"{row.method} at budget {row.budget:g} ran flops_ratio {row.flops_ratio:.3f} "
+                        "(over budget): the method does not honour its budget.")  # fmt: skip
+    spread = cells["latency_ms_std"] / cells["latency_ms_mean"]
+    noisy = cells[spread > SPREAD_WARN]
+    if len(noisy):
+        warnings.append(f"latency spread over {SPREAD_WARN:.0%} in {len(noisy)} cell(s) (max "
+                        f"{spread.max():.0%}): the machine may be busy; add --repeats or run on a quiet system.")  # fmt: skip
+    if cells["latency_ratio"].isna().all():
+        warnings.append(
+            "no `full` cell in the run: latency ratios are unknown; add --methods full."
+        )
+    if (cells["n"] < 30).any():
+        warnings.append(
+            f"as few as {int(cells['n'].min())} samples per cell: accuracy CIs are wide; raise --limit."
+        )
+    stressed = cells[(cells["contention"] > 0) & (cells["achieved_slowdown"] < 1.05)]
+    if len(stressed):
+        warnings.append("contention > 0 slowed the reference workload by < 5 %: the stress had "
+                        "little effect; check `adabench contention calibrate`.")  # fmt: skip
+    return warnings
+
+
+def _sections(run: Run) -> dict[str, list[dict[str, str]]]:
+    meta = run.meta
+    summary = {k: meta.get(k) for k in ["adabench_version", "git_commit", "command", "start", "end",
+                                        "seed", "weights"] if meta.get(k) is not None}  # fmt: skip
+    summary.update(cells=len(run.cells), samples=len(run.samples))
+    fingerprint = meta.get("fingerprint") or {}
+    return {
+        "Run": [{"key": k, "value": _text(v)} for k, v in summary.items()],
+        "Environment": [{"key": k, "value": _text(v)} for k, v in _flatten(fingerprint).items()],
+        "Cells": _cell_rows(run.cells),
+    }
+
+
+def _cell_rows(cells: pd.DataFrame) -> list[dict[str, str]]:
+    adh = budget_adherence(cells).set_index(["suite", "model", "method", "budget", "contention"])
+    rows = []
+    for c in cells.itertuples():
+        realization = adh.loc[(c.suite, c.model, c.method, c.budget, c.contention), "realization"]
+        realization = realization.iloc[0] if isinstance(realization, pd.Series) else realization
+        rows.append({
+            "suite": c.suite, "model": c.model, "method": c.method, "budget": f"{c.budget:g}",
+            "contention": f"{c.contention:g}", "n": str(c.n),
+            "accuracy [95% CI]": f"{_num(c.accuracy, 3)} [{_num(c.accuracy_ci_low, 3)}, {_num(c.accuracy_ci_high, 3)}]",
+            "GFLOPs": _num(c.flops / 1e9, 3), "FLOPs ratio": _num(c.flops_ratio, 3),
+            "latency ms (mean ± std)": f"{_num(c.latency_ms_mean, 1)} ± {_num(c.latency_ms_std, 1)}",
+            "p90 ms": _num(c.latency_ms_p90, 1), "latency ratio": _num(c.latency_ratio, 3),
+            "realization": _num(realization, 2), "slowdown": _num(c.achieved_slowdown, 2),
+        })  # fmt: skip
+    return rows
+
+
+def _figures(run: Run) -> list[Path]:
+    pngs = list((run.path / "plots").glob("*.png"))
+    if not pngs:
+        from adabench.plots import make_plots
+
+        pngs = make_plots(run.path, formats=["png"])
+    return sorted(pngs, key=lambda p: (_figure_rank(p), p.name))
+
+
+def _prefix(path: Path) -> str | None:
+    matches = [p for p in CAPTIONS if path.stem.startswith(p)]
+    return max(matches, key=len) if matches else None
+
+
+def _figure_rank(path: Path) -> int:
+    prefix = _prefix(path)
+    return list(CAPTIONS).index(prefix) if prefix else len(CAPTIONS)
+
+
+def _caption(path: Path) -> str:
+    prefix = _prefix(path)
+    return CAPTIONS[prefix] if prefix else path.stem
+
+
+def _markdown(run: Run, sections: dict, figures: list[Path]) -> str:
+    lines = [f"# adabench report: {run.name}", ""]
+    warnings = run_warnings(run)
+    lines += ["## Warnings", ""] + ([f"- {w}" for w in warnings] or ["None."]) + [""]
+    for title in ["Run", "Environment"]:
+        lines += [f"## {title}", "", *_md_table(sections[title]), ""]
+    lines += ["## Figures", ""]
+    for path in figures:
+        rel = path.relative_to(run.path) if path.is_relative_to(run.path) else path
+        lines += [f"![{path.stem}]({rel.as_posix()})", "", f"*{_caption(path)}*", ""]
+    lines += ["## Cells", "", *_md_table(sections["Cells"]), ""]
+    return "\n".join(lines)
+
+
+def _html(run: Run, sections: dict, figures: list[Path]) -> str:
+    esc = html.escape
+    parts = [f"<h1>adabench report: {esc(run.name)}</h1>", "<h2>Warnings</h2>"]
+    warnings = run_warnings(run)
+    parts.append(
+        "<ul>" + "".join(f"<li>{esc(w)}</li>" for w in warnings) + "</ul>"
+        if warnings
+        else "<p>None.</p>"
+    )
+    for title in ["Run", "Environment"]:
+        parts += [f"<h2>{title}</h2>", _html_table(sections[title])]
+    parts.append("<h2>Figures</h2>")
+    for path in figures:
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        parts.append(f'<figure><img alt="{esc(path.stem)}" src="data:image/png;base64,{data}">'
+                     f"<figcaption>{esc(_caption(path))}</figcaption></figure>")  # fmt: skip
+    parts += ["<h2>Cells</h2>", _html_table(sections["Cells"])]
+    body = "\n".join(parts)
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>adabench report: {esc(run.name)}</title><style>{_CSS}</style></head>"
+            f"<body>\n{body}\n</body></html>\n")  # fmt: skip
+
+
+def _md_table(rows: list[dict[str, str]]) -> list[str]:
+    if not rows:
+        return ["(none)"]
+    cols = list(rows[0])
+    cell = lambda v: str(v).replace("|", "\\|")  # noqa: E731
+    return [
+        "| " + " | ".join(cols) + " |",
+        "|" + "|".join("---" for _ in cols) + "|",
+        *("| " + " | ".join(cell(r[c]) for c in cols) + " |" for r in rows),
+    ]
+
+
+def _html_table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "<p>(none)</p>"
+    cols = list(rows[0])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in cols) + "</tr>" for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _flatten(obj: dict, prefix: str = "") -> dict:
+    flat = {}
+    for k, v in obj.items():
+        if isinstance(v, dict):
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def _num(value, digits: int) -> str:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    return "–" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _text(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_text(v) for v in value)
+    return str(value)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222}h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}th,td{border:1px solid #ddd;
+padding:.25em .5em;text-align:left}th{background:#f4f4f4}tbody tr:nth-child(even){background:#fafafa}
+figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top;max-width:520px}
+figure img{width:100%;height:auto}figcaption{font-size:.85em;color:#555}
+"""

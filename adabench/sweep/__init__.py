@@ -1,0 +1,1 @@
+"""Sweeps: the grid of cells, the resumable runner and the results-folder store."""

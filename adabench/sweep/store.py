@@ -1,0 +1,286 @@
+"""The results folder: one parquet part per finished cell, consolidated into cells/samples tables.
+
+Layout (see DESIGN.md): ``meta.json``, ``config.yaml``, ``parts/<cell_id>.{samples,cell}.parquet``
+(written atomically when a cell ends, so ``--resume`` skips finished cells), ``cells.parquet``
+and ``samples.parquet`` (written by `consolidate`). Reading needs pandas and pyarrow, not torch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from adabench.errors import UserError
+
+SAMPLE_COLUMNS: list[str] = [
+    "cell_id", "suite", "model", "method", "budget", "contention", "sample_id", "prediction",
+    "answers", "score", "latency_ms", "latency_ms_repeats", "prefill_ms", "decode_ms",
+    "new_tokens", "flops", "llm_flops", "flops_ratio", "plan",
+]  # fmt: skip
+OPTIONAL_SAMPLE_COLUMNS: list[str] = ["family", "chosen_budget", "estimated_slowdown", "energy_j"]
+CELL_COLUMNS: list[str] = [
+    "cell_id", "suite", "model", "method", "budget", "contention", "contention_kind",
+    "achieved_slowdown", "n", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "flops",
+    "llm_flops", "flops_ratio", "latency_ms_mean", "latency_ms_std", "latency_ms_p50",
+    "latency_ms_p90", "latency_ms_p99", "prefill_ms_mean", "decode_ms_per_token_mean",
+    "latency_ratio", "peak_mem_mb", "energy_j_mean", "slo_ms", "slo_attainment",
+]  # fmt: skip
+CELL_KEY: list[str] = ["suite", "model", "method", "budget", "contention"]
+"""The coordinates that identify a cell across runs (what `adabench compare` matches on)."""
+
+_STRING = pa.string()
+_FLOAT = pa.float64()
+_SAMPLE_TYPES: dict[str, pa.DataType] = {
+    **{c: _FLOAT for c in SAMPLE_COLUMNS + OPTIONAL_SAMPLE_COLUMNS},
+    **dict.fromkeys(
+        ["cell_id", "suite", "model", "method", "sample_id", "prediction", "plan", "family"],
+        _STRING,
+    ),
+    "answers": pa.list_(_STRING),
+    "latency_ms_repeats": pa.list_(_FLOAT),
+    "new_tokens": pa.int64(),
+}
+_CELL_TYPES: dict[str, pa.DataType] = {
+    **{c: _FLOAT for c in CELL_COLUMNS},
+    **dict.fromkeys(["cell_id", "suite", "model", "method", "contention_kind"], _STRING),
+    "n": pa.int64(),
+}
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass
+class Run:
+    """A results folder read back: meta.json, config.yaml and the cells/samples tables."""
+
+    path: Path = field(metadata={"help": "the results folder"})
+    meta: dict = field(default_factory=dict, metadata={"help": "meta.json ({} when absent)"})
+    config: dict = field(default_factory=dict, metadata={"help": "config.yaml ({} when absent)"})
+    cells: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=CELL_COLUMNS),
+        metadata={"help": "one row per cell, CELL_COLUMNS (+ extras)"},
+    )
+    samples: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=SAMPLE_COLUMNS),
+        metadata={"help": "one row per (cell, sample), SAMPLE_COLUMNS (+ extras)"},
+    )
+
+    @property
+    def name(self) -> str:
+        """The folder name, e.g. ``20250101-120000-demo``."""
+        return self.path.name
+
+
+def cell_id(coords: dict[str, Any]) -> str:
+    """Returns a deterministic 12-hex-digit id: sha256 over the sorted JSON of the coordinates."""
+    text = json.dumps(coords, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def new_run_dir(out: Path, name: str, now: dt.datetime | None = None) -> Path:
+    """Creates and returns ``out/<YYYYmmdd-HHMMSS>-<name>/``; raises UserError if it exists."""
+    if not _NAME_OK.match(name):
+        raise UserError(
+            f"run name must match {_NAME_OK.pattern} (letters, digits, . _ -), got {name!r}."
+        )
+    stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(out) / f"{stamp}-{name}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=False)
+    except FileExistsError:
+        raise UserError(
+            f"results folder {run_dir} already exists; pick another --name or resume it with --resume."
+        ) from None
+    (run_dir / "parts").mkdir()
+    return run_dir
+
+
+def write_meta(run_dir: Path, meta: dict) -> None:
+    """Writes ``meta.json`` atomically (NaN/inf become null)."""
+    _atomic_write_text(Path(run_dir) / "meta.json", json.dumps(_jsonable(meta), indent=2) + "\n")
+
+
+def read_meta(run_dir: Path) -> dict:
+    """Returns ``meta.json`` as a dict, or {} when the file is absent."""
+    path = Path(run_dir) / "meta.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_config(run_dir: Path, config: dict) -> None:
+    """Writes the resolved sweep config as ``config.yaml`` (yaml.safe_dump, atomic)."""
+    text = yaml.safe_dump(_jsonable(config), sort_keys=False)
+    _atomic_write_text(Path(run_dir) / "config.yaml", text)
+
+
+def read_config(run_dir: Path) -> dict:
+    """Returns ``config.yaml`` as a dict; raises UserError when it is missing."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise UserError(f"{path} not found: is {run_dir} an adabench results folder?")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def write_cell(run_dir: Path, cell_row: dict, sample_rows: list[dict]) -> str:
+    """Writes one finished cell's parts atomically and returns its cell_id.
+
+    Samples are written first, then the cell row, so a ``.cell.parquet`` exists only for a
+    complete cell. ``cell_row`` needs ``cell_id`` (or the CELL_KEY coordinates to derive one);
+    each sample row inherits the cell's coordinates where it lacks them.
+    """
+    cid = cell_row.get("cell_id") or cell_id({k: cell_row.get(k) for k in CELL_KEY})
+    cell_row = {**cell_row, "cell_id": cid}
+    inherited = {k: cell_row.get(k) for k in ["cell_id", *CELL_KEY]}
+    samples = [{**inherited, **row, "cell_id": cid} for row in sample_rows]
+    parts = Path(run_dir) / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    _atomic_write_table(
+        _to_table(samples, SAMPLE_COLUMNS, _SAMPLE_TYPES), parts / f"{cid}.samples.parquet"
+    )
+    _atomic_write_table(
+        _to_table([cell_row], CELL_COLUMNS, _CELL_TYPES), parts / f"{cid}.cell.parquet"
+    )
+    return cid
+
+
+def finished_cells(run_dir: Path) -> set[str]:
+    """Returns the ids of cells whose parts are complete (a ``.cell.parquet`` exists)."""
+    parts = Path(run_dir) / "parts"
+    return {p.name.removesuffix(".cell.parquet") for p in parts.glob("*.cell.parquet")}
+
+
+def consolidate(run_dir: Path) -> pd.DataFrame:
+    """Merges the parts into ``cells.parquet`` and ``samples.parquet`` (atomic; parts are kept).
+
+    Fills ``latency_ratio`` against the ``full`` cell at the same (suite, model, contention)
+    and returns the cells table.
+    """
+    run_dir = Path(run_dir)
+    cells, samples = _read_parts(run_dir)
+    _atomic_write_table(_frame_to_table(cells, _CELL_TYPES), run_dir / "cells.parquet")
+    _atomic_write_table(_frame_to_table(samples, _SAMPLE_TYPES), run_dir / "samples.parquet")
+    return cells
+
+
+def load_run(run_dir: Path) -> Run:
+    """Reads a results folder: consolidated tables, or the parts when they hold newer cells.
+
+    Raises UserError when the folder does not exist.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(
+            f"results folder {run_dir} not found (expected results/<YYYYmmdd-HHMMSS>-<name>/)."
+        )
+    config = read_config(run_dir) if (run_dir / "config.yaml").exists() else {}
+    cells_path, samples_path = run_dir / "cells.parquet", run_dir / "samples.parquet"
+    if cells_path.exists() and samples_path.exists():
+        cells = pd.read_parquet(cells_path)
+        if finished_cells(run_dir) <= set(cells["cell_id"]):
+            samples = pd.read_parquet(samples_path)
+            return Run(run_dir, read_meta(run_dir), config, cells, samples)
+    cells, samples = _read_parts(run_dir)
+    return Run(run_dir, read_meta(run_dir), config, cells, samples)
+
+
+def add_latency_ratio(cells: pd.DataFrame) -> pd.DataFrame:
+    """Returns `cells` with ``latency_ratio`` = latency_ms_mean ÷ the ``full`` cell's at the same
+    (suite, model, contention); NaN where the run has no ``full`` cell there."""
+    cells = cells.copy()
+    key = ["suite", "model", "contention"]
+    full = cells[cells["method"] == "full"].groupby(key, dropna=False)["latency_ms_mean"].mean()
+    ref = cells.join(full.rename("_ref_ms"), on=key)["_ref_ms"]
+    cells["latency_ratio"] = (cells["latency_ms_mean"] / ref).astype(float)
+    return cells
+
+
+def _read_parts(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    parts = run_dir / "parts"
+    ids = sorted(finished_cells(run_dir))
+    if not ids:
+        return pd.DataFrame(columns=CELL_COLUMNS), pd.DataFrame(columns=SAMPLE_COLUMNS)
+    cells = pd.concat(
+        [pd.read_parquet(parts / f"{i}.cell.parquet") for i in ids], ignore_index=True
+    )
+    samples = pd.concat(
+        [pd.read_parquet(parts / f"{i}.samples.parquet") for i in ids], ignore_index=True
+    )
+    cells = add_latency_ratio(cells).sort_values(CELL_KEY, kind="stable", ignore_index=True)
+    return cells, samples
+
+
+def _to_table(rows: list[dict], columns: list[str], types: dict[str, pa.DataType]) -> pa.Table:
+    """Builds a table with the standard columns first (typed, NaN for unknown numbers), extras after."""
+    names = list(columns) + [c for r in rows for c in r if c not in columns]
+    names = list(dict.fromkeys(names))
+    arrays = {}
+    for name in names:
+        values = [row.get(name) for row in rows]
+        kind = types.get(name)
+        if kind == _FLOAT:
+            values = [_as_float(v, name) for v in values]
+        elif kind == _STRING:
+            values = [None if v is None else str(v) for v in values]
+        elif kind is not None and pa.types.is_list(kind):
+            values = [None if v is None else list(v) for v in values]
+            if kind.value_type == _STRING:
+                values = [None if v is None else [str(x) for x in v] for v in values]
+        arrays[name] = pa.array(values, type=kind) if kind is not None else pa.array(values)
+    return pa.table(arrays)
+
+
+def _frame_to_table(frame: pd.DataFrame, types: dict[str, pa.DataType]) -> pa.Table:
+    schema_fields = []
+    for name in frame.columns:
+        kind = types.get(name)
+        schema_fields.append(pa.field(name, kind) if kind is not None else None)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for i, f in enumerate(schema_fields):
+        if f is not None and table.schema.field(i).type != f.type:
+            table = table.set_column(i, f, table.column(i).cast(f.type))
+    return table
+
+
+def _as_float(value: Any, column: str) -> float:
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"column {column!r} holds numbers; got {value!r}") from None
+
+
+def _atomic_write_table(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return _jsonable(value.item())
+    return value
