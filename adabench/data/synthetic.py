@@ -155,7 +155,16 @@ def _q_choice(scene: Scene, rng: random.Random) -> tuple[str, list[str], dict] |
     return f"{question} {text}", [letter], {"options": options}
 
 
-_MAKERS = {"color": _q_color, "count": _q_count, "spatial": _q_spatial, "exist": _q_exist, "choice": _q_choice}
+CELL_WORDS = ("nw", "n", "ne", "w", "c", "e", "sw", "s", "se")
+
+
+def _q_describe(scene: Scene, rng: random.Random) -> tuple[str, list[str], dict]:
+    """Training-only alignment task (LLaVA stage-1 style): list every object with its cell."""
+    parts = [f"{c} {s} {CELL_WORDS[i]}" for i, c, s in sorted(scene.objects)]
+    return "describe the image .", [" ".join(parts)], {}
+
+
+_MAKERS = {"describe": _q_describe, "color": _q_color, "count": _q_count, "spatial": _q_spatial, "exist": _q_exist, "choice": _q_choice}
 
 
 def split_of(scene: Scene, question: str) -> str:

@@ -32,7 +32,7 @@ def vocabulary() -> list[str]:
     """Returns the word-level vocabulary (special tokens first), fixed and deterministic."""
     words = ["USER:", "ASSISTANT:", "?", ".", "what", "color", "is", "the", "how", "many", "are",
              "there", "objects", "a", "in", "image", "left", "right", "of", "above", "below",
-             "yes", "no", *synthetic.LETTERS, *synthetic.NUMBER_WORDS, *synthetic.COLORS,
+             "yes", "no", "describe", *synthetic.CELL_WORDS, *synthetic.LETTERS, *synthetic.NUMBER_WORDS, *synthetic.COLORS,
              *synthetic.SHAPES, *synthetic.PLURAL.values()]
     seen: list[str] = []
     for w in SPECIAL + words:

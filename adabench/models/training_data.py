@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import random
+
 import torch
 
 from adabench.data import synthetic
@@ -43,11 +45,20 @@ def make_batch(processor, items: list[synthetic.ShapesItem], prompt: str, with_a
                  [it.family for it in items], [it.answers[0] for it in items])
 
 
-def batches(processor, split: str, batch_size: int, seed: int, prompt: str, chunk: int = 4096) -> Iterator[Batch]:
-    """Yields an endless stream of fresh training batches from the procedural `split`."""
+TRAIN_FAMILIES = ("describe", *synthetic.FAMILIES)
+
+
+def batches(processor, split: str, batch_size: int, seed: int, prompt: str, chunk: int = 4096,
+            families: tuple[str, ...] = TRAIN_FAMILIES) -> Iterator[Batch]:
+    """Yields an endless stream of fresh training batches from the procedural `split`.
+
+    The default mix adds the training-only `describe` family (list every object and its cell),
+    which teaches the vision tower and projector to ground each object in its visual token.
+    """
     round_ = 0
     while True:
-        items = synthetic.generate(split, chunk, seed=seed * 1000 + round_)
+        items = synthetic.generate(split, chunk, seed=seed * 1000 + round_, families=families)
+        random.Random(round_).shuffle(items)
         for start in range(0, chunk - batch_size + 1, batch_size):
             yield make_batch(processor, items[start : start + batch_size], prompt)
         round_ += 1

@@ -1,0 +1,73 @@
+"""`adabench models {list,show}` and `adabench methods {list,show}`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from adabench.commands import user_errors
+from adabench.commands.options import Json
+
+
+def register(app: typer.Typer) -> None:
+    sub = typer.Typer(help="Model aliases and checkpoints.", no_args_is_help=True)
+    app.add_typer(sub, name="models")
+
+    @sub.command("list")
+    @user_errors
+    def list_cmd(json_: Json = False) -> None:
+        """List model aliases (embedded tiny checkpoints and llava-1.5 hub ids). Example: adabench models list"""
+        from adabench import console
+        from adabench.models.loading import describe, model_aliases
+
+        rows = []
+        for name in model_aliases():
+            try:
+                info = describe(name)
+            except Exception as exc:  # an unbuilt embedded model is listed, not fatal
+                info = {"name": name, "location": str(exc), "weights_present": False}
+            ada = info.get("adallava") or {}
+            rows.append({"name": name, "location": info["location"], "weights_present": info["weights_present"],
+                         "adallava": ada.get("variant", "") if ada else "", "size_mb": info.get("size_mb", "")})
+        console.print_json(rows) if json_ else console.print_table(rows, "models")
+
+    @sub.command("show")
+    @user_errors
+    def show_cmd(name: Annotated[str, typer.Argument(help="Alias, local folder or hub id.")], json_: Json = False) -> None:
+        """Show a model's config summary and whether its weights are present. Example: adabench models show tiny"""
+        from adabench import console
+        from adabench.models.loading import describe
+
+        info = describe(name)
+        console.print_json(info) if json_ else console.print_table([{"key": k, "value": v} for k, v in info.items()], name)
+
+    msub = typer.Typer(help="Methods: what each varies and the budgets it reaches.", no_args_is_help=True)
+    app.add_typer(msub, name="methods")
+
+    @msub.command("list")
+    @user_errors
+    def methods_list(json_: Json = False) -> None:
+        """List the methods. Combinations are written a+b (e.g. adallava-l+fastv)."""
+        from adabench import console
+        from adabench.models.methods import METHODS
+
+        rows = [_method_row(name, METHODS.get(name)) for name in METHODS.names()]
+        console.print_json(rows) if json_ else console.print_table(rows, "methods")
+
+    @msub.command("show")
+    @user_errors
+    def methods_show(name: Annotated[str, typer.Argument(help="Method name.")], json_: Json = False) -> None:
+        """Show one method. Example: adabench methods show layer-drop"""
+        from adabench import console
+        from adabench.models.methods import METHODS
+
+        row = _method_row(name, METHODS.get(name))
+        console.print_json(row) if json_ else console.print_table([{"key": k, "value": v} for k, v in row.items()], name)
+
+
+def _method_row(name: str, cls) -> dict:
+    return {"name": name, "varies": cls.VARIES, "description": cls.DESCRIPTION,
+            "min_budget": getattr(cls, "MIN_BUDGET_TEXT", "1/N" if cls.min_budget.__qualname__.startswith("Method.") else "see description"),
+            "needs": f"AdaLLaVA-{cls.NEEDS_ADALLAVA} checkpoint" if cls.NEEDS_ADALLAVA else "",
+            "args": ", ".join(f"{k}: {v}" for k, v in cls.ARGS.items())}

@@ -1,0 +1,72 @@
+"""`adabench suites {list,show,validate}`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from adabench.commands import user_errors
+from adabench.commands.options import Json
+
+
+def register(app: typer.Typer) -> None:
+    sub = typer.Typer(help="Benchmark suites (YAML data in suites/).", no_args_is_help=True)
+    app.add_typer(sub, name="suites")
+
+    @sub.command("list")
+    @user_errors
+    def list_cmd(json_: Json = False) -> None:
+        """List the suites. Example: adabench suites list --json"""
+        from adabench import console
+        from adabench.data.suites import get_spec, list_suites
+
+        rows = []
+        for name in list_suites():
+            spec = get_spec(name)
+            rows.append({"name": name, "source": spec.source.get("type"), "metric": spec.metric,
+                         "splits": ",".join(spec.splits), "description": spec.description})
+        console.print_json(rows) if json_ else console.print_table(rows, "suites")
+
+    @sub.command("show")
+    @user_errors
+    def show_cmd(
+        name: Annotated[str, typer.Argument(help="Suite name, e.g. shapes.")],
+        split: Annotated[str, typer.Option(help="Split to sample from.")] = "test",
+        samples: Annotated[int, typer.Option(help="Write a PNG grid of K samples (with --out).")] = 0,
+        out: Annotated[Path | None, typer.Option(help="Folder for the sample grid PNG.")] = None,
+        json_: Json = False,
+    ) -> None:
+        """Show a suite: source, splits, metric and a rendered prompt. Example: adabench suites show shapes --samples 16 --out /tmp/x"""
+        from adabench import console
+        from adabench.data.suites import get_spec, load_suite
+
+        spec = get_spec(name)
+        first = load_suite(name, split=split, limit=max(1, samples))
+        info = {"name": spec.name, "description": spec.description, "source": spec.source,
+                "splits": spec.splits, "metric": spec.metric, "family_metrics": spec.family_metrics,
+                "max_new_tokens": spec.max_new_tokens, "prompt_example": spec.render_prompt(first[0]),
+                "answers_example": first[0].answers, "path": str(spec.path)}
+        if samples and out is not None:
+            from adabench.data.preview import sample_grid
+
+            info["grid_png"] = str(sample_grid(first[:samples], Path(out) / f"{name}-{split}-samples.png"))
+        if json_:
+            console.print_json(info)
+        else:
+            console.print_table([{"key": k, "value": v} for k, v in info.items()], f"suite {name}")
+
+    @sub.command("validate")
+    @user_errors
+    def validate_cmd(json_: Json = False) -> None:
+        """Check every suite YAML parses and names existing metrics. Exit 2 if one fails."""
+        from adabench import console
+        from adabench.data.suites import validate_all
+        from adabench.errors import UserError
+
+        rows = validate_all()
+        console.print_json(rows) if json_ else console.print_table(rows, "suite validation")
+        bad = [r["suite"] for r in rows if not r["ok"]]
+        if bad:
+            raise UserError(f"invalid suite(s): {', '.join(bad)}")
