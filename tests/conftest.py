@@ -52,7 +52,7 @@ def build_random_llava(layers: int = 4, heads: int = 4, kv_heads: int = 4, hidde
 @pytest.fixture(scope="session")
 def random_llava_dir(tmp_path_factory):
     """A saved random tiny Llava folder (HF format) — stands in for a checkpoint on disk."""
-    model, processor = build_random_llava(layers=6)
+    model, processor = build_random_llava(layers=8)
     path = tmp_path_factory.mktemp("random_llava")
     model.save_pretrained(path)
     processor.save_pretrained(path)
@@ -73,9 +73,38 @@ def random_adallava_dirs(random_llava_dir, tmp_path_factory):
         model = LlavaForConditionalGeneration.from_pretrained(random_llava_dir)
         head = AdaLlavaHead(AdaLlavaConfig.for_model(model.config, variant))
         with torch.no_grad():
-            head.scheduler.proj.weight.normal_(0, 1.0)  # make plans input-dependent
+            head.scheduler.proj.weight.normal_(0, 1.0)
+            head.latency_encoder.fc2.weight.zero_()  # same (zero) token at every budget
+            head.latency_encoder.fc2.bias.zero_()
+            # Centre the scheduler on typical inputs (bias = -W·mean h) so that a random head's
+            # plans depend on the input, as a trained one's do.
+            head.scheduler.proj.bias.copy_(-head.scheduler.proj.weight @ _latency_hidden(model, head).mean(0))
         path = tmp_path_factory.mktemp(f"random_adallava_{variant}")
         AdaLlavaForConditionalGeneration(model, head).save_pretrained(path, dtype=torch.float32)
         load_processor(str(random_llava_dir)).save_pretrained(path)
         out[variant] = path
     return out
+
+
+def _latency_hidden(model, head, n: int = 8) -> torch.Tensor:
+    """Returns the latency token's hidden states [n, D] at the input of block P on n test samples."""
+    from adabench.data import synthetic
+    from adabench.models.execution import LlavaRunner, prefill
+    from adabench.models.loading import load_processor
+    from adabench.models.tiny import PROMPT, build_processor
+
+    processor = build_processor()
+    runner = LlavaRunner(model)
+    states = []
+    for item in synthetic.generate("test", n):
+        enc = processor(images=synthetic.render(item.scene), text=PROMPT.format(question=item.question), return_tensors="pt")
+        embeds = torch.cat([runner.embed(enc["input_ids"], runner.image_features(enc["pixel_values"])),
+                            head.latency_token(1)], dim=1)
+
+        def grab(h):
+            states.append(h[0])
+            return head.plan(h, 0)
+
+        prefill(runner, embeds, None, embeds.shape[1] + 1, decide=grab, decide_at=head.config.prefix_layers)
+    del load_processor
+    return torch.stack(states)

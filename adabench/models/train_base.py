@@ -18,6 +18,7 @@ from transformers import LlavaForConditionalGeneration
 from adabench.data import synthetic
 from adabench.models import tiny
 from adabench.models.training_data import Batch, batches, make_batch
+from adabench.models.vision_pretrain import pretrain_vision
 
 
 @dataclass
@@ -28,7 +29,8 @@ class BaseTrainConfig:
     minutes: float = field(default=20.0, metadata={"help": "wall-clock training budget in minutes"})
     seed: int = field(default=0, metadata={"help": "seed for init and data"})
     batch_size: int = field(default=64, metadata={"help": "samples per optimizer step"})
-    lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
+    lr: float = field(default=7e-4, metadata={"help": "peak learning rate"})
+    vision_steps: int = field(default=250, metadata={"help": "stage-0 vision pre-training steps"})
     warmup_steps: int = field(default=150, metadata={"help": "linear warm-up steps"})
     eval_every: int = field(default=250, metadata={"help": "steps between val evaluations"})
     val_size: int = field(default=500, metadata={"help": "val samples per evaluation"})
@@ -86,8 +88,14 @@ def train_base(cfg: BaseTrainConfig, progress=None) -> dict:
     config = tiny.build_config(len(tok), tok.convert_tokens_to_ids("<image>"), tok.pad_token_id,
                                tok.bos_token_id, tok.eos_token_id)
     model = LlavaForConditionalGeneration(config)
+    # Stage 0: the CLIP tower learns to see each cell, then stays frozen (as in LLaVA's recipe).
+    probe_acc = pretrain_vision(model.model.vision_tower, processor.image_processor, steps=cfg.vision_steps,
+                                seed=cfg.seed)
+    for p in model.model.vision_tower.parameters():
+        p.requires_grad_(False)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
     stream = batches(processor, "train", cfg.batch_size, cfg.seed, tiny.PROMPT)
     budget_s, start = cfg.minutes * 60, time.monotonic()
     # Estimate total steps from the first steps' speed so the cosine schedule ends on time.
@@ -100,7 +108,7 @@ def train_base(cfg: BaseTrainConfig, progress=None) -> dict:
                      attention_mask=batch.attention_mask, labels=batch.labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         step += 1
         elapsed = time.monotonic() - start
@@ -116,7 +124,7 @@ def train_base(cfg: BaseTrainConfig, progress=None) -> dict:
     train_minutes = (time.monotonic() - start) / 60
     val = evaluate_split(model, processor, "val", cfg.val_size)
     test = evaluate_split(model, processor, "test", 1000)
-    summary = {"config": {k: str(v) for k, v in asdict(cfg).items()}, "steps": step,
+    summary = {"config": {k: str(v) for k, v in asdict(cfg).items()}, "steps": step, "vision_probe_accuracy": probe_acc,
                "train_minutes": round(train_minutes, 2),
                "parameters": sum(p.numel() for p in model.parameters()), "val": val, "test": test,
                "history": history, "torch": torch.__version__, "threads": torch.get_num_threads()}
