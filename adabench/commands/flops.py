@@ -1,0 +1,77 @@
+"""`adabench flops`: analytic FLOPs per budget from a model's config (no weights, no model built)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from adabench.commands import user_errors
+from adabench.commands.options import Json, MethodArgs
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("flops")
+    @user_errors
+    def flops_cmd(
+        model: Annotated[
+            str,
+            typer.Option(
+                help="Shipped config (llava-1.5-7b, llava-1.5-13b), embedded alias or folder."
+            ),
+        ] = "llava-1.5-7b",
+        method: Annotated[
+            str,
+            typer.Option(
+                help="full, layer-drop, early-exit, random-skip, adallava-l, adallava-h, head-prune, fastv, or X+fastv."
+            ),
+        ] = "full",
+        budgets: Annotated[str, typer.Option(help="Comma-separated budgets in (0, 1].")] = "1.0",
+        image_tokens: Annotated[
+            int | None,
+            typer.Option(
+                help="Visual tokens in the LLM (default: the config's, 576 for llava-1.5)."
+            ),
+        ] = None,
+        prompt_tokens: Annotated[int, typer.Option(help="Text tokens of the prompt.")] = 64,
+        new_tokens: Annotated[int, typer.Option(help="Generated tokens (1 = prefill only).")] = 1,
+        method_arg: MethodArgs = None,
+        json_: Json = False,
+    ) -> None:
+        """Analytic FLOPs of a method's plan per budget, from the config alone (nothing downloaded).
+
+        Sequence = image tokens + prompt tokens (+ 1 latency token for adallava-*); the
+        "no lat. token" column gives the same plan without it. FLOP = 2 × MAC.
+
+        Examples:
+          adabench flops --model llava-1.5-7b --method adallava-l --budgets 1.0,0.85,0.6
+          adabench flops --model llava-1.5-13b --method fastv --method-arg k=2 --method-arg r=0.5 --json
+        """
+        from adabench import console
+        from adabench.errors import UserError
+        from adabench.flops_table import FlopsQuery, flops_table, table_rows
+        from adabench.models.methods import parse_method_args
+
+        try:
+            values = tuple(float(b) for b in budgets.split(",") if b.strip())
+        except ValueError as exc:
+            raise UserError(f"--budgets must be comma-separated numbers, got {budgets!r}") from exc
+        query = FlopsQuery(
+            model=model,
+            method=method,
+            budgets=values,
+            image_tokens=image_tokens,
+            prompt_tokens=prompt_tokens,
+            new_tokens=new_tokens,
+            method_args=parse_method_args(method_arg or []),
+        )
+        rows = flops_table(query)
+        if json_:
+            console.print_json(rows)
+            return
+        first = rows[0]
+        title = (
+            f"{model} · {method} · {first['image_tokens']} image + {first['prompt_tokens']} prompt"
+            f" + {first['latency_tokens']} latency tokens · {new_tokens} new"
+        )
+        console.print_table(table_rows(rows), title)

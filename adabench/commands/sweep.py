@@ -1,0 +1,78 @@
+"""`adabench sweep`: budgets × contention × methods × models × suites into a results folder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from adabench.commands import user_errors
+from adabench.commands.options import Json
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("sweep")
+    @user_errors
+    def sweep_cmd(
+        config: Annotated[Path | None, typer.Option(help="Sweep YAML (see sweeps/). CLI flags override it.")] = None,
+        models: Annotated[str | None, typer.Option(help="Comma-separated models, e.g. tiny,tiny-adallava-l.")] = None,
+        methods: Annotated[str | None, typer.Option(help="Comma-separated methods, e.g. full,layer-drop.")] = None,
+        suites: Annotated[str | None, typer.Option(help="Comma-separated suites.")] = None,
+        budgets: Annotated[str | None, typer.Option(help="Budgets, e.g. 0.5,0.75,1.0.")] = None,
+        budget_range: Annotated[str | None, typer.Option(help="Budget range start:stop:step, e.g. 0.5:1.0:0.05.")] = None,
+        contention: Annotated[str | None, typer.Option(help="Stress levels in [0, 1], e.g. 0,0.5.")] = None,
+        contention_kind: Annotated[str | None, typer.Option(help="compute | memory | mixed | sm.")] = None,
+        limit: Annotated[int | None, typer.Option(help="Samples per suite.")] = None,
+        repeats: Annotated[int | None, typer.Option(help="Timed runs per sample.")] = None,
+        warmup: Annotated[int | None, typer.Option(help="Untimed generations per cell.")] = None,
+        max_new_tokens: Annotated[int | None, typer.Option(help="Greedy tokens per answer.")] = None,
+        device: Annotated[str | None, typer.Option(help="auto | cpu | cuda[:i].")] = None,
+        dtype: Annotated[str | None, typer.Option(help="auto | float32 | float16 | bfloat16.")] = None,
+        seed: Annotated[int | None, typer.Option(help="Seed.")] = None,
+        no_weights: Annotated[bool | None, typer.Option("--no-weights", help="Random weights from the config: latency/FLOPs only, accuracy NaN.")] = None,
+        out: Annotated[Path, typer.Option(help="Parent folder of the run folder.")] = Path("results"),
+        name: Annotated[str, typer.Option(help="Run name (folder suffix).")] = "sweep",
+        resume: Annotated[Path | None, typer.Option(help="Resume this run folder (skips finished cells).")] = None,
+        force: Annotated[bool, typer.Option(help="Resume even if the code or config changed.")] = False,
+        report: Annotated[bool, typer.Option(help="Write plots and report.{md,html} at the end.")] = True,
+        json_: Json = False,
+    ) -> None:
+        """Run a sweep. Precedence: CLI flag > --config YAML > defaults. With no arguments it runs the
+        embedded demo (tiny models, shapes, budgets 0.5/0.75/1.0, contention 0 and 0.5).
+
+        Examples:
+          adabench sweep
+          adabench sweep --models tiny --methods full,layer-drop --budgets 0.5,1.0 --contention 0,0.5 --limit 12
+          adabench sweep --config sweeps/paper.yaml --device cuda
+          adabench sweep --resume results/20260101-120000-demo
+        """
+        from adabench import console
+        from adabench.config import SweepConfig, parse_floats, parse_names
+        from adabench.errors import UserError
+        from adabench.sweep.runner import run_sweep
+
+        if budgets and budget_range:
+            raise UserError("give --budgets or --budget-range, not both")
+        overrides = {
+            "models": parse_names(models), "methods": parse_names(methods), "suites": parse_names(suites),
+            "budgets": parse_floats(budgets or budget_range, "budgets"),
+            "contention": parse_floats(contention, "contention"), "contention_kind": contention_kind,
+            "limit": limit, "repeats": repeats, "warmup": warmup, "max_new_tokens": max_new_tokens,
+            "device": device, "dtype": dtype, "seed": seed, "no_weights": no_weights,
+        }
+        if resume is not None:
+            cfg = None
+        else:
+            cfg = SweepConfig.from_layers(config, overrides)
+        run_dir = run_sweep(cfg, out, name, resume=resume, force=force, as_json=json_, argv=sys.argv,
+                            cli_overrides=overrides if resume is not None else {})
+        if report:
+            try:
+                from adabench.report import write_report
+
+                for path in write_report(run_dir):
+                    console.log(f"report: {path}")
+            except Exception as exc:  # the results are safe; a plotting failure must not hide them
+                console.warn(f"plots/report failed ({exc}); run `adabench report {run_dir}` to retry")

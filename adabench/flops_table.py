@@ -1,0 +1,292 @@
+"""`adabench flops`: analytic FLOPs per budget from a model's config alone (no weights, no model).
+
+For the count-based methods the FLOPs of a plan depend only on how many blocks / units run, not
+on which, so one representative plan per budget gives the exact figure:
+  full, layer-drop, early-exit      blocks as the methods pick them (⌊b·N⌋, float32)
+  random-skip                       N/2 prefix + ⌊b·N⌋ − N/2 blocks (any; all cost the same)
+  adallava-l                        P prefix + k = ⌊N·b⌋ − P blocks (any k blocks cost the same)
+  adallava-h                        P·H/r prefix units + k units of r heads + r MLP groups
+  head-prune                        the same units as adallava-h (static choice, no latency token)
+  fastv                             all blocks; blocks after K (arg k, default 2) run without R
+                                    visual tokens: R = ⌊r·image tokens⌋ with arg r, else the
+                                    smallest R whose flops_ratio ≤ budget (as the method does)
+  X+fastv (either order)            X at the budget, FastV at its default r = 0.5 (or arg r),
+                                    as adabench.models.combine does
+Methods whose plan depends on the image (prumerge, prumerge+) need the model: a UserError.
+
+Conventions (those of adabench.measure.flops: FLOP = 2 × MAC, matmuls only, full s × s
+attention score matrix, lm_head on the last position only):
+- sequence length s = image tokens + prompt tokens + latency tokens, where the latency token
+  (1) is counted for adallava-* methods, as `adabench eval` does (it is part of the prompt the
+  decoder runs). `prefill_llm_flops_no_latency_token` gives the same plan on s − 1 tokens.
+- `llm_flops` = decoder blocks over prefill + (new_tokens − 1) decode steps; `prefill_llm_flops`
+  = decoder blocks of the prefill only (the paper's "FLOPs of the LLM"); `flops_ratio` = prefill
+  decoder FLOPs of the plan ÷ those of all blocks on the same s; `vision_flops` = CLIP tower
+  (all 24 layers run) + projector; `flops` = everything incl. lm_head and AdaLLaVA's latency
+  encoder + scheduler.
+
+Paper check (ADALLAVA.md; LLaVA-1.5-7B, 576 image + 64 prompt tokens, adallava-l):
+  budget  blocks  ratio   prefill LLM TFLOPs (s = 641)   no latency token (s = 640)   paper
+  1.00    32/32   1.000   8.518                           8.504                        8.6
+  0.85    27/32   0.844   7.187                           7.175                        7.2
+  0.60    19/32   0.594   5.057                           5.049                        5.1
+Residual −1.0 % / −0.2 % / −0.8 % (s = 641; −1.1 / −0.3 / −1.0 % at s = 640): the paper rounds to 0.1 T and its counter (not
+published) may add the lm_head over all positions or non-matmul ops; ours counts matmuls only.
+The ratios are exactly 27/32 and 19/32 because every block costs the same.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from adabench.errors import UserError, check_range
+from adabench.measure import flops as F
+from adabench.models.plan import LayerPlan, Plan
+
+BLOCK_METHODS = ("full", "layer-drop", "early-exit", "random-skip", "adallava-l")
+UNIT_METHODS = ("adallava-h", "head-prune")
+TOKEN_METHODS = ("fastv",)
+COMBINED_FASTV_R = "0.5"
+T = 1e12
+
+
+@dataclass
+class FlopsQuery:
+    """What `adabench flops` computes: one model, one method, several budgets."""
+
+    model: str = field(metadata={"help": "shipped config, embedded alias or local folder"})
+    method: str = field(default="full", metadata={"help": "count-based method or X+fastv"})
+    budgets: tuple[float, ...] = field(default=(1.0,), metadata={"help": "budgets in (0, 1]"})
+    image_tokens: int | None = field(default=None, metadata={"help": "default: the config's"})
+    prompt_tokens: int = field(default=64, metadata={"help": "text tokens of the prompt"})
+    new_tokens: int = field(default=1, metadata={"help": "generated tokens (1 = prefill only)"})
+    method_args: dict = field(default_factory=dict, metadata={"help": "fastv: k, r"})
+
+    @property
+    def parts(self) -> tuple[str, str | None]:
+        """Returns (block/unit method, "fastv" or None); plain fastv is ("full", "fastv")."""
+        names = self.method.split("+")
+        if len(names) == 1:
+            return ("full", "fastv") if names[0] == "fastv" else (names[0], None)
+        return (names[1], "fastv") if names[0] == "fastv" else (names[0], "fastv")
+
+    def __post_init__(self) -> None:
+        for b in self.budgets:
+            check_range(float(b), 0.0, 1.0, "budget", low_open=True)
+        if self.prompt_tokens < 0 or self.new_tokens < 1:
+            raise UserError("prompt-tokens must be >= 0 and new-tokens >= 1")
+        if self.image_tokens is not None and self.image_tokens < 0:
+            raise UserError(f"image-tokens must be >= 0, got {self.image_tokens}")
+        parts = self.method.split("+")
+        known = BLOCK_METHODS + UNIT_METHODS + TOKEN_METHODS
+        for part in parts:
+            if part.startswith("prumerge"):
+                raise UserError(
+                    f"{part!r} keeps an image-dependent number of visual tokens, so it has no "
+                    "config-only FLOPs: pass the count with --image-tokens N and --method full"
+                )
+            if part not in known:
+                from adabench.errors import did_you_mean
+
+                raise did_you_mean(part, list(known), "method (count-based, for `adabench flops`)")
+        if len(parts) > 2 or (len(parts) == 2 and parts.count("fastv") != 1):
+            raise UserError(
+                f"combinations are X+fastv (X a block/head method), got {self.method!r}"
+            )
+        unknown = set(self.method_args) - ({"k", "r"} if "fastv" in parts else set())
+        if unknown:
+            raise UserError(f"method {self.method!r} has no argument(s) {sorted(unknown)}")
+
+
+def flops_table(query: FlopsQuery, config: Any = None, adallava: dict | None = None) -> list[dict]:
+    """Returns one row per budget: FLOPs (FLOP units, ints) and TFLOPs of the plan the method
+    runs, from the config only. `config` defaults to `no_weights.config_for(query.model)`,
+    `adallava` ({"prefix_layers", "group_size"}) to the shipped settings of the model."""
+    from adabench.models import no_weights
+
+    if config is None:
+        config = no_weights.config_for(query.model)
+    if adallava is None:
+        adallava = no_weights.adallava_settings_for(query.model)
+    return [_row(query, config, adallava, float(b)) for b in query.budgets]
+
+
+def _row(query: FlopsQuery, config: Any, adallava: dict, budget: float) -> dict:
+    base, token = query.parts
+    image_tokens = F.num_image_tokens(config) if query.image_tokens is None else query.image_tokens
+    latency_tokens = 1 if base.startswith("adallava") else 0
+    seq_len = image_tokens + query.prompt_tokens + latency_tokens
+    plan, units = _plan(base, config, adallava, budget)
+    if token == "fastv":
+        args = dict(query.method_args)
+        if query.method != "fastv":  # in a combination FastV runs at its default, not the budget
+            args.setdefault("r", COMBINED_FASTV_R)
+        plan = _with_fastv(
+            plan, args, config, seq_len, image_tokens, budget, query.method == "fastv"
+        )
+    gen = F.generation_flops(config, seq_len, query.new_tokens, plan)
+    vision = F.vision_flops(config) + F.projector_flops(config, image_tokens)
+    overhead = _adallava_overhead(config, adallava, base) if latency_tokens else 0
+    prefill_llm = F.llm_flops(config, seq_len, plan)
+    no_lat = F.llm_flops(config, seq_len - latency_tokens, plan)
+    flops = gen["flops"] - gen["vision_flops"] + vision + overhead
+    return {
+        "model": query.model,
+        "method": query.method,
+        "budget": budget,
+        "units": units,
+        "fastv_removed": plan.fastv_removed,
+        "seq_len": seq_len,
+        "image_tokens": image_tokens,
+        "prompt_tokens": query.prompt_tokens,
+        "latency_tokens": latency_tokens,
+        "new_tokens": query.new_tokens,
+        "flops": int(flops),
+        "llm_flops": int(gen["llm_flops"]),
+        "flops_ratio": gen["flops_ratio"],
+        "vision_flops": int(vision),
+        "lm_head_flops": int(gen["lm_head_flops"]),
+        "overhead_flops": int(overhead),
+        "prefill_llm_flops": int(prefill_llm),
+        "prefill_llm_flops_no_latency_token": int(no_lat),
+        "decode_llm_flops": int(gen["llm_flops"] - prefill_llm),
+        "prefill_llm_tflops": prefill_llm / T,
+        "prefill_llm_tflops_no_latency_token": no_lat / T,
+        "tflops": flops / T,
+        "plan": plan.describe(config.text_config.num_attention_heads),
+    }
+
+
+# --- representative plans --------------------------------------------------------------------
+
+
+def _plan(method: str, config: Any, adallava: dict, budget: float) -> tuple[Plan, str]:
+    """Returns (a plan with the method's block/unit counts at `budget`, "kept/total" text)."""
+    from adabench.models.adallava import budget as B
+    from adabench.models.methods import evenly_spaced, kept_count
+
+    text = config.text_config
+    n = text.num_hidden_layers
+    if method == "full":
+        return Plan.full(n), f"{n}/{n}"
+    if method == "layer-drop":
+        kept = evenly_spaced(n, kept_count(budget, n))
+        return Plan.from_kept_blocks(n, kept), f"{len(kept)}/{n}"
+    if method == "early-exit":
+        k = kept_count(budget, n)
+        return Plan.from_kept_blocks(n, range(k)), f"{k}/{n}"
+    if method == "random-skip":
+        prefix = n // 2
+        _check_min(budget, prefix / n, method)
+        k = prefix + max(0, kept_count(budget, n) - prefix)
+        return Plan.from_kept_blocks(n, range(k)), f"{k}/{n}"
+    ada = _ada_config(config, adallava, "L" if method == "adallava-l" else "H")
+    if method == "adallava-l":
+        u = ada.units
+        _check_min(budget, B.min_budget(u), method)
+        k = u.prefix + B.selected_units(budget, u)
+        return Plan.from_kept_blocks(n, range(k)), f"{k}/{n} blocks"
+    per_layer = ada.num_heads // ada.group_size
+    if method == "adallava-h":
+        u = ada.units
+        _check_min(budget, B.min_budget(u), method)
+        k = u.prefix + B.selected_units(budget, u)
+    else:  # head-prune: AdaLLaVA-H's geometry at AdaLlavaConfig.for_model's defaults
+        u = _ada_config(config, {}, "H").units
+        _check_min(budget, B.min_budget(u), method)
+        k = u.prefix + B.selected_units(budget, u)
+    return _unit_plan(n, ada.num_heads, ada.group_size, k), f"{k}/{n * per_layer} units"
+
+
+def _unit_plan(num_layers: int, heads: int, group: int, units: int) -> Plan:
+    """Returns a plan running `units` units (r heads + r MLP groups each), filling blocks in order."""
+    per_layer = heads // group
+    layers: list[LayerPlan | None] = []
+    for i in range(num_layers):
+        kept = min(per_layer, max(0, units - i * per_layer))
+        if kept == per_layer:
+            layers.append(LayerPlan())
+        elif kept == 0:
+            layers.append(None)
+        else:
+            ids = tuple(range(kept * group))
+            layers.append(LayerPlan(heads=ids, mlp_groups=ids))
+    return Plan(layers=tuple(layers), mlp_group_count=heads)
+
+
+def _ada_config(config: Any, adallava: dict, variant: str):
+    from adabench.models.adallava.model import AdaLlavaConfig
+
+    return AdaLlavaConfig.for_model(
+        config, variant, adallava.get("prefix_layers"), adallava.get("group_size")
+    )
+
+
+def _check_min(budget: float, minimum: float, method: str) -> None:
+    if budget + 1e-9 < minimum:
+        raise UserError(
+            f"budget {budget} is below what {method!r} can reach: the minimum is {minimum:.4g}"
+        )
+
+
+def _with_fastv(
+    plan: Plan, args: dict, config: Any, seq_len: int, n_visual: int, budget: float, alone: bool
+) -> Plan:
+    """Returns `plan` with FastV after block k: R = ⌊r·n_visual⌋ with arg r, else the smallest R
+    whose flops_ratio ≤ `budget` (adabench.models.baselines.fastv's rule). `alone`: FastV holds
+    the budget itself (not a combination), so a ratio above it is an error."""
+    from adabench.models.baselines.fastv import DEFAULT_K, fastv_plan, removed_for_budget
+
+    try:
+        k = int(args.get("k", DEFAULT_K))
+        r = None if args.get("r") is None else float(args["r"])
+    except ValueError as exc:
+        raise UserError(
+            f"fastv arguments: k is a block index, r a fraction in [0, 1] ({exc})"
+        ) from exc
+    check_range(k, 1, plan.num_layers - 1, "fastv argument k")
+    if r is None:
+        removed = removed_for_budget(config, plan, seq_len, n_visual, k, budget)
+    else:
+        removed = math.floor(check_range(r, 0.0, 1.0, "fastv argument r") * n_visual + 1e-9)
+    with_tokens = fastv_plan(plan, k, removed or 0)
+    ratio = F.flops_ratio(config, seq_len, with_tokens)
+    if removed is None or (alone and ratio > budget + 1e-9):
+        floor = F.flops_ratio(config, seq_len, fastv_plan(plan, k, n_visual))
+        raise UserError(
+            f"budget {budget} is below what 'fastv' (k={k}{'' if r is None else f', r={r}'}) reaches "
+            f"on {seq_len} tokens: ratio {ratio:.4g}; dropping every visual token gives {floor:.4g}"
+        )
+    return with_tokens
+
+
+def _adallava_overhead(config: Any, adallava: dict, method: str) -> int:
+    """Returns FLOPs of AdaLLaVA's latency encoder + scheduler (one call each, 2 × MAC)."""
+    from adabench.models.adallava.latency_encoder import NUM_FREQS
+
+    ada = _ada_config(config, adallava, "L" if method == "adallava-l" else "H")
+    d = ada.hidden_size
+    selectable = ada.num_layers - ada.prefix_layers
+    out = selectable if ada.variant == "L" else selectable * 2 * ada.num_heads
+    return 2 * (2 * NUM_FREQS * d + d * d) + 2 * d * out
+
+
+def table_rows(rows: list[dict]) -> list[dict]:
+    """Returns the human table: TFLOPs (GFLOPs for small models) with 3 decimals, ratio, units."""
+    scale, unit = (T, "T") if rows and rows[0]["flops"] >= 1e11 else (1e9, "G")
+    return [
+        {
+            "budget": r["budget"],
+            "kept": r["units"].split()[0],
+            "seq": r["seq_len"],
+            f"prefill {unit}": f"{r['prefill_llm_flops'] / scale:.3f}",
+            f"-lat {unit}": f"{r['prefill_llm_flops_no_latency_token'] / scale:.3f}",
+            "ratio": f"{r['flops_ratio']:.4f}",
+            f"LLM {unit}": f"{r['llm_flops'] / scale:.3f}",
+            f"vision {unit}": f"{r['vision_flops'] / scale:.3f}",
+            f"total {unit}": f"{r['flops'] / scale:.3f}",
+        }
+        for r in rows
+    ]

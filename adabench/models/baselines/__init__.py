@@ -1,0 +1,57 @@
+"""Static baselines (head-prune) and visual-token methods (fastv, prumerge, prumerge+).
+
+Token methods share one interface, `TokenMethod.choose`, so a combination `a+b`
+(adabench.models.combine) can add their token selection to any block/head method's plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from adabench.models.methods import Method, Request
+from adabench.models.plan import Plan
+
+
+@dataclass
+class TokenChoice:
+    """The visual-token selection for one request: what to add to a plan and what replaces the image.
+
+    `image_features` [1, kept, D] replaces the projected visual tokens before the LLM (PruMerge);
+    `visual_tokens_removed` is how many fewer image tokens the LLM sees; `fastv_layer` /
+    `fastv_removed` drop tokens inside the LLM (FastV)."""
+
+    image_features: torch.Tensor | None = None
+    visual_tokens_removed: int = 0
+    fastv_layer: int | None = None
+    fastv_removed: int = 0
+    info: dict = field(default_factory=dict)
+
+    def apply(self, plan: Plan) -> Plan:
+        """Returns `plan` with this token selection added."""
+        return plan.with_tokens(visual_tokens_removed=self.visual_tokens_removed,
+                                fastv_layer=self.fastv_layer, fastv_removed=self.fastv_removed)
+
+
+class TokenMethod(Method):
+    """A method that only selects visual tokens; every block, head and neuron runs.
+
+    Standalone, the budget caps the token selection; inside a combination the token method is
+    built at budget 1.0 with its default arguments and the block/head method takes the budget."""
+
+    def choose(self, input_ids: torch.Tensor, image_features: torch.Tensor, extra_tokens: int = 0,
+               base_plan: Plan | None = None) -> TokenChoice:
+        """Returns the token selection for one prompt. `extra_tokens` are embeddings appended after
+        the prompt (AdaLLaVA's latency token); `base_plan` is the block/head plan it joins."""
+        raise NotImplementedError
+
+    def request(self, sample_id, input_ids, image_features) -> Request:
+        choice = self.choose(input_ids, image_features)
+        return Request(plan=choice.apply(Plan.full(self.num_layers)), image_features=choice.image_features,
+                       info=choice.info)
+
+
+def visual_count(model, input_ids: torch.Tensor) -> int:
+    """Returns the number of image tokens in `input_ids` [1, T]."""
+    return int((input_ids[0] == model.config.image_token_id).sum())

@@ -1,0 +1,65 @@
+"""`head-prune`: static head + MLP-group pruning by weight-norm importance (the static counterpart
+of AdaLLaVA-H), at AdaLLaVA-H's budget geometry.
+
+Geometry (adabench.models.adallava.budget): the first P = N/2 blocks always run in full; a unit is
+r heads + r MLP neuron groups of one later block (r = AdaLlavaConfig.for_model(...,"H").group_size,
+the intermediate size split into H contiguous groups); k = selected_units(budget) units run.
+Every block's cost is linear in the fraction of heads and groups it keeps, so
+flops_ratio = (P·H/r + k) / (N·H/r) exactly; the minimum budget is P/N.
+
+Importance (no data needed): head h of block i: ‖o_proj columns of h‖_F · ‖q_proj rows of h‖_F;
+MLP group g: ‖down_proj columns of g‖_F · ‖up_proj rows of g‖_F. Each kind is divided by its mean
+over the selectable blocks so heads and groups compare on one scale. Units are then picked by
+AdaLLaVA-H's own deterministic rule (scheduler.plan_heads) with these scores as the logits:
+k rounds of (best remaining entry → its block, that block's r best remaining heads and r best
+remaining groups; whole key/value groups under GQA). The same plan serves every sample.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from adabench.models.adallava import budget as budget_mod
+from adabench.models.adallava.model import AdaLlavaConfig
+from adabench.models.adallava.scheduler import plan_heads
+from adabench.models.methods import Method, Request, register
+
+
+def importance(layers, num_heads: int) -> torch.Tensor:
+    """Returns [len(layers), 2H] scores: per head (first H) and per MLP group (next H), each kind
+    divided by its mean over `layers`."""
+    rows = []
+    for layer in layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        q = attn.q_proj.weight.detach().float()  # [H·hd, d]
+        o = attn.o_proj.weight.detach().float()  # [d, H·hd]
+        heads = q.view(num_heads, -1).norm(dim=1) * o.T.reshape(num_heads, -1).norm(dim=1)
+        up = mlp.up_proj.weight.detach().float()  # [I, d]
+        down = mlp.down_proj.weight.detach().float()  # [d, I]
+        groups = up.reshape(num_heads, -1).norm(dim=1) * down.T.reshape(num_heads, -1).norm(dim=1)
+        rows.append(torch.cat([heads, groups]))
+    scores = torch.stack(rows)
+    h = num_heads
+    return torch.cat([scores[:, :h] / scores[:, :h].mean(), scores[:, h:] / scores[:, h:].mean()], dim=1).cpu()
+
+
+@register
+class HeadPrune(Method):
+    NAME = "head-prune"
+    VARIES = "heads + MLP neuron groups (static, weight norms)"
+    DESCRIPTION = "AdaLLaVA-H geometry (P = N/2 full, units of r heads + r MLP groups) chosen once by weight-norm importance"
+
+    @classmethod
+    def min_budget(cls, model) -> float:
+        return budget_mod.min_budget(AdaLlavaConfig.for_model(model.config, "H").units)
+
+    def __init__(self, model, budget, args=None, seed=0) -> None:
+        super().__init__(model, budget, args, seed)
+        c = AdaLlavaConfig.for_model(model.config, "H")
+        self.units = budget_mod.selected_units(self.budget, c.units)
+        layers = model.model.model.language_model.layers[c.prefix_layers :]
+        scores = importance(layers, c.num_heads)
+        self.plan = plan_heads(scores, self.units, c.group_size, c.num_layers, c.prefix_layers, c.kv_group)
+
+    def request(self, sample_id, input_ids, image_features) -> Request:
+        return Request(plan=self.plan, info={"units": self.units})

@@ -1,0 +1,65 @@
+"""Grid expansion: SweepConfig → ordered cells (contention outer, then model, suite, method, budget)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from adabench.config import SweepConfig
+from adabench.sweep.cell import CellConfig
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A (model, method) pair that does not fit, with the reason."""
+
+    model: str
+    method: str
+    reason: str
+
+
+def needs_adallava(method: str) -> str | None:
+    """Returns "L"/"H" when `method` (or a part of a+b) needs an AdaLLaVA checkpoint of that variant."""
+    for part in method.split("+"):
+        if part == "adallava-l":
+            return "L"
+        if part == "adallava-h":
+            return "H"
+    return None
+
+
+def model_variant(model: str) -> str | None:
+    """Returns the AdaLLaVA variant of a model from its config files (no weights loaded), else None."""
+    import json
+    from pathlib import Path
+
+    from adabench.models.loading import resolve
+
+    try:
+        path = Path(resolve(model))
+    except Exception:
+        return None
+    cfg = path / "adallava_config.json"
+    return json.loads(cfg.read_text())["variant"] if cfg.exists() else None
+
+
+def expand(cfg: SweepConfig, variants: dict[str, str | None] | None = None) -> tuple[list[CellConfig], list[Skipped]]:
+    """Returns (cells in execution order, skipped pairs). `full` runs once per contention level."""
+    variants = variants if variants is not None else {m: model_variant(m) for m in cfg.models}
+    cells, skipped = [], []
+    for level in cfg.contention:
+        for model in cfg.models:
+            for suite in cfg.suites:
+                for method in cfg.methods:
+                    need = needs_adallava(method)
+                    if need and variants.get(model) != need:
+                        if level == cfg.contention[0] and suite == cfg.suites[0]:
+                            skipped.append(Skipped(model, method, f"needs an AdaLLaVA-{need} checkpoint"))
+                        continue
+                    for budget in [1.0] if method == "full" else cfg.budgets:
+                        cells.append(CellConfig(
+                            model=model, method=method, budget=budget, suite=suite, split=cfg.split,
+                            limit=cfg.limit, repeats=cfg.repeats, warmup=cfg.warmup,
+                            max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                            method_args=dict(cfg.method_args), contention=level,
+                            contention_kind=cfg.contention_kind))
+    return cells, skipped

@@ -1,0 +1,276 @@
+"""`adabench sweep`: run a grid of cells into a resumable results folder.
+
+Order: contention level (outer: one stress start per level, its achieved slowdown measured at
+the start and stored on each cell) → model (loaded once) → suite (samples prepared once) →
+method → budget. Each finished cell is written atomically; Ctrl-C or SIGTERM keeps finished cells,
+stops the stress workers and says how to resume.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import groupby
+from pathlib import Path
+
+from adabench import __version__, console
+from adabench.config import SweepConfig
+from adabench.errors import UserError
+from adabench.sweep import store
+from adabench.sweep.cell import CellConfig
+from adabench.sweep.grid import expand
+
+
+@dataclass
+class SweepState:
+    """Where a sweep stands: its folder, its cells, the ones already finished."""
+
+    run_dir: Path
+    config: SweepConfig
+    cells: list[CellConfig]
+    done: set[str] = field(default_factory=set)
+
+    @property
+    def todo(self) -> list[CellConfig]:
+        return [c for c in self.cells if c.cell_id() not in self.done]
+
+
+class LocalExecutor:
+    """Runs cells in this process, in grid order. The interface a distributed executor implements:
+    `run(state, on_cell, progress)` calling `on_cell(cell_row, sample_rows)` once per finished cell."""
+
+    name = "local"
+
+    def run(self, state: SweepState, on_cell: Callable[[dict, list[dict]], None], progress) -> None:
+        from adabench.contention.calibrate import measure_slowdown
+        from adabench.contention.controller import Contention
+        from adabench.models.loading import resolve_device
+
+        cfg = state.config
+        device = resolve_device(cfg.device)
+        stress_device = "cpu" if device.type == "cpu" else str(device)
+        todo = state.todo
+        for level, level_cells in groupby(todo, key=lambda c: c.contention):
+            level_cells = list(level_cells)
+            with Contention(level, cfg.contention_kind, stress_device) as stress:
+                slowdown = measure_slowdown(stress) if level > 0 else 1.0
+                progress.note(f"contention {level:g} ({cfg.contention_kind}): achieved slowdown {slowdown:.2f}x, "
+                              f"workers {stress.pids or 'none'}")
+                for model_name, model_cells in groupby(level_cells, key=lambda c: c.model):
+                    loaded = _load(model_name, cfg)
+                    for suite_name, suite_cells in groupby(model_cells, key=lambda c: c.suite):
+                        spec, samples, prepared = _prepare(loaded, suite_name, cfg)
+                        for cell in suite_cells:
+                            stress.check()
+                            row, rows = _run_one(loaded, spec, samples, prepared, cell, slowdown, progress)
+                            on_cell(row, rows)
+
+
+def _load(model_name: str, cfg: SweepConfig):
+    if cfg.no_weights:
+        from adabench.models.no_weights import build_no_weights_for_sweep
+
+        return build_no_weights_for_sweep(model_name, cfg)
+    from adabench.models.loading import load_model
+
+    return load_model(model_name, device=cfg.device, dtype=cfg.dtype)
+
+
+def _prepare(loaded, suite_name: str, cfg: SweepConfig):
+    from adabench.data.suites import get_spec, load_suite
+    from adabench.sweep.cell import prepare_samples
+
+    spec = get_spec(suite_name)
+    samples = load_suite(suite_name, split=cfg.split, limit=cfg.limit, seed=0)
+    return spec, samples, prepare_samples(loaded, spec, samples)
+
+
+def _run_one(loaded, spec, samples, prepared, cell: CellConfig, slowdown: float, progress):
+    from adabench.sweep.cell import run_cell
+
+    progress.start_cell(cell, len(samples))
+    scores: list[float] = []
+    lat: list[float] = []
+
+    def on_sample(i: int, row: dict) -> None:
+        scores.append(row["score"])
+        lat.append(row["latency_ms"])
+        progress.sample(i + 1, sum(scores) / len(scores), sum(lat) / len(lat))
+
+    return run_cell(loaded, spec, samples, prepared, cell, achieved_slowdown=slowdown, on_sample=on_sample)
+
+
+class Progress:
+    """Rich progress on stderr: overall cells with ETA, the current cell's samples, running accuracy/latency."""
+
+    def __init__(self, total_cells: int, enabled: bool = True) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import Progress as RichProgress
+
+        self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                console=console.err, disable=not enabled, transient=False)
+        self.overall = self.bar.add_task("cells", total=total_cells, status="")
+        self.current = self.bar.add_task("cell", total=1, status="")
+
+    def __enter__(self) -> Progress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def note(self, message: str) -> None:
+        self.bar.console.print(message)
+
+    def start_cell(self, cell: CellConfig, n: int) -> None:
+        desc = f"{cell.model} · {cell.method}@{cell.budget:g} · c={cell.contention:g}"
+        self.bar.reset(self.current, total=n, description=desc, status="")
+
+    def sample(self, done: int, accuracy: float, latency_ms: float) -> None:
+        self.bar.update(self.current, completed=done, status=f"acc {accuracy:.2f} · {latency_ms:.1f} ms")
+
+    def cell_done(self) -> None:
+        self.bar.advance(self.overall)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C during the sweep, so finished cells are kept and stress stops."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _code_version() -> dict:
+    from adabench.measure.env import _git_commit
+
+    return {"adabench": __version__, **_git_commit()}
+
+
+def open_run(cfg: SweepConfig, out: Path, name: str, resume: Path | None, force: bool, argv: list[str],
+             cli_overrides: dict) -> tuple[Path, SweepConfig]:
+    """Returns (run folder, config): a new folder, or the resumed one with its stored config."""
+    if resume is None:
+        run_dir = store.new_run_dir(Path(out), name)
+        store.write_config(run_dir, cfg.to_dict())
+        from adabench.measure.env import fingerprint
+
+        store.write_meta(run_dir, {"adabench_version": __version__, "code": _code_version(), "command": argv,
+                                   "start": dt.datetime.now().isoformat(timespec="seconds"), "seed": cfg.seed,
+                                   "weights": "random" if cfg.no_weights else "trained", "fingerprint": fingerprint(),
+                                   "executor": "local"})
+        return run_dir, cfg
+    run_dir = Path(resume)
+    if not (run_dir / "config.yaml").exists():
+        raise UserError(f"--resume: {run_dir} is not a results folder (no config.yaml)")
+    stored = SweepConfig(**store.read_config(run_dir))
+    meta = store.read_meta(run_dir)
+    problems = []
+    if meta.get("code", {}).get("adabench") != __version__:
+        problems.append(f"adabench version {meta.get('code', {}).get('adabench')} → {__version__}")
+    changed = {k: v for k, v in cli_overrides.items() if v is not None and getattr(stored, k, None) != v}
+    if changed:
+        problems.append(f"config differs from the stored one in {', '.join(sorted(changed))}")
+    if problems and not force:
+        raise UserError(f"cannot resume {run_dir}: {'; '.join(problems)} — results would not be comparable. "
+                        "Pass --force to resume anyway.")
+    return run_dir, stored
+
+
+def run_sweep(cfg: SweepConfig, out: Path, name: str, resume: Path | None = None, force: bool = False,
+              as_json: bool = False, argv: list[str] | None = None, cli_overrides: dict | None = None,
+              executor=None) -> Path:
+    """Runs (or resumes) a sweep; prints the summary; returns the results folder."""
+    _validate_names(cfg)
+    run_dir, cfg = open_run(cfg, out, name, resume, force, argv or sys.argv, cli_overrides or {})
+    cells, skipped = expand(cfg)
+    if skipped:
+        console.warn("skipping pairs that do not fit: " + "; ".join(f"{s.model} × {s.method} ({s.reason})" for s in skipped))
+    if not cells:
+        raise UserError("the grid is empty after skipping pairs that do not fit")
+    state = SweepState(run_dir, cfg, cells, store.finished_cells(run_dir))
+    _card(state)
+    executor = executor or LocalExecutor()
+    interrupted = False
+    with Progress(len(state.todo)) as progress, _sigterm_as_interrupt():
+        def on_cell(row: dict, rows: list[dict]) -> None:
+            store.write_cell(run_dir, row, rows)
+            state.done.add(row["cell_id"])
+            progress.cell_done()
+            if row.get("spread_warning"):
+                progress.note(f"[yellow]warning:[/] {row['method']}@{row['budget']:g}: {row['spread_warning']}")
+
+        try:
+            executor.run(state, on_cell, progress)
+        except KeyboardInterrupt:
+            interrupted = True
+    cells_df = store.consolidate(run_dir)
+    meta = store.read_meta(run_dir)
+    meta["end"] = dt.datetime.now().isoformat(timespec="seconds")
+    meta["complete"] = not interrupted and not state.todo
+    store.write_meta(run_dir, meta)
+    if interrupted:
+        console.log(f"interrupted: {len(state.done)} finished cells kept in {run_dir}; "
+                    f"resume with: adabench sweep --resume {run_dir}")
+        raise SystemExit(130)
+    _summary(cells_df, as_json)
+    console.log(f"results: {run_dir}")
+    return run_dir
+
+
+def _validate_names(cfg: SweepConfig) -> None:
+    from adabench.data.suites import get_spec
+    from adabench.models.loading import resolve
+    from adabench.models.methods import METHODS
+
+    for suite in cfg.suites:
+        get_spec(suite)
+    for method in cfg.methods:
+        for part in method.split("+"):
+            METHODS.get(part)
+    for model in cfg.models:
+        resolve(model)
+
+
+def _card(state: SweepState) -> None:
+    cfg = state.config
+    from adabench.models.loading import resolve_device
+
+    device = resolve_device(cfg.device)
+    lines = [
+        f"run       {state.run_dir}",
+        f"device    {device} · dtype {cfg.dtype} · weights {'random' if cfg.no_weights else 'trained'}",
+        f"grid      {len(state.cells)} cells ({len(state.todo)} to run): models {', '.join(cfg.models)}; "
+        f"methods {', '.join(cfg.methods)}; budgets {', '.join(f'{b:g}' for b in cfg.budgets)}; "
+        f"contention {', '.join(f'{c:g}' for c in cfg.contention)} ({cfg.contention_kind}); suites {', '.join(cfg.suites)}",
+        f"per cell  {cfg.limit or 'all'} samples × {cfg.repeats} repeats, {cfg.warmup} warm-up",
+    ]
+    console.err.print("\n".join(lines))
+
+
+def _summary(cells, as_json: bool) -> None:
+    if as_json:
+        console.print_json(cells.to_dict(orient="records"))
+        return
+    rows = []
+    for _, c in cells.sort_values(["contention", "model", "method", "budget"]).iterrows():
+        ratio = c["latency_ratio"]
+        rows.append({"contention": f"{c['contention']:g}", "model": c["model"], "method": c["method"],
+                     "budget": f"{c['budget']:g}", "accuracy": f"{c['accuracy']:.3f}",
+                     "flops_ratio": f"{c['flops_ratio']:.3f}",
+                     "latency_ms": f"{c['latency_ms_mean']:.2f} ± {c['latency_ms_std']:.2f}",
+                     "vs full": "n/a" if math.isnan(ratio) else f"{ratio:.2f}x",
+                     "slowdown": f"{c['achieved_slowdown']:.2f}x"})
+    console.print_table(rows, "sweep summary (latency relative to `full` at the same model and contention)")
