@@ -29,7 +29,12 @@ $(STAMP): pyproject.toml
 demo: setup  ## run the main job on the embedded default (tiny model, shapes suite)
 	$(VENV)/bin/adabench sweep --name demo
 
-test: setup  ## run the test suite (fails if no test ran)
+chromium:  # headless Chromium for the report test (best effort: the test skips without it)
+	@command -v chromium >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) \
+	  || echo "[setup] chromium not installed: the HTML render test will be skipped")
+
+test: setup chromium  ## run the test suite (fails if no test ran)
 	$(VPY) -m pytest -q -m "not gpu"
 
 test-all: setup  ## tests including the slow ones
@@ -48,7 +53,9 @@ format: setup
 	$(VENV)/bin/ruff check --fix adabench tests benchmarks
 
 bench: setup  ## performance benchmarks (numbers reported, never asserted)
+	$(VPY) benchmarks/timer_overhead.py
 	$(VPY) benchmarks/harness_overhead.py
+	$(VPY) benchmarks/budget_speedup.py
 
 clean:  ## remove the venv, caches and results
 	rm -rf $(VENV) .pytest_cache build *.egg-info results/*

@@ -123,13 +123,17 @@ def _vision(cfg: dict, llava: dict, vision_tower: str | None, vision_prefix: str
     name = vision_tower or cfg.get("mm_vision_tower")
     has_weights = any(k.startswith(vision_prefix) for k in llava)
     if not name:
-        raise UserError("the source config names no mm_vision_tower; pass --vision-tower (a CLIP folder or hub id)")
+        raise UserError(
+            "the source config names no mm_vision_tower; pass --vision-tower (a CLIP folder or hub id)"
+        )
     if has_weights and name in KNOWN_CLIP and not Path(name).is_dir():
         return CLIPVisionConfig(**KNOWN_CLIP[name], hidden_act="quick_gelu", layer_norm_eps=1e-5)
     folder = local_dir(name, "vision tower")
     vcfg = CLIPVisionConfig.from_pretrained(str(folder))
     if not has_weights:
-        llava.update({vision_prefix + k: v for k, v in clip_vision_weights(load_weights(folder)).items()})
+        llava.update(
+            {vision_prefix + k: v for k, v in clip_vision_weights(load_weights(folder)).items()}
+        )
     return vcfg
 
 
@@ -137,7 +141,9 @@ def clip_vision_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     """Returns the CLIP vision transformer's tensors without prefix, from a hub CLIPModel /
     CLIPVisionModel file (`vision_model.*`) or a transformers-5 CLIPVisionModel (flat names)."""
     if any(k.startswith("vision_model.") for k in state):
-        picked = {k[len("vision_model.") :]: v for k, v in state.items() if k.startswith("vision_model.")}
+        picked = {
+            k[len("vision_model.") :]: v for k, v in state.items() if k.startswith("vision_model.")
+        }
     else:
         roots = ("embeddings.", "encoder.", "pre_layrnorm.", "post_layernorm.")
         picked = {k: v for k, v in state.items() if k.startswith(roots)}
@@ -193,7 +199,9 @@ def _head_config(cfg: dict, llava_config):
 
     variant = str(cfg.get("scheduler_type", "")).upper()
     if variant not in ("L", "H"):
-        raise UserError(f"source config: scheduler_type must be 'L' or 'H', got {cfg.get('scheduler_type')!r}")
+        raise UserError(
+            f"source config: scheduler_type must be 'L' or 'H', got {cfg.get('scheduler_type')!r}"
+        )
     if "num_prefix_layers" not in cfg:
         raise UserError("source config has no num_prefix_layers: is this an AdaLLaVA checkpoint?")
     rank = cfg.get("scheduler_rank") if variant == "H" else None
@@ -201,8 +209,13 @@ def _head_config(cfg: dict, llava_config):
                                     group_size=int(rank) if rank else None)  # fmt: skip
 
 
-def convert_adallava(src: str | Path, out: str | Path, dtype: str = "float16",
-                     vision_tower: str | None = None, processor: str | None = None) -> dict:
+def convert_adallava(
+    src: str | Path,
+    out: str | Path,
+    dtype: str = "float16",
+    vision_tower: str | None = None,
+    processor: str | None = None,
+) -> dict:
     """Converts an official AdaLLaVA checkpoint at `src` into an adabench AdaLLaVA folder `out`.
 
     Returns a summary: out, variant, prefix_layers, group_size, token_selecting, tensors
@@ -260,7 +273,12 @@ def convert_adallava(src: str | Path, out: str | Path, dtype: str = "float16",
 def _vision_prefix() -> str:
     """Returns the prefix the installed transformers gives the Llava vision tower's CLIP
     transformer in memory (`model.vision_tower.` in transformers 5)."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+    )
 
     tiny = LlavaConfig(vision_config=CLIPVisionConfig(hidden_size=8, intermediate_size=8, num_hidden_layers=1,
                                                       num_attention_heads=1, image_size=8, patch_size=4),

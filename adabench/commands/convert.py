@@ -18,11 +18,26 @@ def register(app: typer.Typer) -> None:
     @sub.command("adallava")
     @user_errors
     def adallava_cmd(
-        src: Annotated[str, typer.Argument(help="Official AdaLLaVA checkpoint: folder or hub id in the HF cache.")],
+        src: Annotated[
+            str,
+            typer.Argument(help="Official AdaLLaVA checkpoint: folder or hub id in the HF cache."),
+        ],
         out: Annotated[Path, typer.Option(help="Output folder (an adabench AdaLLaVA model).")],
-        dtype: Annotated[str, typer.Option(help="Weight dtype written: float16 | bfloat16 | float32.")] = "float16",
-        vision_tower: Annotated[str | None, typer.Option(help="CLIP folder or hub id when SRC lacks the vision tower (default: its mm_vision_tower).")] = None,
-        processor: Annotated[str | None, typer.Option(help="Llava processor folder or hub id (default: SRC, then llava-hf/llava-1.5-7b-hf).")] = None,
+        dtype: Annotated[
+            str, typer.Option(help="Weight dtype written: float16 | bfloat16 | float32.")
+        ] = "float16",
+        vision_tower: Annotated[
+            str | None,
+            typer.Option(
+                help="CLIP folder or hub id when SRC lacks the vision tower (default: its mm_vision_tower)."
+            ),
+        ] = None,
+        processor: Annotated[
+            str | None,
+            typer.Option(
+                help="Llava processor folder or hub id (default: SRC, then llava-hf/llava-1.5-7b-hf)."
+            ),
+        ] = None,
         json_: Json = False,
     ) -> None:
         """Convert an official AdaLLaVA checkpoint (LLaVA layout + scheduler.*) to an HF Llava
@@ -33,7 +48,9 @@ def register(app: typer.Typer) -> None:
         from adabench import console
         from adabench.convert import convert_adallava
 
-        summary = convert_adallava(src, out, dtype=dtype, vision_tower=vision_tower, processor=processor)
+        summary = convert_adallava(
+            src, out, dtype=dtype, vision_tower=vision_tower, processor=processor
+        )
         if json_:
             console.print_json(summary)
         else:

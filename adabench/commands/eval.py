@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
         seed: Seed = 0,
         method_arg: MethodArgs = None,
         samples_out: Annotated[str | None, typer.Option(help="Also write per-sample rows to this parquet file.")] = None,
+        no_weights: Annotated[bool, typer.Option("--no-weights", help="Random weights from the config: latency/FLOPs only, accuracy NaN.")] = False,
         json_: Json = False,
     ) -> None:
         """Evaluate one cell: accuracy (with CI), latency (mean ± σ, percentiles), FLOPs, memory.
@@ -38,4 +39,5 @@ def register(app: typer.Typer) -> None:
 
         evaluate_one(model=model, method=method, budget=budget, suite=suite, split=split, limit=limit,
                      repeats=repeats, warmup=warmup, max_new_tokens=max_new_tokens, device=device,
-                     dtype=dtype, seed=seed, method_args=method_arg or [], samples_out=samples_out, as_json=json_)
+                     dtype=dtype, seed=seed, method_args=method_arg or [], samples_out=samples_out, as_json=json_,
+                     no_weights=no_weights)

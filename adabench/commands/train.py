@@ -36,7 +36,8 @@ def register(app: typer.Typer) -> None:
         suite: Annotated[str, typer.Option(help="Training suite (procedural).")] = "shapes",
         minutes: Annotated[float, typer.Option(help="Wall-clock budget in minutes.")] = 30.0,
         seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-        lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
+        lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 7e-4,
+        init_from: Annotated[Path | None, typer.Option(help="Continue from this checkpoint (second stage).")] = None,
     ) -> None:
         """Train the tiny Llava from scratch. Example: adabench train base --out adabench/assets/tiny --minutes 30"""
         from adabench import console
@@ -47,7 +48,7 @@ def register(app: typer.Typer) -> None:
             raise UserError("only the procedural suite 'shapes' can train the tiny model")
         bar, update = _progress()
         with bar:
-            summary = train_base(BaseTrainConfig(out=out, minutes=minutes, seed=seed, lr=lr), update)
+            summary = train_base(BaseTrainConfig(out=out, minutes=minutes, seed=seed, lr=lr, init_from=init_from), update)
         console.print_json({"out": str(out), "steps": summary["steps"], "test": summary["test"]})
 
     @sub.command("adallava")

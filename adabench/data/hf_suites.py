@@ -56,7 +56,9 @@ def image_preprocess(spec: SuiteSpec) -> str:
     """Returns the suite's recorded image preprocessing: "pad" (LLaVA-1.5) or "none"."""
     mode = str(spec.extra.get("image_preprocess", "none"))
     if mode not in IMAGE_PREPROCESS:
-        raise UserError(f"suite {spec.name!r}: image_preprocess must be one of {IMAGE_PREPROCESS}, got {mode!r}")
+        raise UserError(
+            f"suite {spec.name!r}: image_preprocess must be one of {IMAGE_PREPROCESS}, got {mode!r}"
+        )
     return mode
 
 
@@ -176,7 +178,9 @@ def build_question(spec: SuiteSpec, row: dict, options: list[str]) -> str:
     if not _is_missing(hint):
         question = extra.get("hint_template", "{hint}\n").format(hint=str(hint).strip()) + question
     if options:
-        question += "\n" + "\n".join(f"{string.ascii_uppercase[i]}. {o}" for i, o in enumerate(options))
+        question += "\n" + "\n".join(
+            f"{string.ascii_uppercase[i]}. {o}" for i, o in enumerate(options)
+        )
     if extra.get("ocr") and "ocr_tokens" in fields:
         question += "\nReference OCR token: " + ", ".join(str(t) for t in row[fields["ocr_tokens"]])
     return question + str(extra.get("post_prompt", ""))
@@ -196,8 +200,11 @@ def _rotations(sample: Sample, options: list[str]) -> list[Sample]:
     out = []
     for k in range(len(options)):
         rotated = options[k:] + options[:k]
-        spec_q = sample.meta["_stem"] + "\n" + "\n".join(
-            f"{string.ascii_uppercase[i]}. {o}" for i, o in enumerate(rotated))
+        spec_q = (
+            sample.meta["_stem"]
+            + "\n"
+            + "\n".join(f"{string.ascii_uppercase[i]}. {o}" for i, o in enumerate(rotated))
+        )
         out.append(Sample(
             id=sample.id if k == 0 else f"{sample.id}@{k}",
             image=sample.image,
@@ -218,8 +225,14 @@ def _row_sample(spec: SuiteSpec, row: dict, index: int, image) -> Sample:
     if options:
         meta["options"] = options
     family = str(row[fields["family"]]) if "family" in fields else ""
-    sample = Sample(_row_id(fields, row, index), image, build_question(spec, row, options), answers,
-                    family, meta)
+    sample = Sample(
+        _row_id(fields, row, index),
+        image,
+        build_question(spec, row, options),
+        answers,
+        family,
+        meta,
+    )
     if options and spec.extra.get("circular"):
         post = str(spec.extra.get("post_prompt", ""))
         stem_only = build_question(spec, row, [])
@@ -233,7 +246,9 @@ def _split_entry(spec: SuiteSpec, split: str) -> dict:
     if isinstance(entry, str):
         return {"split": entry}
     if not isinstance(entry, dict) or "split" not in entry:
-        raise UserError(f"suite {spec.name!r}: split {split!r} must map to {{split: NAME, ...}}, got {entry!r}")
+        raise UserError(
+            f"suite {spec.name!r}: split {split!r} must map to {{split: NAME, ...}}, got {entry!r}"
+        )
     return entry
 
 
@@ -262,8 +277,9 @@ class _ImageJoin:
         return self.ds[self.index[str(key)]][self.column]
 
 
-def load_hf(spec: SuiteSpec, split: str, limit: int | None = None,
-            data_dir: str | os.PathLike | None = None) -> list[Sample]:
+def load_hf(
+    spec: SuiteSpec, split: str, limit: int | None = None, data_dir: str | os.PathLike | None = None
+) -> list[Sample]:
     """Returns the first `limit` questions of `split` of an hf suite as Samples (all when None).
 
     With `circular: true` (MMBench) each choice question yields one sample per rotation of its
@@ -278,7 +294,11 @@ def load_hf(spec: SuiteSpec, split: str, limit: int | None = None,
     seen: dict[str, int] = {}
     for i in _indices(ds, entry, limit):
         row = ds[i]
-        image = join.get(row[spec.fields["image_id"]]) if join else row[spec.fields.get("image", "image")]
+        image = (
+            join.get(row[spec.fields["image_id"]])
+            if join
+            else row[spec.fields.get("image", "image")]
+        )
         sample = _row_sample(spec, row, i, image.convert("RGB"))
         if sample.id in seen:  # e.g. MME: two questions per image id
             seen[sample.id] += 1
@@ -304,13 +324,28 @@ def default_fixture_dir() -> Path | None:
 def _feature_problems(spec: SuiteSpec, features, where: str) -> list[str]:
     fields, problems = spec.fields, []
     cols = set(features)
-    singles = ["image_id" if spec.source.get("images") else "image", "question", "answers", "hint",
-               "family", "ocr_tokens", "choices"]
+    singles = [
+        "image_id" if spec.source.get("images") else "image",
+        "question",
+        "answers",
+        "hint",
+        "family",
+        "ocr_tokens",
+        "choices",
+    ]
     wanted = [fields[k] for k in singles if k in fields] + list(fields.get("meta", []) or [])
-    wanted += list(fields["id"] if isinstance(fields.get("id"), list) else [fields["id"]] if "id" in fields else [])
+    wanted += list(
+        fields["id"]
+        if isinstance(fields.get("id"), list)
+        else [fields["id"]]
+        if "id" in fields
+        else []
+    )
     for col in wanted:
         if col not in cols:
-            problems.append(f"{where}: field column {col!r} not in the dataset ({', '.join(sorted(cols))})")
+            problems.append(
+                f"{where}: field column {col!r} not in the dataset ({', '.join(sorted(cols))})"
+            )
     key = fields.get("answer_key")
     if key and fields.get("answers") in cols:
         feat = features[fields["answers"]]
@@ -360,5 +395,7 @@ def validate_fixture(spec: SuiteSpec, fixture_dir: str | os.PathLike) -> list[st
                 for sample in load_hf(spec, split, 1, data_dir=root):
                     spec.render_prompt(sample)
         except (UserError, KeyError, ValueError, IndexError, TypeError) as exc:
-            problems.append(f"{spec.name}: loading the fixture failed: {exc.__class__.__name__}: {exc}")
+            problems.append(
+                f"{spec.name}: loading the fixture failed: {exc.__class__.__name__}: {exc}"
+            )
     return problems

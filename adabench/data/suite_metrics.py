@@ -62,7 +62,9 @@ def mmbench_circular(samples: list[Sample], predictions: list[str]) -> dict:
     groups: dict[str, dict[int, float]] = {}
     for s, p in zip(samples, predictions, strict=True):
         group = str(s.meta.get("circular_group", s.id))
-        groups.setdefault(group, {})[int(s.meta.get("circular_index", 0))] = choice_accuracy(p, s.answers)
+        groups.setdefault(group, {})[int(s.meta.get("circular_index", 0))] = choice_accuracy(
+            p, s.answers
+        )
     n = len(groups)
     return {
         "circular_accuracy": sum(all(v == 1.0 for v in g.values()) for g in groups.values()) / n,
@@ -86,7 +88,9 @@ def evalai_answer(prediction: str) -> str:
     return normalize_vqa_answer(prediction.lower())
 
 
-def export_evalai(rows: list[dict], path: str | Path, all_question_ids: list[int] | None = None) -> Path:
+def export_evalai(
+    rows: list[dict], path: str | Path, all_question_ids: list[int] | None = None
+) -> Path:
     """Writes a VQAv2 EvalAI submission: a JSON list of {"question_id": int, "answer": str}.
 
     `rows` carry `prediction` and `question_id` (or `sample_id`, the VQAv2 question id). With
@@ -97,7 +101,9 @@ def export_evalai(rows: list[dict], path: str | Path, all_question_ids: list[int
     for row in rows:
         qid = row.get("question_id", row.get("sample_id"))
         if qid is None or "prediction" not in row:
-            raise UserError("export_evalai needs rows with `prediction` and `question_id` (or `sample_id`)")
+            raise UserError(
+                "export_evalai needs rows with `prediction` and `question_id` (or `sample_id`)"
+            )
         answers[int(str(qid).split("#")[0])] = evalai_answer(str(row["prediction"]))
     ids = list(all_question_ids) if all_question_ids is not None else list(answers)
     out = [{"question_id": int(q), "answer": answers.get(int(q), "")} for q in ids]

@@ -135,6 +135,12 @@ def validate_all() -> list[dict]:
                 METRICS.get(metric)
             if spec.source.get("type") not in ("procedural", "hf"):
                 raise UserError(f"source.type must be 'procedural' or 'hf', got {spec.source.get('type')!r}")
+            if spec.source.get("type") == "hf":
+                from adabench.data.hf_suites import default_fixture_dir, validate_fixture
+
+                fixtures = default_fixture_dir()
+                if fixtures is not None and (problems := validate_fixture(spec, fixtures)):
+                    raise UserError("; ".join(problems))
             rows.append({"suite": name, "ok": True, "problem": ""})
         except UserError as exc:
             rows.append({"suite": name, "ok": False, "problem": str(exc)})

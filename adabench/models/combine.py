@@ -18,7 +18,15 @@ from adabench.models.methods import METHODS, Method, Request, build_method
 from adabench.models.plan import Plan
 
 TOKEN_METHODS = ("fastv", "prumerge", "prumerge+")
-BLOCK_METHODS = ("full", "layer-drop", "early-exit", "random-skip", "adallava-l", "adallava-h", "head-prune")
+BLOCK_METHODS = (
+    "full",
+    "layer-drop",
+    "early-exit",
+    "random-skip",
+    "adallava-l",
+    "adallava-h",
+    "head-prune",
+)
 TOKEN_DEFAULTS = {"fastv": {"r": "0.5"}}
 
 
@@ -32,8 +40,10 @@ def split_name(name: str) -> tuple[str, str]:
             if part not in METHODS:
                 raise did_you_mean(part, METHODS.names(), f"method (in combination {name!r})")
     a, b = known[0]
-    allowed = (f"a combination is one token method ({', '.join(TOKEN_METHODS)}) and one block/head "
-               f"method ({', '.join(BLOCK_METHODS)}), e.g. adallava-l+fastv")
+    allowed = (
+        f"a combination is one token method ({', '.join(TOKEN_METHODS)}) and one block/head "
+        f"method ({', '.join(BLOCK_METHODS)}), e.g. adallava-l+fastv"
+    )
     if a in TOKEN_METHODS and b in TOKEN_METHODS:
         raise UserError(f"{name!r} combines two token methods; {allowed}")
     if a in BLOCK_METHODS and b in BLOCK_METHODS:
@@ -51,7 +61,9 @@ class Combination(Method):
         self.block, self.token = block, token
         self.NAME = f"{block.NAME}+{token.NAME}"
         self.VARIES = f"{block.VARIES} + {token.VARIES}"
-        self.DESCRIPTION = f"{block.NAME} at the budget, {token.NAME} at its default; FLOPs multiply"
+        self.DESCRIPTION = (
+            f"{block.NAME} at the budget, {token.NAME} at its default; FLOPs multiply"
+        )
         self.NEEDS_ADALLAVA = block.NEEDS_ADALLAVA
         self.ARGS = {**block.ARGS, **token.ARGS}
         self.model, self.budget, self.seed = block.model, block.budget, block.seed
@@ -64,7 +76,9 @@ class Combination(Method):
     def request(self, sample_id, input_ids, image_features) -> Request:
         base = self.block.request(sample_id, input_ids, image_features)
         extra = 0 if base.extra_embeds is None else base.extra_embeds.shape[1]
-        choice = self.token.choose(input_ids, image_features, extra_tokens=extra, base_plan=base.plan)
+        choice = self.token.choose(
+            input_ids, image_features, extra_tokens=extra, base_plan=base.plan
+        )
         decide = None
         if base.decide is not None:
             inner = base.decide
@@ -75,8 +89,14 @@ class Combination(Method):
         # With `decide` the static plan only carries the token fields (for an executor that
         # needs them before the decision, e.g. FastV ranking tokens in the prefix blocks).
         plan = choice.apply(base.plan or Plan.full(self.num_layers))
-        return Request(plan=plan, decide=decide, decide_at=base.decide_at, extra_embeds=base.extra_embeds,
-                       image_features=choice.image_features, info={**base.info, **choice.info})
+        return Request(
+            plan=plan,
+            decide=decide,
+            decide_at=base.decide_at,
+            extra_embeds=base.extra_embeds,
+            image_features=choice.image_features,
+            info={**base.info, **choice.info},
+        )
 
 
 def build_combination(name: str, model, budget: float, args: dict, seed: int = 0) -> Combination:
@@ -85,7 +105,10 @@ def build_combination(name: str, model, budget: float, args: dict, seed: int = 0
     Arguments go to the part whose ARGS names them (the token part first); unknown ones raise."""
     block_name, token_name = split_name(name)
     token_cls, block_cls = METHODS.get(token_name), METHODS.get(block_name)
-    token_args = {**TOKEN_DEFAULTS.get(token_name, {}), **{k: v for k, v in args.items() if k in token_cls.ARGS}}
+    token_args = {
+        **TOKEN_DEFAULTS.get(token_name, {}),
+        **{k: v for k, v in args.items() if k in token_cls.ARGS},
+    }
     block_args = {k: v for k, v in args.items() if k not in token_cls.ARGS}
     unknown = set(block_args) - set(block_cls.ARGS)
     if unknown:

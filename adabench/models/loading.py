@@ -129,6 +129,11 @@ def describe(name: str) -> dict:
     """Returns what is known about `name` without loading weights: location, config summary, presence."""
     path = resolve(name) if name in EMBEDDED or name in HUB_ALIASES or Path(name).is_dir() else name
     info = {"name": name, "location": path, "weights_present": False}
+    if name in HUB_ALIASES:  # shipped config: shapes offline, weights looked up in the HF cache
+        from adabench.models.no_weights import describe_shipped
+
+        info.update(describe_shipped(name))
+        return info
     cfg_file = Path(path) / "config.json"
     if cfg_file.exists():
         cfg = json.loads(cfg_file.read_text())

@@ -31,6 +31,7 @@ class BaseTrainConfig:
     batch_size: int = field(default=64, metadata={"help": "samples per optimizer step"})
     lr: float = field(default=7e-4, metadata={"help": "peak learning rate"})
     vision_steps: int = field(default=250, metadata={"help": "stage-0 vision pre-training steps"})
+    init_from: Path | None = field(default=None, metadata={"help": "continue from this checkpoint (skips stage 0)"})
     warmup_steps: int = field(default=150, metadata={"help": "linear warm-up steps"})
     eval_every: int = field(default=250, metadata={"help": "steps between val evaluations"})
     val_size: int = field(default=500, metadata={"help": "val samples per evaluation"})
@@ -87,10 +88,14 @@ def train_base(cfg: BaseTrainConfig, progress=None) -> dict:
     tok = processor.tokenizer
     config = tiny.build_config(len(tok), tok.convert_tokens_to_ids("<image>"), tok.pad_token_id,
                                tok.bos_token_id, tok.eos_token_id)
-    model = LlavaForConditionalGeneration(config)
-    # Stage 0: the CLIP tower learns to see each cell, then stays frozen (as in LLaVA's recipe).
-    probe_acc = pretrain_vision(model.model.vision_tower, processor.image_processor, steps=cfg.vision_steps,
-                                seed=cfg.seed)
+    if cfg.init_from is not None:  # a second stage continues a checkpoint with a fresh schedule
+        model = LlavaForConditionalGeneration.from_pretrained(cfg.init_from, dtype=torch.float32)
+        probe_acc = float("nan")
+    else:
+        model = LlavaForConditionalGeneration(config)
+        # Stage 0: the CLIP tower learns to see each cell, then stays frozen (as in LLaVA's recipe).
+        probe_acc = pretrain_vision(model.model.vision_tower, processor.image_processor, steps=cfg.vision_steps,
+                                    seed=cfg.seed)
     for p in model.model.vision_tower.parameters():
         p.requires_grad_(False)
     model.train()

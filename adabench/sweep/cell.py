@@ -68,9 +68,12 @@ class CellConfig:
 
 def prepare_samples(loaded: LoadedModel, spec: SuiteSpec, samples: list[Sample]) -> list[PreparedSample]:
     """Returns processor outputs for `samples` on the model's device (once per suite and model)."""
+    from adabench.data.hf_suites import prepare_image
+
     out = []
     for s in samples:
-        enc = loaded.processor(images=s.image, text=spec.render_prompt(s), return_tensors="pt")
+        image = prepare_image(spec, s.image, loaded.processor)  # LLaVA-1.5 pad-to-square where the suite asks
+        enc = loaded.processor(images=image, text=spec.render_prompt(s), return_tensors="pt")
         out.append(PreparedSample(s.id, enc["input_ids"].to(loaded.device),
                                   enc["pixel_values"].to(loaded.device, loaded.dtype)))
     return out
@@ -112,7 +115,10 @@ def _sample_row(loaded: LoadedModel, spec: SuiteSpec, sample: Sample, runs: list
     first = runs[0]
     tok = loaded.processor.tokenizer
     text = tok.decode(first.token_ids, skip_special_tokens=True).strip()
-    score = metrics.score(spec.metric_for(sample.family), text, sample.answers)
+    if getattr(loaded, "weights", "trained") == "random" or not sample.answers:
+        score = math.nan  # random weights (latency-only run) or hidden answers (e.g. VQAv2 test-dev)
+    else:
+        score = metrics.score(spec.metric_for(sample.family), text, sample.answers)
     fl = flops_mod.generation_flops(loaded.config, first.prompt_len, len(first.token_ids), first.plan,
                                     full_prompt_len=first.full_prompt_len)
     extra_flops = loaded.adallava.overhead_flops() if loaded.adallava is not None and method.NAME.startswith("adallava") else 0
@@ -125,14 +131,14 @@ def _sample_row(loaded: LoadedModel, spec: SuiteSpec, sample: Sample, runs: list
         "decode_ms": float(np.mean([sum(g.decode_ms) for g in runs])),
         "decode_ms_per_token": float(np.mean(decode_steps)) if decode_steps else math.nan,
         "overhead_ms": float(np.mean([g.overhead_ms for g in runs])),
-        "new_tokens": len(first.token_ids), "flops": fl["flops"] + extra_flops, "llm_flops": fl["llm_flops"],
+        "weights": getattr(loaded, "weights", "trained"), "new_tokens": len(first.token_ids), "flops": fl["flops"] + extra_flops, "llm_flops": fl["llm_flops"],
         "flops_ratio": fl["flops_ratio"], "plan": first.plan.describe(loaded.config.text_config.num_attention_heads),
         **{k: v for k, v in first.info.items() if isinstance(v, (int, float, str))},
     }
 
 
 def _cell_row(cfg: CellConfig, rows: list[dict], slowdown: float, peak_mem_mb: float, energy: float) -> dict:
-    scores = [r["score"] for r in rows]
+    scores = [r["score"] for r in rows if not math.isnan(r["score"])]
     raw = [x for r in rows for x in r["latency_ms_repeats"]]
     lat = summarize(raw)
     lo, hi = bootstrap_ci(scores, seed=cfg.seed) if len(scores) > 1 else (math.nan, math.nan)
@@ -140,7 +146,8 @@ def _cell_row(cfg: CellConfig, rows: list[dict], slowdown: float, peak_mem_mb: f
     return {
         "cell_id": cfg.cell_id(), "suite": cfg.suite, "model": cfg.model, "method": cfg.method,
         "budget": cfg.budget, "contention": cfg.contention, "contention_kind": cfg.contention_kind,
-        "achieved_slowdown": slowdown, "n": len(rows), "accuracy": float(np.mean(scores)),
+        "achieved_slowdown": slowdown, "n": len(rows),
+        "accuracy": float(np.mean(scores)) if scores else math.nan,
         "accuracy_ci_low": lo, "accuracy_ci_high": hi,
         "flops": float(np.mean([r["flops"] for r in rows])), "llm_flops": float(np.mean([r["llm_flops"] for r in rows])),
         "flops_ratio": float(np.mean([r["flops_ratio"] for r in rows])),
@@ -153,5 +160,6 @@ def _cell_row(cfg: CellConfig, rows: list[dict], slowdown: float, peak_mem_mb: f
         "latency_ratio": math.nan, "peak_mem_mb": peak_mem_mb, "energy_j_mean": energy,
         "slo_ms": math.nan, "slo_attainment": math.nan, "split": cfg.split, "repeats": cfg.repeats,
         "distinct_plans": len({r["plan"] for r in rows}),
+        "weights": rows[0].get("weights", "trained") if rows else "trained",
         "spread_warning": spread_warning(raw) or "",
     }

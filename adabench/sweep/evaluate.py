@@ -14,7 +14,7 @@ from adabench.sweep.cell import CellConfig, prepare_samples, run_cell
 
 def evaluate_one(*, model: str, method: str, budget: float, suite: str, split: str, limit: int | None,
                  repeats: int, warmup: int, max_new_tokens: int | None, device: str, dtype: str, seed: int,
-                 method_args: list[str], samples_out: str | None, as_json: bool) -> dict:
+                 method_args: list[str], samples_out: str | None, as_json: bool, no_weights: bool = False) -> dict:
     """Runs one cell and prints it; returns the cell row."""
     check_range(budget, 0.0, 1.0, "budget", low_open=True)
     cfg = CellConfig(model=model, method=method, budget=budget, suite=suite, split=split, limit=limit,
@@ -22,9 +22,17 @@ def evaluate_one(*, model: str, method: str, budget: float, suite: str, split: s
                      method_args=parse_method_args(method_args))
     spec = get_spec(suite)
     samples = load_suite(suite, split=split, limit=limit, seed=0)
-    loaded = load_model(model, device=device, dtype=dtype)
+    if no_weights:
+        from adabench.models.no_weights import build_no_weights, center_random_scheduler_
+        from adabench.sweep.grid import needs_adallava
+
+        loaded = build_no_weights(model, device=device, dtype=dtype, seed=seed, adallava_variant=needs_adallava(method))
+    else:
+        loaded = load_model(model, device=device, dtype=dtype)
     build_method(method, loaded, budget, cfg.method_args, seed)  # fail fast on a bad method/budget
     prepared = prepare_samples(loaded, spec, samples)
+    if no_weights:
+        center_random_scheduler_(loaded, prepared)
     console.log(f"eval {model} · {method} @ {budget} · {suite}/{split} · n={len(samples)} · {loaded.device}")
     cell, rows = run_cell(loaded, spec, samples, prepared, cfg)
     if samples_out:
@@ -46,7 +54,8 @@ def _print_summary(cell: dict, rows: list[dict]) -> None:
         fams.setdefault(r["family"] or "all", []).append(r["score"])
     lines = [
         {"metric": "accuracy", "value": f"{cell['accuracy']:.3f} (95% CI {cell['accuracy_ci_low']:.3f} … {cell['accuracy_ci_high']:.3f}), n={cell['n']}"},
-        *[{"metric": f"  accuracy · {k}", "value": f"{sum(v) / len(v):.3f} (n={len(v)})"} for k, v in sorted(fams.items())],
+        *[{"metric": f"  accuracy · {k}", "value": f"{sum(v) / len(v):.3f} (n={len(v)})"} for k, v in sorted(fams.items())
+          if not any(math.isnan(x) for x in v)],
         {"metric": "latency", "value": f"{cell['latency_ms_mean']:.2f} ms ± {cell['latency_ms_std']:.2f} (p50 {cell['latency_ms_p50']:.2f}, p90 {cell['latency_ms_p90']:.2f}, p99 {cell['latency_ms_p99']:.2f})"},
         {"metric": "prefill (TTFT)", "value": f"{cell['prefill_ms_mean']:.2f} ms"},
         {"metric": "decode", "value": _fmt_ms(cell["decode_ms_per_token_mean"]) + " per token"},
@@ -54,7 +63,8 @@ def _print_summary(cell: dict, rows: list[dict]) -> None:
         {"metric": "peak memory", "value": f"{cell['peak_mem_mb']:.1f} MB"},
         {"metric": "distinct plans", "value": str(cell["distinct_plans"])},
     ]
-    console.print_table(lines, f"{cell['model']} · {cell['method']} @ {cell['budget']} · {cell['suite']}")
+    marking = " · weights: random (latency/FLOPs only)" if cell.get("weights") == "random" else ""
+    console.print_table(lines, f"{cell['model']} · {cell['method']} @ {cell['budget']} · {cell['suite']}{marking}")
 
 
 def _fmt_ms(value: float) -> str:

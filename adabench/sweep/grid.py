@@ -44,14 +44,15 @@ def model_variant(model: str) -> str | None:
 
 def expand(cfg: SweepConfig, variants: dict[str, str | None] | None = None) -> tuple[list[CellConfig], list[Skipped]]:
     """Returns (cells in execution order, skipped pairs). `full` runs once per contention level."""
-    variants = variants if variants is not None else {m: model_variant(m) for m in cfg.models}
+    if variants is None:
+        variants = {} if cfg.no_weights else {m: model_variant(m) for m in cfg.models}
     cells, skipped = [], []
     for level in cfg.contention:
         for model in cfg.models:
             for suite in cfg.suites:
                 for method in cfg.methods:
                     need = needs_adallava(method)
-                    if need and variants.get(model) != need:
+                    if need and not cfg.no_weights and variants.get(model) != need:
                         if level == cfg.contention[0] and suite == cfg.suites[0]:
                             skipped.append(Skipped(model, method, f"needs an AdaLLaVA-{need} checkpoint"))
                         continue

@@ -67,15 +67,32 @@ class LocalExecutor:
                         spec, samples, prepared = _prepare(loaded, suite_name, cfg)
                         for cell in suite_cells:
                             stress.check()
+                            if cfg.no_weights:
+                                _attach_random_head(loaded, cell, prepared, cfg)
                             row, rows = _run_one(loaded, spec, samples, prepared, cell, slowdown, progress)
                             on_cell(row, rows)
 
 
+def _attach_random_head(loaded, cell: CellConfig, prepared, cfg: SweepConfig) -> None:
+    """--no-weights: give the random model the random AdaLLaVA head the cell's method needs."""
+    from adabench.models.no_weights import adallava_settings_for, build_random_head, center_random_scheduler_
+    from adabench.sweep.grid import needs_adallava
+
+    variant = needs_adallava(cell.method)
+    heads = loaded.__dict__.setdefault("_random_heads", {})
+    if variant and variant not in heads:
+        heads[variant] = build_random_head(loaded.config, variant, loaded.device, loaded.dtype, cfg.seed + 1,
+                                           **adallava_settings_for(loaded.name))
+        loaded.adallava = heads[variant]
+        center_random_scheduler_(loaded, prepared)
+    loaded.adallava = heads.get(variant) if variant else None
+
+
 def _load(model_name: str, cfg: SweepConfig):
     if cfg.no_weights:
-        from adabench.models.no_weights import build_no_weights_for_sweep
+        from adabench.models.no_weights import build_no_weights
 
-        return build_no_weights_for_sweep(model_name, cfg)
+        return build_no_weights(model_name, device=cfg.device, dtype=cfg.dtype, seed=cfg.seed)
     from adabench.models.loading import load_model
 
     return load_model(model_name, device=cfg.device, dtype=cfg.dtype)

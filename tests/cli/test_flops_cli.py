@@ -67,6 +67,28 @@ def test_closed_forms_7b():
     assert full["flops"] == full["vision_flops"] + full["llm_flops"] + full["lm_head_flops"]
 
 
+def test_methods_follow_the_registered_implementations():
+    # head-prune: AdaLLaVA-H's units (P = N/2 prefix), no latency token.
+    prune, ada_h = rows_for("head-prune"), rows_for("adallava-h")
+    assert [r["units"] for r in prune] == [r["units"] for r in ada_h]
+    assert [r["prefill_llm_flops"] for r in prune] == [
+        r["prefill_llm_flops_no_latency_token"] for r in ada_h
+    ]
+    # fastv alone: the smallest R whose ratio fits the budget (R = 0 at 1.0).
+    fastv = rows_for("fastv", budgets=(1.0, 0.6))
+    assert fastv[0]["fastv_removed"] == 0 and fastv[1]["flops_ratio"] <= 0.6
+    one_less = rows_for(
+        "fastv", budgets=(1.0,), method_args={"r": str((fastv[1]["fastv_removed"] - 1) / 576)}
+    )
+    assert one_less[0]["flops_ratio"] > 0.6
+    # X+fastv, either order: X takes the budget, FastV runs at r = 0.5 (the paper's 4.9/4.2/3.0 T).
+    combo = rows_for("fastv+adallava-l")
+    other_order = rows_for("adallava-l+fastv")
+    assert [r["prefill_llm_flops"] for r in combo] == [r["prefill_llm_flops"] for r in other_order]
+    assert [r["fastv_removed"] for r in combo] == [288] * 3
+    assert [round(r["prefill_llm_tflops"], 1) for r in combo] == [5.0, 4.3, 3.1]
+
+
 def test_13b_works_without_memory():
     rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows = rows_for("adallava-l", model="llava-1.5-13b")

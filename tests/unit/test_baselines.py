@@ -55,7 +55,11 @@ def test_layer_drop_spacing_on_12_blocks():
 
     model, proc = build_random_llava(layers=12)
     lm = LoadedModel("r12", "", model, proc, torch.device("cpu"), torch.float32)
-    plan = build_method("layer-drop", lm, 0.5).request("s", torch.zeros(1, 20, dtype=torch.long), None).plan
+    plan = (
+        build_method("layer-drop", lm, 0.5)
+        .request("s", torch.zeros(1, 20, dtype=torch.long), None)
+        .plan
+    )
     assert kept_count(0.5, 12) == 6 and evenly_spaced(12, 6) == [0, 2, 4, 7, 9, 11]
     assert plan.kept_blocks() == [0, 2, 4, 7, 9, 11]
     assert F.flops_ratio(model.config, 20, plan) == 0.5
@@ -69,7 +73,10 @@ def test_block_and_head_methods_match_closed_form(loaded, shapes, method):
         cell, rows = _cell(loaded, shapes, method, b)
         expected = kept_count(b, n) / n if method != "head-prune" else kept_count(b, 16) / 16
         assert cell["flops_ratio_max"] <= b + 1e-9
-        assert all(r["flops_ratio"] == pytest.approx(expected, abs=1e-12) for r in rows), (b, rows[0]["plan"])
+        assert all(r["flops_ratio"] == pytest.approx(expected, abs=1e-12) for r in rows), (
+            b,
+            rows[0]["plan"],
+        )
         assert b - cell["flops_ratio"] < 1 / 16 + 1e-9  # within one unit of granularity
         assert (cell["flops"] < full["flops"]) == (b < 1.0)
 
@@ -94,7 +101,11 @@ def test_random_skip_is_reproducible_by_seed(loaded):
     ids = torch.zeros(1, 5, dtype=torch.long)
 
     def kept(seed, sample):
-        return build_method("random-skip", loaded, 0.75, seed=seed).request(sample, ids, None).plan.kept_blocks()
+        return (
+            build_method("random-skip", loaded, 0.75, seed=seed)
+            .request(sample, ids, None)
+            .plan.kept_blocks()
+        )
 
     assert kept(0, "a") == kept(0, "a")
     plans = {tuple(kept(0, f"s{i}")) for i in range(12)}
@@ -144,7 +155,17 @@ def test_cli_fastv_budget_below_minimum_exits_2(random_llava_dir):
 
     from adabench.cli import app
 
-    args = ["eval", "--model", str(random_llava_dir), "--method", "fastv", "--limit", "2", "--device", "cpu"]
+    args = [
+        "eval",
+        "--model",
+        str(random_llava_dir),
+        "--method",
+        "fastv",
+        "--limit",
+        "2",
+        "--device",
+        "cpu",
+    ]
     result = CliRunner().invoke(app, [*args, "--budget", "0.05"])
     assert result.exit_code == 2 and "minimum is" in result.stderr
     result = CliRunner().invoke(app, [*args, "--budget", "0.5", "--warmup", "0"])
@@ -197,7 +218,7 @@ def test_prumerge_cells_shorten_the_sequence(loaded, shapes, method):
     for b in (0.75, 0.9, 1.0):
         cell, rows = _cell(loaded, shapes, method, b)
         assert cell["flops_ratio_max"] <= b + 1e-9 and cell["flops"] < full["flops"]
-        for r, ps in zip(rows, shapes[2]):
+        for r, ps in zip(rows, shapes[2], strict=True):
             removed, t = 9 - r["visual_kept"], ps.input_ids.shape[1]
             # 9 patches: prumerge+'s uniform step is 1 as soon as 2 patches are outliers (keeps all)
             assert removed > 0 or (method == "prumerge+" and b == 1.0)
@@ -210,7 +231,10 @@ def test_prumerge_caps_to_the_budget(loaded, shapes):
     gen = _generation(loaded, build_method("prumerge+", loaded, 0.6), shapes[2][0])
     ratio = F.flops_ratio(loaded.config, gen.prompt_len, gen.plan, gen.full_prompt_len)
     assert ratio <= 0.6 and gen.info["visual_kept"] < gen.info["visual_kept_adaptive"]
-    with pytest.raises(UserError, match=r"'prumerge' can reach on a \d+-token prompt with 9 visual tokens: the minimum"):
+    with pytest.raises(
+        UserError,
+        match=r"'prumerge' can reach on a \d+-token prompt with 9 visual tokens: the minimum",
+    ):
         _generation(loaded, build_method("prumerge", loaded, 0.4), shapes[2][0])
 
 
@@ -225,13 +249,22 @@ def _fastv_product(config, plan: Plan, seq_len: int) -> float:
     n, heads = plan.num_layers, config.text_config.num_attention_heads
     total = 0.0
     for i in range(n):
-        alone = Plan.from_kept_blocks(n, [i]).with_tokens(fastv_layer=plan.fastv_layer, fastv_removed=plan.fastv_removed)
+        alone = Plan.from_kept_blocks(n, [i]).with_tokens(
+            fastv_layer=plan.fastv_layer, fastv_removed=plan.fastv_removed
+        )
         total += plan.num_heads(i, heads) / heads * F.llm_flops(config, seq_len, alone)
     return total / F.llm_flops(config, seq_len)
 
 
-@pytest.mark.parametrize("variant,method", [("L", "adallava-l+fastv"), ("L", "layer-drop+fastv"),
-                                            ("H", "adallava-h+prumerge"), ("L", "prumerge + adallava-l")])
+@pytest.mark.parametrize(
+    "variant,method",
+    [
+        ("L", "adallava-l+fastv"),
+        ("L", "layer-drop+fastv"),
+        ("H", "adallava-h+prumerge"),
+        ("L", "prumerge + adallava-l"),
+    ],
+)
 def test_combinations_multiply(random_adallava_dirs, variant, method):
     from adabench.data.suites import get_spec, load_suite
     from adabench.models.loading import load_model
@@ -243,7 +276,7 @@ def test_combinations_multiply(random_adallava_dirs, variant, method):
     ps = prepare_samples(lm, spec, load_suite("shapes", limit=2))
     for b in (0.75, 0.9):
         m = build_method(method, lm, b)
-        assert m.NEEDS_ADALLAVA == (variant if "adallava" in method else None)
+        assert (variant if "adallava" in method else None) == m.NEEDS_ADALLAVA
         for p in ps:
             gen = _generation(lm, m, p)
             ratio = F.flops_ratio(lm.config, gen.prompt_len, gen.plan, gen.full_prompt_len)
@@ -251,15 +284,22 @@ def test_combinations_multiply(random_adallava_dirs, variant, method):
             assert ratio <= b + 1e-9 and block <= b + 1e-9
             if "fastv" in method:
                 assert gen.plan.fastv_removed == 4  # default r = 0.5 of 9
-                assert ratio == pytest.approx(_fastv_product(lm.config, gen.plan, gen.prompt_len), rel=1e-12)
+                assert ratio == pytest.approx(
+                    _fastv_product(lm.config, gen.plan, gen.prompt_len), rel=1e-12
+                )
             else:
-                token = F.flops_ratio(lm.config, gen.prompt_len, Plan.full(8).with_tokens(
-                    visual_tokens_removed=gen.plan.visual_tokens_removed))
+                token = F.flops_ratio(
+                    lm.config,
+                    gen.prompt_len,
+                    Plan.full(8).with_tokens(visual_tokens_removed=gen.plan.visual_tokens_removed),
+                )
                 assert gen.plan.visual_tokens_removed > 0
                 assert ratio == pytest.approx(block * token, rel=1e-9)
 
 
-@pytest.mark.xfail(strict=True, reason="execution.prefill ignores FastV when K < decide_at (AdaLLaVA's prefix)")
+@pytest.mark.xfail(
+    strict=True, reason="execution.prefill ignores FastV when K < decide_at (AdaLLaVA's prefix)"
+)
 def test_fastv_actually_runs_under_adallava(random_adallava_dirs):
     from adabench.data.suites import get_spec, load_suite
     from adabench.models.loading import load_model

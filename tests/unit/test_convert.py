@@ -51,13 +51,18 @@ def fabricate(tmp_path, variant: str = "L", with_vision: bool = True):
     if not with_vision:
         state = {k: v for k, v in state.items() if ".vision_tower." not in k}
     state.update({_rename(k, HEAD_TO_ORIGINAL): v for k, v in head.state_dict().items()})
-    state["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch.ones(8)  # old checkpoints carry it
+    state["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch.ones(
+        8
+    )  # old checkpoints carry it
     src = tmp_path / "official"
     src.mkdir()
     save_file({k: v.contiguous() for k, v in state.items()}, str(src / "model.safetensors"))
     clip = tmp_path / "clip"  # a CLIP folder as on the hub: config + vision_model.* weights
     cfg.vision_config.save_pretrained(clip)
-    tower = {f"vision_model.{k}": v.contiguous() for k, v in model.model.vision_tower.state_dict().items()}
+    tower = {
+        f"vision_model.{k}": v.contiguous()
+        for k, v in model.model.vision_tower.state_dict().items()
+    }
     save_file(tower, str(clip / "model.safetensors"))
     text = cfg.text_config
     (src / "config.json").write_text(json.dumps({
@@ -91,7 +96,11 @@ def test_round_trip_same_logits(tmp_path, variant, with_vision):
     torch.set_num_threads(1)
     src, model, processor, head = fabricate(tmp_path, variant, with_vision)
     summary = convert_adallava(src, tmp_path / "out", dtype="float32")
-    assert summary["variant"] == variant and summary["prefix_layers"] == 2 and summary["token_selecting"] == "none"
+    assert (
+        summary["variant"] == variant
+        and summary["prefix_layers"] == 2
+        and summary["token_selecting"] == "none"
+    )
     loaded = load_model(str(tmp_path / "out"), device="cpu", dtype="float32")
     assert loaded.variant == variant and loaded.adallava.config.prefix_layers == 2
     assert loaded.adallava.config.group_size == 2
@@ -109,7 +118,10 @@ def test_unknown_names_and_missing_scheduler(tmp_path):
     save_file({**state, "model.mystery.weight": torch.zeros(2)}, str(src / "model.safetensors"))
     with pytest.raises(UserError, match="model.mystery.weight"):
         convert_adallava(src, tmp_path / "out", dtype="float32")
-    save_file({k: v for k, v in state.items() if not k.startswith("scheduler.")}, str(src / "model.safetensors"))
+    save_file(
+        {k: v for k, v in state.items() if not k.startswith("scheduler.")},
+        str(src / "model.safetensors"),
+    )
     with pytest.raises(UserError, match="no scheduler"):
         convert_adallava(src, tmp_path / "out", dtype="float32")
     with pytest.raises(UserError, match="huggingface-cli download"):
@@ -130,5 +142,7 @@ def test_cli(tmp_path):
                                       "--dtype", "float32", "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["variant"] == "L"
-    bad = CliRunner().invoke(app, ["convert", "adallava", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])
+    bad = CliRunner().invoke(
+        app, ["convert", "adallava", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]
+    )
     assert bad.exit_code == 2 and "error:" in bad.stderr

@@ -64,13 +64,18 @@ def test_textvqa_vqa_accuracy_and_optional_ocr():
     assert metrics.score(spec.metric, "Dakota", s[0].answers) == pytest.approx(1.0)
     spec.extra["ocr"] = True
     row = {"question": "what is it?", "ocr_tokens": ["nous", "dakota"]}
-    assert hf_suites.build_question(spec, row, []) == f"what is it?\nReference OCR token: nous, dakota{SHORT}"
+    assert (
+        hf_suites.build_question(spec, row, [])
+        == f"what is it?\nReference OCR token: nous, dakota{SHORT}"
+    )
 
 
 def test_scienceqa_context_options_and_letter():
     spec = get_spec("scienceqa")
     s = load_suite("scienceqa")
-    assert s[0].question.startswith("Which of these states") and "Context:" not in s[0].question  # empty hint
+    assert (
+        s[0].question.startswith("Which of these states") and "Context:" not in s[0].question
+    )  # empty hint
     assert s[2].question == ("Context: Two pairs of magnets are shown.\nThink about the magnetic force. "
                              "Which magnets are closer?\nA. Pair 1\nB. Pair 2\n"
                              f"C. neither; the distance is the same{LETTER}")  # fmt: skip
@@ -105,7 +110,10 @@ def test_mmbench_circular_rotations_and_aggregate():
     spec = get_spec("mmbench")
     s = load_suite("mmbench")
     assert [x.id for x in s] == ["241", "241@1", "241@2", "241@3", "242", "242@1", "242@2"]
-    assert s[0].question == f"What is the main colour of the image?\nA. red\nB. green\nC. blue\nD. yellow{LETTER}"
+    assert (
+        s[0].question
+        == f"What is the main colour of the image?\nA. red\nB. green\nC. blue\nD. yellow{LETTER}"
+    )
     assert s[1].question.split("\n")[1:3] == ["A. green", "B. blue"] and s[1].answers == ["D"]
     assert s[5].question.startswith("The object is small.\nWhich option")  # hint first
     gold = [x.answers[0] for x in s]
@@ -124,11 +132,18 @@ def test_suites_without_aggregate_return_none():
 
 def test_evalai_export_format(tmp_path):
     s = load_suite("vqav2", split="testdev")
-    rows = [{"sample_id": x.id, "prediction": p} for x, p in zip(s, ["Two dogs.", "Yes"], strict=True)]
+    rows = [
+        {"sample_id": x.id, "prediction": p} for x, p in zip(s, ["Two dogs.", "Yes"], strict=True)
+    ]
     path = suite_metrics.export_evalai(rows, tmp_path / "sub" / "vqav2_testdev.json")
     data = json.loads(path.read_text())
-    assert data == [{"question_id": 262144000, "answer": "2 dogs"}, {"question_id": 262145001, "answer": "yes"}]
-    full = suite_metrics.export_evalai(rows, tmp_path / "full.json", all_question_ids=[262144000, 7, 262145001])
+    assert data == [
+        {"question_id": 262144000, "answer": "2 dogs"},
+        {"question_id": 262145001, "answer": "yes"},
+    ]
+    full = suite_metrics.export_evalai(
+        rows, tmp_path / "full.json", all_question_ids=[262144000, 7, 262145001]
+    )
     assert [d["answer"] for d in json.loads(full.read_text())] == ["2 dogs", "", "yes"]
 
 
@@ -139,7 +154,11 @@ def test_expand_to_square_and_prepare_image():
     assert sq.getpixel((0, 0)) == (1, 2, 3) and sq.getpixel((0, 4)) == (255, 0, 0)
     assert sq.getpixel((0, 27)) == (255, 0, 0) and sq.getpixel((0, 28)) == (1, 2, 3)
     tall = hf_suites.expand_to_square(Image.new("RGB", (10, 20), (0, 0, 0)), (9, 9, 9))
-    assert tall.size == (20, 20) and tall.getpixel((4, 0)) == (9, 9, 9) and tall.getpixel((5, 0)) == (0, 0, 0)
+    assert (
+        tall.size == (20, 20)
+        and tall.getpixel((4, 0)) == (9, 9, 9)
+        and tall.getpixel((5, 0)) == (0, 0, 0)
+    )
     assert hf_suites.expand_to_square(sq, (0, 0, 0)) is sq
 
     class Proc:
@@ -177,12 +196,17 @@ def test_missing_dataset_says_how_to_get_it(monkeypatch, tmp_path):
     assert "ADABENCH_DATA_DIR" in msg and str(tmp_path / "lmms-lab/VQAv2/default/validation") in msg
 
 
-def test_parquet_local_copy(tmp_path):
+def test_parquet_local_copy(tmp_path, monkeypatch):
+    import datasets
     from datasets import load_from_disk
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")  # keep ~ clean
 
     folder = tmp_path / "lmms-lab" / "POPE" / "default" / "test"
     folder.mkdir(parents=True)
-    load_from_disk(str(FIXTURES / "lmms-lab/POPE/default/test")).to_parquet(str(folder / "part-0.parquet"))
+    load_from_disk(str(FIXTURES / "lmms-lab/POPE/default/test")).to_parquet(
+        str(folder / "part-0.parquet")
+    )
     s = hf_suites.load_hf(get_spec("pope"), "random", None, data_dir=tmp_path)
     assert [x.id for x in s] == ["random/1", "random/2"] and s[0].image.size == (32, 32)
 
@@ -202,7 +226,18 @@ def test_eval_end_to_end_on_fixture(name, random_llava_dir):
 
     from adabench.cli import app
 
-    args = ["eval", "--model", str(random_llava_dir), "--suite", name, "--limit", "2", "--device", "cpu", "--json"]
+    args = [
+        "eval",
+        "--model",
+        str(random_llava_dir),
+        "--suite",
+        name,
+        "--limit",
+        "2",
+        "--device",
+        "cpu",
+        "--json",
+    ]
     if name != "vqav2":  # vqav2 runs the command as documented; the others a little faster
         args += ["--warmup", "0", "--max-new-tokens", "2"]
     result = CliRunner().invoke(app, args)

@@ -30,8 +30,11 @@ class TokenChoice:
 
     def apply(self, plan: Plan) -> Plan:
         """Returns `plan` with this token selection added."""
-        return plan.with_tokens(visual_tokens_removed=self.visual_tokens_removed,
-                                fastv_layer=self.fastv_layer, fastv_removed=self.fastv_removed)
+        return plan.with_tokens(
+            visual_tokens_removed=self.visual_tokens_removed,
+            fastv_layer=self.fastv_layer,
+            fastv_removed=self.fastv_removed,
+        )
 
 
 class TokenMethod(Method):
@@ -40,16 +43,24 @@ class TokenMethod(Method):
     Standalone, the budget caps the token selection; inside a combination the token method is
     built at budget 1.0 with its default arguments and the block/head method takes the budget."""
 
-    def choose(self, input_ids: torch.Tensor, image_features: torch.Tensor, extra_tokens: int = 0,
-               base_plan: Plan | None = None) -> TokenChoice:
+    def choose(
+        self,
+        input_ids: torch.Tensor,
+        image_features: torch.Tensor,
+        extra_tokens: int = 0,
+        base_plan: Plan | None = None,
+    ) -> TokenChoice:
         """Returns the token selection for one prompt. `extra_tokens` are embeddings appended after
         the prompt (AdaLLaVA's latency token); `base_plan` is the block/head plan it joins."""
         raise NotImplementedError
 
     def request(self, sample_id, input_ids, image_features) -> Request:
         choice = self.choose(input_ids, image_features)
-        return Request(plan=choice.apply(Plan.full(self.num_layers)), image_features=choice.image_features,
-                       info=choice.info)
+        return Request(
+            plan=choice.apply(Plan.full(self.num_layers)),
+            image_features=choice.image_features,
+            info=choice.info,
+        )
 
 
 def visual_count(model, input_ids: torch.Tensor) -> int:

@@ -30,7 +30,9 @@ def fastv_plan(base: Plan, k: int, removed: int) -> Plan:
     return base.with_tokens(fastv_layer=k, fastv_removed=removed)
 
 
-def removed_for_budget(config, base: Plan, seq_len: int, n_visual: int, k: int, budget: float) -> int | None:
+def removed_for_budget(
+    config, base: Plan, seq_len: int, n_visual: int, k: int, budget: float
+) -> int | None:
     """Returns the smallest R in [0, n_visual] with flops_ratio(base + FastV(k, R)) ≤ budget on a
     `seq_len`-token prompt (the ratio falls as R grows), or None if even R = n_visual exceeds it."""
 
@@ -55,7 +57,9 @@ def _parse_k(value, num_layers: int) -> int:
     except (TypeError, ValueError):
         raise UserError(f"fastv argument k must be an integer block index, got {value!r}") from None
     if not 1 <= k <= num_layers - 1:
-        raise UserError(f"fastv argument k must be in [1, {num_layers - 1}] (blocks before it rank the tokens), got {k}")
+        raise UserError(
+            f"fastv argument k must be in [1, {num_layers - 1}] (blocks before it rank the tokens), got {k}"
+        )
     return k
 
 
@@ -75,10 +79,17 @@ def _parse_r(value) -> float | None:
 class FastV(TokenMethod):
     NAME = "fastv"
     VARIES = "visual tokens (inside the LLM, per input)"
-    DESCRIPTION = ("after block k drop the R visual tokens least attended by the last prompt token; "
-                   "R from the budget unless r is given")
-    ARGS = {"k": "block index from which dropped tokens are gone (default 2)",
-            "r": "fraction of visual tokens dropped, [0, 1] (default: the least that meets the budget)"}
+    DESCRIPTION = (
+        "after block k drop the R visual tokens least attended by the last prompt token; "
+        "R from the budget unless r is given"
+    )
+    MIN_BUDGET_TEXT = (
+        "per prompt: blocks up to k in full + text tokens after k (the error names it)"
+    )
+    ARGS = {
+        "k": "block index from which dropped tokens are gone (default 2)",
+        "r": "fraction of visual tokens dropped, [0, 1] (default: the least that meets the budget)",
+    }
 
     def __init__(self, model, budget, args=None, seed=0) -> None:
         super().__init__(model, budget, args, seed)
@@ -88,8 +99,10 @@ class FastV(TokenMethod):
         self._cache: dict[tuple, int] = {}
         floor = _lower_bound(self.config, self.k)
         if self.budget + 1e-9 < floor:
-            raise UserError(f"budget {self.budget} is below what 'fastv' (k={self.k}) can reach on {model.name}: "
-                            f"the minimum is {floor:.4g} (more on longer prompts)")
+            raise UserError(
+                f"budget {self.budget} is below what 'fastv' (k={self.k}) can reach on {model.name}: "
+                f"the minimum is {floor:.4g} (more on longer prompts)"
+            )
 
     @classmethod
     def min_budget(cls, model) -> float:
@@ -105,21 +118,27 @@ class FastV(TokenMethod):
         if key not in self._cache:
             self._cache[key] = self._removed(base, seq_len, n_visual)
         removed = self._cache[key]
-        return TokenChoice(fastv_layer=self.k, fastv_removed=removed, info={"fastv_removed": removed})
+        return TokenChoice(
+            fastv_layer=self.k, fastv_removed=removed, info={"fastv_removed": removed}
+        )
 
     def _removed(self, base: Plan, seq_len: int, n_visual: int) -> int:
         if self.r is not None:
             removed = math.floor(self.r * n_visual + 1e-9)
             got = flops_ratio(self.config, seq_len, fastv_plan(base, self.k, removed))
             if got > self.budget + 1e-9:
-                raise UserError(f"fastv with r={self.r} gives flops_ratio {got:.4g} > budget {self.budget} on a "
-                                f"{seq_len}-token prompt; raise r, raise the budget or drop r to fit the budget")
+                raise UserError(
+                    f"fastv with r={self.r} gives flops_ratio {got:.4g} > budget {self.budget} on a "
+                    f"{seq_len}-token prompt; raise r, raise the budget or drop r to fit the budget"
+                )
             return removed
         removed = removed_for_budget(self.config, base, seq_len, n_visual, self.k, self.budget)
         if removed is None:
             minimum = flops_ratio(self.config, seq_len, fastv_plan(base, self.k, n_visual))
-            raise UserError(f"budget {self.budget} is below what 'fastv' (k={self.k}) can reach on a {seq_len}-token "
-                            f"prompt with {n_visual} visual tokens: the minimum is {minimum:.4g}")
+            raise UserError(
+                f"budget {self.budget} is below what 'fastv' (k={self.k}) can reach on a {seq_len}-token "
+                f"prompt with {n_visual} visual tokens: the minimum is {minimum:.4g}"
+            )
         return removed
 
 

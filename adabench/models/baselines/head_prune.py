@@ -40,13 +40,16 @@ def importance(layers, num_heads: int) -> torch.Tensor:
         rows.append(torch.cat([heads, groups]))
     scores = torch.stack(rows)
     h = num_heads
-    return torch.cat([scores[:, :h] / scores[:, :h].mean(), scores[:, h:] / scores[:, h:].mean()], dim=1).cpu()
+    return torch.cat(
+        [scores[:, :h] / scores[:, :h].mean(), scores[:, h:] / scores[:, h:].mean()], dim=1
+    ).cpu()
 
 
 @register
 class HeadPrune(Method):
     NAME = "head-prune"
     VARIES = "heads + MLP neuron groups (static, weight norms)"
+    MIN_BUDGET_TEXT = "P/N (the always-run prefix, 0.5)"
     DESCRIPTION = "AdaLLaVA-H geometry (P = N/2 full, units of r heads + r MLP groups) chosen once by weight-norm importance"
 
     @classmethod
@@ -59,7 +62,9 @@ class HeadPrune(Method):
         self.units = budget_mod.selected_units(self.budget, c.units)
         layers = model.model.model.language_model.layers[c.prefix_layers :]
         scores = importance(layers, c.num_heads)
-        self.plan = plan_heads(scores, self.units, c.group_size, c.num_layers, c.prefix_layers, c.kv_group)
+        self.plan = plan_heads(
+            scores, self.units, c.group_size, c.num_layers, c.prefix_layers, c.kv_group
+        )
 
     def request(self, sample_id, input_ids, image_features) -> Request:
         return Request(plan=self.plan, info={"units": self.units})

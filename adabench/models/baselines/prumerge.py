@@ -73,8 +73,13 @@ def neighbours_for(n_patches: int) -> int:
     return max(1, round(32 * n_patches / 576))
 
 
-def merge(features: torch.Tensor, keys: torch.Tensor, cls_attn: torch.Tensor, kept: torch.Tensor,
-          neighbours: int) -> torch.Tensor:
+def merge(
+    features: torch.Tensor,
+    keys: torch.Tensor,
+    cls_attn: torch.Tensor,
+    kept: torch.Tensor,
+    neighbours: int,
+) -> torch.Tensor:
     """Returns [len(kept), C] merged features in raster order of `kept`: each kept token averaged
     with its `neighbours` most key-similar pruned tokens, weighted by CLS attention.
 
@@ -113,13 +118,17 @@ def install_capture(vision_tower, attn_layer: int) -> None:
     def keep(key):
         return lambda module, args, output: store.__setitem__(key, output)
 
-    hooks[attn_layer] = [vision_tower.register_forward_hook(keep("out")),
-                         attn.q_proj.register_forward_hook(keep(("q", attn_layer))),
-                         attn.k_proj.register_forward_hook(keep(("k", attn_layer)))]
+    hooks[attn_layer] = [
+        vision_tower.register_forward_hook(keep("out")),
+        attn.q_proj.register_forward_hook(keep(("q", attn_layer))),
+        attn.k_proj.register_forward_hook(keep(("k", attn_layer))),
+    ]
     vision_tower._adabench_capture_hooks = hooks
 
 
-def cls_attention(q: torch.Tensor, k: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+def cls_attention(
+    q: torch.Tensor, k: torch.Tensor, heads: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns (CLS→patch attention [n], patch keys [n, C]) from one encoder layer's q/k
     projections [1, 1 + n, C]: softmax(q_cls·kᵀ/√hd) per head, averaged over heads."""
     q, k = q[0].float(), k[0].float()
@@ -132,15 +141,20 @@ def cls_attention(q: torch.Tensor, k: torch.Tensor, heads: int) -> tuple[torch.T
 class PruMerge(TokenMethod):
     NAME = "prumerge"
     VARIES = "visual tokens (before the LLM, adaptive per input)"
-    DESCRIPTION = "keep CLS-attention outliers (IQR) and merge pruned tokens into them by key similarity"
+    DESCRIPTION = (
+        "keep CLS-attention outliers (IQR) and merge pruned tokens into them by key similarity"
+    )
+    MIN_BUDGET_TEXT = "per prompt: one visual token left (the error names it)"
     PLUS = False
 
     def __init__(self, model, budget, args=None, seed=0) -> None:
         super().__init__(model, budget, args, seed)
         cfg = model.config
         if getattr(cfg, "vision_feature_select_strategy", "default") != "default":
-            raise UserError(f"{self.NAME} supports vision_feature_select_strategy 'default' only, "
-                            f"{model.name!r} uses {cfg.vision_feature_select_strategy!r}")
+            raise UserError(
+                f"{self.NAME} supports vision_feature_select_strategy 'default' only, "
+                f"{model.name!r} uses {cfg.vision_feature_select_strategy!r}"
+            )
         llava = model.model.model
         self.vision_tower, self.projector = llava.vision_tower, llava.multi_modal_projector
         layers = cfg.vision_feature_layer
@@ -156,7 +170,9 @@ class PruMerge(TokenMethod):
         """Returns a lower bound over prompts: one visual token left, one text token."""
         n = num_image_tokens(model.config)
         layers = model.config.text_config.num_hidden_layers
-        return flops_ratio(model.config, 2, Plan.full(layers).with_tokens(visual_tokens_removed=n - 1))
+        return flops_ratio(
+            model.config, 2, Plan.full(layers).with_tokens(visual_tokens_removed=n - 1)
+        )
 
     def choose(self, input_ids, image_features, extra_tokens=0, base_plan=None) -> TokenChoice:
         hidden, q, k = self._captured(image_features)
@@ -175,12 +191,20 @@ class PruMerge(TokenMethod):
     def _captured(self, image_features: torch.Tensor):
         """Returns (vision hidden states, q, k of the attention layer) of the image just encoded."""
         store = getattr(self.vision_tower, _CAPTURE)
-        out, q, k = (store.pop(key, None) for key in ("out", ("q", self.attn_layer), ("k", self.attn_layer)))
+        out, q, k = (
+            store.pop(key, None) for key in ("out", ("q", self.attn_layer), ("k", self.attn_layer))
+        )
         hidden = getattr(out, "hidden_states", None)  # popped: never reuse another sample's states
-        ok = hidden is not None and q is not None and all(hidden[i] is not None for i in self.feature_layers)
+        ok = (
+            hidden is not None
+            and q is not None
+            and all(hidden[i] is not None for i in self.feature_layers)
+        )
         if not ok or q.shape[0] != 1 or q.shape[1] - 1 != image_features.shape[1]:
-            raise RuntimeError(f"{self.NAME} needs this sample's vision hidden states: run "
-                               "LlavaRunner.image_features(pixel_values) for one image right before request()")
+            raise RuntimeError(
+                f"{self.NAME} needs this sample's vision hidden states: run "
+                "LlavaRunner.image_features(pixel_values) for one image right before request()"
+            )
         return hidden, q, k
 
     def _fit(self, base_plan: Plan | None, seq_len: int, n_visual: int, n_keep: int) -> int:
@@ -189,13 +213,19 @@ class PruMerge(TokenMethod):
 
         def ratio(keep: int) -> float:
             removed = n_visual - keep
-            return flops_ratio(self.model.config, seq_len - removed, base.with_tokens(visual_tokens_removed=removed))
+            return flops_ratio(
+                self.model.config,
+                seq_len - removed,
+                base.with_tokens(visual_tokens_removed=removed),
+            )
 
         if ratio(n_keep) <= self.budget + 1e-12:
             return n_keep
         if ratio(1) > self.budget + 1e-12:
-            raise UserError(f"budget {self.budget} is below what {self.NAME!r} can reach on a {seq_len}-token prompt "
-                            f"with {n_visual} visual tokens: the minimum is {ratio(1):.4g}")
+            raise UserError(
+                f"budget {self.budget} is below what {self.NAME!r} can reach on a {seq_len}-token prompt "
+                f"with {n_visual} visual tokens: the minimum is {ratio(1):.4g}"
+            )
         low, high = 1, n_keep  # ratio(low) ≤ budget < ratio(high)
         while high - low > 1:
             mid = (low + high) // 2
@@ -206,5 +236,7 @@ class PruMerge(TokenMethod):
 @register
 class PruMergePlus(PruMerge):
     NAME = "prumerge+"
-    DESCRIPTION = "PruMerge plus spatially uniform patches (every s-th, s = ⌊⌊n/outliers⌋/3⌋), then merge"
+    DESCRIPTION = (
+        "PruMerge plus spatially uniform patches (every s-th, s = ⌊⌊n/outliers⌋/3⌋), then merge"
+    )
     PLUS = True
