@@ -141,7 +141,7 @@ def _kept_kv_heads(plan: Plan, layer: int, text: Any) -> int:
 
 
 def _block_lengths(plan: Plan | None, layer: int, seq_len: int, past_len: int) -> tuple[int, int]:
-    """Returns (new tokens, keys) that block `layer` sees, FastV applied to blocks after K.
+    """Returns (new tokens, keys) that block `layer` sees; FastV shortens blocks K, K+1, … .
 
     `past_len == 0` is a prefill (the R visual tokens are dropped from the new tokens);
     `past_len > 0` is a later step whose cache for blocks after K already lacks them."""
@@ -149,7 +149,7 @@ def _block_lengths(plan: Plan | None, layer: int, seq_len: int, past_len: int) -
         plan is None
         or plan.fastv_layer is None
         or not plan.fastv_removed
-        or layer <= plan.fastv_layer
+        or layer < plan.fastv_layer
     ):
         return seq_len, past_len + seq_len
     removed = plan.fastv_removed

@@ -229,31 +229,25 @@ def prefill(runner: LlavaRunner, embeds: torch.Tensor, plan: Plan | None, capaci
     t = embeds.shape[1]
     positions = torch.arange(t, device=embeds.device)[None]
     h = embeds
-    if decide is not None:
-        head = runner.prepare(Plan.full(n))[:decide_at]
-        cache = runner.new_cache(head, capacity, embeds)
-        cos, sin = runner.rope(h, positions)
-        for i in range(decide_at):
-            h, _ = runner.block(head[i], h, cos, sin, cache[i])
-        plan = decide(h[:, -1])
-        tail = runner.prepare(plan)[decide_at:]
-        prepared = head + tail
-        cache = cache + runner.new_cache(tail, capacity, embeds)
-        start = decide_at
-    else:
-        plan = plan or Plan.full(n)
-        prepared = runner.prepare(plan)
-        cache = runner.new_cache(prepared, capacity, embeds)
-        start = 0
+    # With `decide`, `plan` (if given) carries only the token fields, known before the decision,
+    # so FastV can rank tokens in the always-run prefix; the decided plan replaces it at decide_at.
+    plan = plan or Plan.full(n)
+    prepared = runner.prepare(Plan.full(n))[:decide_at] if decide is not None else runner.prepare(plan)
+    cache = runner.new_cache(prepared, capacity, embeds)
     cos, sin = runner.rope(h, positions)
     kept_visual = None
-    for i in range(start, n):
+    for i in range(n):
+        if decide is not None and i == decide_at:
+            plan = decide(h[:, -1])
+            tail = runner.prepare(plan)[decide_at:]
+            prepared, cache = prepared + tail, cache + runner.new_cache(tail, capacity, embeds)
         if prepared[i] is None:
             continue
-        want_probs = plan.fastv_layer is not None and i == _fastv_source(plan, prepared) and visual_positions is not None
+        want_probs = (plan.fastv_layer is not None and visual_positions is not None and kept_visual is None
+                      and plan.fastv_layer <= len(prepared) and i == _fastv_source(plan, prepared))
         h, probs = runner.block(prepared[i], h, cos, sin, cache[i], last_query_probs=want_probs)
         if want_probs and plan.fastv_removed > 0:
-            keep = fastv_keep(probs[0], visual_positions, plan.fastv_removed, t)
+            keep = fastv_keep(probs[0], visual_positions, plan.fastv_removed, h.shape[1])
             h, positions = h[:, keep], positions[:, keep]
             cos, sin = runner.rope(h, positions)
             kept_visual = len(visual_positions) - plan.fastv_removed

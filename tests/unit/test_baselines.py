@@ -297,9 +297,6 @@ def test_combinations_multiply(random_adallava_dirs, variant, method):
                 assert ratio == pytest.approx(block * token, rel=1e-9)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="execution.prefill ignores FastV when K < decide_at (AdaLLaVA's prefix)"
-)
 def test_fastv_actually_runs_under_adallava(random_adallava_dirs):
     from adabench.data.suites import get_spec, load_suite
     from adabench.models.loading import load_model
