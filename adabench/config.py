@@ -33,6 +33,7 @@ class SweepConfig:
     seed: int = field(default=0, metadata={"help": "seed"})
     method_args: dict = field(default_factory=dict, metadata={"help": "method arguments {key: value}"})
     slo_ms: list[float] = field(default_factory=list, metadata={"help": "latency targets (SLO mode)"})
+    contention_schedule: str | None = field(default=None, metadata={"help": "SLO mode: changing load, e.g. 0:30s,1.0:30s"})
     no_weights: bool = field(default=False, metadata={"help": "random weights from the config (latency only)"})
 
     def __post_init__(self) -> None:

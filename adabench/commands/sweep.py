@@ -31,6 +31,8 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str | None, typer.Option(help="auto | cpu | cuda[:i].")] = None,
         dtype: Annotated[str | None, typer.Option(help="auto | float32 | float16 | bfloat16.")] = None,
         seed: Annotated[int | None, typer.Option(help="Seed.")] = None,
+        slo_ms: Annotated[str | None, typer.Option(help="SLO mode: latency targets in ms, e.g. 120,200.")] = None,
+        contention_schedule: Annotated[str | None, typer.Option(help="SLO mode: changing load level:duration, e.g. 0:30s,1.0:30s.")] = None,
         no_weights: Annotated[bool | None, typer.Option("--no-weights", help="Random weights from the config: latency/FLOPs only, accuracy NaN.")] = None,
         out: Annotated[Path, typer.Option(help="Parent folder of the run folder.")] = Path("results"),
         name: Annotated[str, typer.Option(help="Run name (folder suffix).")] = "sweep",
@@ -61,6 +63,7 @@ def register(app: typer.Typer) -> None:
             "contention": parse_floats(contention, "contention"), "contention_kind": contention_kind,
             "limit": limit, "repeats": repeats, "warmup": warmup, "max_new_tokens": max_new_tokens,
             "device": device, "dtype": dtype, "seed": seed, "no_weights": no_weights,
+            "slo_ms": parse_floats(slo_ms, "slo-ms"), "contention_schedule": contention_schedule,
         }
         if resume is not None:
             cfg = None

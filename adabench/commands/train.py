@@ -38,6 +38,9 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Seed.")] = 0,
         lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 7e-4,
         init_from: Annotated[Path | None, typer.Option(help="Continue from this checkpoint (second stage).")] = None,
+        spatial_weight: Annotated[int, typer.Option(help="Copies of the spatial family in the training mix.")] = 1,
+        vision_lr_scale: Annotated[float, typer.Option(help="Train the vision tower at lr × this (0 = frozen).")] = 0.0,
+        warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 150,
     ) -> None:
         """Train the tiny Llava from scratch. Example: adabench train base --out adabench/assets/tiny --minutes 30"""
         from adabench import console
@@ -48,7 +51,9 @@ def register(app: typer.Typer) -> None:
             raise UserError("only the procedural suite 'shapes' can train the tiny model")
         bar, update = _progress()
         with bar:
-            summary = train_base(BaseTrainConfig(out=out, minutes=minutes, seed=seed, lr=lr, init_from=init_from), update)
+            summary = train_base(BaseTrainConfig(out=out, minutes=minutes, seed=seed, lr=lr, init_from=init_from,
+                                                 spatial_weight=spatial_weight, vision_lr_scale=vision_lr_scale,
+                                                 warmup_steps=warmup_steps), update)
         console.print_json({"out": str(out), "steps": summary["steps"], "test": summary["test"]})
 
     @sub.command("adallava")

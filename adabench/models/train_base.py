@@ -17,7 +17,7 @@ from transformers import LlavaForConditionalGeneration
 
 from adabench.data import synthetic
 from adabench.models import tiny
-from adabench.models.training_data import Batch, batches, make_batch
+from adabench.models.training_data import TRAIN_FAMILIES, Batch, batches, make_batch
 from adabench.models.vision_pretrain import pretrain_vision
 
 
@@ -32,6 +32,8 @@ class BaseTrainConfig:
     lr: float = field(default=7e-4, metadata={"help": "peak learning rate"})
     vision_steps: int = field(default=250, metadata={"help": "stage-0 vision pre-training steps"})
     init_from: Path | None = field(default=None, metadata={"help": "continue from this checkpoint (skips stage 0)"})
+    spatial_weight: int = field(default=1, metadata={"help": "how many times `spatial` appears in the family mix"})
+    vision_lr_scale: float = field(default=0.0, metadata={"help": "train the vision tower at lr × this (0 = frozen)"})
     warmup_steps: int = field(default=150, metadata={"help": "linear warm-up steps"})
     eval_every: int = field(default=250, metadata={"help": "steps between val evaluations"})
     val_size: int = field(default=500, metadata={"help": "val samples per evaluation"})
@@ -96,19 +98,25 @@ def train_base(cfg: BaseTrainConfig, progress=None) -> dict:
         # Stage 0: the CLIP tower learns to see each cell, then stays frozen (as in LLaVA's recipe).
         probe_acc = pretrain_vision(model.model.vision_tower, processor.image_processor, steps=cfg.vision_steps,
                                     seed=cfg.seed)
-    for p in model.model.vision_tower.parameters():
-        p.requires_grad_(False)
+    vision = list(model.model.vision_tower.parameters())
+    for p in vision:
+        p.requires_grad_(cfg.vision_lr_scale > 0)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
-    stream = batches(processor, "train", cfg.batch_size, cfg.seed, tiny.PROMPT)
+    vision_ids = {id(p) for p in vision}
+    groups = [{"params": [p for p in trainable if id(p) not in vision_ids], "lr_scale": 1.0}]
+    if cfg.vision_lr_scale > 0:
+        groups.append({"params": vision, "lr_scale": cfg.vision_lr_scale})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    families = tuple(f for f in TRAIN_FAMILIES for _ in range(cfg.spatial_weight if f == "spatial" else 1))
+    stream = batches(processor, "train", cfg.batch_size, cfg.seed, tiny.PROMPT, families=families)
     budget_s, start = cfg.minutes * 60, time.monotonic()
     # Estimate total steps from the first steps' speed so the cosine schedule ends on time.
     total_steps, step, history = 10_000, 0, []
     while time.monotonic() - start < budget_s:
         batch = next(stream)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, total_steps, cfg)
+            group["lr"] = lr_at(step, total_steps, cfg) * group["lr_scale"]
         loss = model(pixel_values=batch.pixel_values, input_ids=batch.input_ids,
                      attention_mask=batch.attention_mask, labels=batch.labels).loss
         opt.zero_grad(set_to_none=True)

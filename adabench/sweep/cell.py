@@ -47,6 +47,8 @@ class CellConfig:
     method_args: dict = field(default_factory=dict, metadata={"help": "method arguments"})
     contention: float = field(default=0.0, metadata={"help": "co-running stress level [0, 1]"})
     contention_kind: str = field(default="compute", metadata={"help": "compute | memory | mixed"})
+    slo_ms: float | None = field(default=None, metadata={"help": "latency target: run under the SLO controller"})
+    schedule: str = field(default="", metadata={"help": "contention schedule (SLO mode), e.g. 0:30s,1.0:30s"})
 
     def __post_init__(self) -> None:
         if self.repeats < 1:
@@ -63,7 +65,12 @@ class CellConfig:
         return {k: asdict(self)[k] for k in keys}
 
     def cell_id(self) -> str:
-        return cell_id(self.coords())
+        """Returns the deterministic id; SLO cells also hash the target, controller and schedule
+        (the same id as `adabench.slo.cell.slo_cell_id` with the default controller settings)."""
+        if self.slo_ms is None:
+            return cell_id(self.coords())
+        return cell_id({**self.coords(), "slo_ms": float(self.slo_ms), "slo_margin": 0.1, "slo_alpha": 0.3,
+                        "contention_schedule": self.schedule})
 
 
 def prepare_samples(loaded: LoadedModel, spec: SuiteSpec, samples: list[Sample]) -> list[PreparedSample]:

@@ -47,14 +47,28 @@ def expand(cfg: SweepConfig, variants: dict[str, str | None] | None = None) -> t
     if variants is None:
         variants = {} if cfg.no_weights else {m: model_variant(m) for m in cfg.models}
     cells, skipped = [], []
-    for level in cfg.contention:
+    levels = cfg.contention
+    if cfg.contention_schedule:
+        from adabench.slo.schedule import max_level, parse_schedule
+
+        levels = [max_level(parse_schedule(cfg.contention_schedule))]
+    for level in levels:
         for model in cfg.models:
             for suite in cfg.suites:
                 for method in cfg.methods:
                     need = needs_adallava(method)
                     if need and not cfg.no_weights and variants.get(model) != need:
-                        if level == cfg.contention[0] and suite == cfg.suites[0]:
+                        if level == levels[0] and suite == cfg.suites[0]:
                             skipped.append(Skipped(model, method, f"needs an AdaLLaVA-{need} checkpoint"))
+                        continue
+                    if cfg.slo_ms:  # SLO mode: one cell per target, the controller picks budgets
+                        for target in cfg.slo_ms:
+                            cells.append(CellConfig(
+                                model=model, method=method, budget=1.0, suite=suite, split=cfg.split,
+                                limit=cfg.limit, repeats=cfg.repeats, warmup=cfg.warmup,
+                                max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, method_args=dict(cfg.method_args),
+                                contention=level, contention_kind=cfg.contention_kind, slo_ms=float(target),
+                                schedule=cfg.contention_schedule or ""))
                         continue
                     for budget in [1.0] if method == "full" else cfg.budgets:
                         cells.append(CellConfig(

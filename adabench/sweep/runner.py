@@ -57,7 +57,7 @@ class LocalExecutor:
         todo = state.todo
         for level, level_cells in groupby(todo, key=lambda c: c.contention):
             level_cells = list(level_cells)
-            with Contention(level, cfg.contention_kind, stress_device) as stress:
+            with Contention(level, cfg.contention_kind, stress_device) as stress, _schedule(stress, cfg) as driver:
                 slowdown = measure_slowdown(stress) if level > 0 else 1.0
                 progress.note(f"contention {level:g} ({cfg.contention_kind}): achieved slowdown {slowdown:.2f}x, "
                               f"workers {stress.pids or 'none'}")
@@ -69,8 +69,49 @@ class LocalExecutor:
                             stress.check()
                             if cfg.no_weights:
                                 _attach_random_head(loaded, cell, prepared, cfg)
-                            row, rows = _run_one(loaded, spec, samples, prepared, cell, slowdown, progress)
+                            if cell.slo_ms is not None:
+                                row, rows = _run_slo(loaded, spec, samples, prepared, cell, slowdown, stress, driver,
+                                                     state.run_dir, progress)
+                            else:
+                                row, rows = _run_one(loaded, spec, samples, prepared, cell, slowdown, progress)
                             on_cell(row, rows)
+
+
+@contextmanager
+def _schedule(stress, cfg: SweepConfig):
+    """Yields a ScheduleDriver changing the stress level over time (SLO mode), or None."""
+    if not cfg.contention_schedule:
+        yield None
+        return
+    from adabench.slo.schedule import ScheduleDriver, parse_schedule
+
+    with ScheduleDriver(stress, parse_schedule(cfg.contention_schedule)) as driver:
+        yield driver
+
+
+def _run_slo(loaded, spec, samples, prepared, cell: CellConfig, slowdown: float, stress, driver, run_dir: Path,
+             progress):
+    """Runs one SLO cell; the latency model is profiled once per (model, method, suite) with the
+    stress paused and cached as JSON in RUN_DIR/latency/."""
+    from adabench.slo.cell import is_budgeted, run_slo_cell
+    from adabench.slo.latency_model import LatencyModel, profile_latency
+
+    model = None
+    if is_budgeted(cell.method):
+        safe = "-".join(x.replace("/", "_") for x in (cell.model, cell.method, cell.suite))
+        path = run_dir / "latency" / f"{safe}.json"
+        if path.exists():
+            model = LatencyModel.load(path)
+        else:
+            with stress.paused():
+                model = profile_latency(loaded, cell.method, spec, samples[:3], prepared[:3],
+                                        method_args=cell.method_args, seed=cell.seed,
+                                        max_new_tokens=cell.max_new_tokens)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            model.save(path)
+    progress.start_cell(cell, len(samples))
+    return run_slo_cell(loaded, spec, samples, prepared, cell, cell.slo_ms, model, achieved_slowdown=slowdown,
+                        schedule_driver=driver)
 
 
 def _attach_random_head(loaded, cell: CellConfig, prepared, cfg: SweepConfig) -> None:
