@@ -17,12 +17,24 @@ DEMO_METHODS = ["full", "layer-drop", "early-exit", "adallava-l", "adallava-h"]
 class SweepConfig:
     """Everything that defines a sweep's grid and how each cell is measured."""
 
-    models: list[str] = field(default_factory=lambda: list(DEMO_MODELS), metadata={"help": "model aliases, folders or hub ids"})
-    methods: list[str] = field(default_factory=lambda: list(DEMO_METHODS), metadata={"help": "methods (a+b for combinations)"})
+    models: list[str] = field(
+        default_factory=lambda: list(DEMO_MODELS),
+        metadata={"help": "model aliases, folders or hub ids"},
+    )
+    methods: list[str] = field(
+        default_factory=lambda: list(DEMO_METHODS),
+        metadata={"help": "methods (a+b for combinations)"},
+    )
     suites: list[str] = field(default_factory=lambda: ["shapes"], metadata={"help": "suite names"})
-    budgets: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0], metadata={"help": "budgets in (0, 1]"})
-    contention: list[float] = field(default_factory=lambda: [0.0, 0.5], metadata={"help": "stress levels in [0, 1]"})
-    contention_kind: str = field(default="compute", metadata={"help": "compute | memory | mixed | sm"})
+    budgets: list[float] = field(
+        default_factory=lambda: [0.5, 0.75, 1.0], metadata={"help": "budgets in (0, 1]"}
+    )
+    contention: list[float] = field(
+        default_factory=lambda: [0.0, 0.5], metadata={"help": "stress levels in [0, 1]"}
+    )
+    contention_kind: str = field(
+        default="compute", metadata={"help": "compute | memory | mixed | sm"}
+    )
     split: str = field(default="test", metadata={"help": "suite split"})
     limit: int | None = field(default=40, metadata={"help": "samples per suite (None = all)"})
     repeats: int = field(default=1, metadata={"help": "timed runs per sample"})
@@ -31,17 +43,29 @@ class SweepConfig:
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda[:i]"})
     dtype: str = field(default="auto", metadata={"help": "auto | float32 | float16 | bfloat16"})
     seed: int = field(default=0, metadata={"help": "seed"})
-    method_args: dict = field(default_factory=dict, metadata={"help": "method arguments {key: value}"})
-    slo_ms: list[float] = field(default_factory=list, metadata={"help": "latency targets (SLO mode)"})
-    contention_schedule: str | None = field(default=None, metadata={"help": "SLO mode: changing load, e.g. 0:30s,1.0:30s"})
-    no_weights: bool = field(default=False, metadata={"help": "random weights from the config (latency only)"})
+    method_args: dict = field(
+        default_factory=dict, metadata={"help": "method arguments {key: value}"}
+    )
+    slo_ms: list[float] = field(
+        default_factory=list, metadata={"help": "latency targets (SLO mode)"}
+    )
+    contention_schedule: str | None = field(
+        default=None, metadata={"help": "SLO mode: changing load, e.g. 0:30s,1.0:30s"}
+    )
+    no_weights: bool = field(
+        default=False, metadata={"help": "random weights from the config (latency only)"}
+    )
 
     def __post_init__(self) -> None:
         for name in ("models", "methods", "suites"):
             if not getattr(self, name):
                 raise UserError(f"{name} must not be empty")
-        self.budgets = [check_range(float(b), 0.0, 1.0, "budget", low_open=True) for b in self.budgets]
-        self.contention = [check_range(float(c), 0.0, 1.0, "contention level") for c in self.contention]
+        self.budgets = [
+            check_range(float(b), 0.0, 1.0, "budget", low_open=True) for b in self.budgets
+        ]
+        self.contention = [
+            check_range(float(c), 0.0, 1.0, "contention level") for c in self.contention
+        ]
         if self.repeats < 1:
             raise UserError(f"repeats must be >= 1, got {self.repeats}")
         if self.warmup < 0:
@@ -90,7 +114,9 @@ def parse_floats(text: str | None, what: str) -> list[float] | None:
             return [round(start + i * step, 10) for i in range(n + 1)]
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise UserError(f"{what} must be numbers like 0.5,1.0 or a range 0.5:1.0:0.05, got {text!r}") from None
+        raise UserError(
+            f"{what} must be numbers like 0.5,1.0 or a range 0.5:1.0:0.05, got {text!r}"
+        ) from None
 
 
 def parse_names(text: str | None) -> list[str] | None:

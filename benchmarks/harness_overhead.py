@@ -39,10 +39,14 @@ def main(model: str = "tiny", limit: int = 40, repeats: int = 3) -> list[dict]:
     spec = get_spec("shapes")
     samples = load_suite("shapes", limit=limit)
     prepared = prepare_samples(loaded, spec, samples)
-    print(f"card: {model} on cpu, torch threads {torch.get_num_threads()}, {limit} samples x {repeats} repeats")
+    print(
+        f"card: {model} on cpu, torch threads {torch.get_num_threads()}, {limit} samples x {repeats} repeats"
+    )
     results = []
     for method, budget in (("full", 1.0), ("layer-drop", 0.5)):
-        cfg = CellConfig(model=model, method=method, budget=budget, limit=limit, repeats=repeats, warmup=2)
+        cfg = CellConfig(
+            model=model, method=method, budget=budget, limit=limit, repeats=repeats, warmup=2
+        )
         start = time.perf_counter()
         _, rows = run_cell(loaded, spec, samples, prepared, cfg)
         wall_ms = (time.perf_counter() - start) * 1e3
@@ -50,9 +54,18 @@ def main(model: str = "tiny", limit: int = 40, repeats: int = 3) -> list[dict]:
         warm_ms = 0.0  # warm-up generations are part of wall time; estimate them from the mean
         warm_ms = cfg.warmup * model_ms / (len(rows) * repeats)
         overhead = (wall_ms - model_ms - warm_ms) / wall_ms
-        results.append({"method": method, "budget": budget, "model_ms": round(model_ms, 1),
-                        "wall_ms": round(wall_ms, 1), "overhead_pct": round(100 * overhead, 2)})
-        print(f"{method:>10} @ {budget:<4} model {model_ms:9.1f} ms  wall {wall_ms:9.1f} ms  overhead {100 * overhead:5.2f} %")
+        results.append(
+            {
+                "method": method,
+                "budget": budget,
+                "model_ms": round(model_ms, 1),
+                "wall_ms": round(wall_ms, 1),
+                "overhead_pct": round(100 * overhead, 2),
+            }
+        )
+        print(
+            f"{method:>10} @ {budget:<4} model {model_ms:9.1f} ms  wall {wall_ms:9.1f} ms  overhead {100 * overhead:5.2f} %"
+        )
     t_us = timer_overhead_us()
     print(f"timer overhead: {t_us:.2f} us per track()")
     print(json.dumps({"harness": results, "timer_us": round(t_us, 3)}))

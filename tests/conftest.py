@@ -13,7 +13,9 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def pytest_addoption(parser):
-    parser.addoption("--run-slow", action="store_true", default=False, help="also run tests marked slow")
+    parser.addoption(
+        "--run-slow", action="store_true", default=False, help="also run tests marked slow"
+    )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -25,24 +27,58 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def build_random_llava(layers: int = 4, heads: int = 4, kv_heads: int = 4, hidden: int = 64,
-                       intermediate: int = 128, attn: str = "sdpa", seed: int = 0):
+def build_random_llava(
+    layers: int = 4,
+    heads: int = 4,
+    kv_heads: int = 4,
+    hidden: int = 64,
+    intermediate: int = 128,
+    attn: str = "sdpa",
+    seed: int = 0,
+):
     """Returns (model, processor): a random tiny Llava using the embedded tokenizer/processor."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+    )
 
     from adabench.models import tiny
 
     torch.manual_seed(seed)
     processor = tiny.build_processor()
     tok = processor.tokenizer
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                              image_size=48, patch_size=16, projection_dim=32)
-    text = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=intermediate,
-                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                       max_position_embeddings=128, tie_word_embeddings=False, pad_token_id=tok.pad_token_id,
-                       eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
-                         vision_feature_layer=-1, vision_feature_select_strategy="default", image_seq_length=9)
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=48,
+        patch_size=16,
+        projection_dim=32,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+        image_seq_length=9,
+    )
     config.text_config._attn_implementation = attn
     config._attn_implementation = attn
     model = LlavaForConditionalGeneration(config).eval()
@@ -64,7 +100,11 @@ def random_adallava_dirs(random_llava_dir, tmp_path_factory):
     """Saved random AdaLLaVA-L and -H folders built on the random tiny Llava."""
     from transformers import LlavaForConditionalGeneration
 
-    from adabench.models.adallava.model import AdaLlavaConfig, AdaLlavaForConditionalGeneration, AdaLlavaHead
+    from adabench.models.adallava.model import (
+        AdaLlavaConfig,
+        AdaLlavaForConditionalGeneration,
+        AdaLlavaHead,
+    )
     from adabench.models.loading import load_processor
 
     out = {}
@@ -78,7 +118,9 @@ def random_adallava_dirs(random_llava_dir, tmp_path_factory):
             head.latency_encoder.fc2.bias.zero_()
             # Centre the scheduler on typical inputs (bias = -W·mean h) so that a random head's
             # plans depend on the input, as a trained one's do.
-            head.scheduler.proj.bias.copy_(-head.scheduler.proj.weight @ _latency_hidden(model, head).mean(0))
+            head.scheduler.proj.bias.copy_(
+                -head.scheduler.proj.weight @ _latency_hidden(model, head).mean(0)
+            )
         path = tmp_path_factory.mktemp(f"random_adallava_{variant}")
         AdaLlavaForConditionalGeneration(model, head).save_pretrained(path, dtype=torch.float32)
         load_processor(str(random_llava_dir)).save_pretrained(path)
@@ -97,14 +139,30 @@ def _latency_hidden(model, head, n: int = 8) -> torch.Tensor:
     runner = LlavaRunner(model)
     states = []
     for item in synthetic.generate("test", n):
-        enc = processor(images=synthetic.render(item.scene), text=PROMPT.format(question=item.question), return_tensors="pt")
-        embeds = torch.cat([runner.embed(enc["input_ids"], runner.image_features(enc["pixel_values"])),
-                            head.latency_token(1)], dim=1)
+        enc = processor(
+            images=synthetic.render(item.scene),
+            text=PROMPT.format(question=item.question),
+            return_tensors="pt",
+        )
+        embeds = torch.cat(
+            [
+                runner.embed(enc["input_ids"], runner.image_features(enc["pixel_values"])),
+                head.latency_token(1),
+            ],
+            dim=1,
+        )
 
         def grab(h):
             states.append(h[0])
             return head.plan(h, 0)
 
-        prefill(runner, embeds, None, embeds.shape[1] + 1, decide=grab, decide_at=head.config.prefix_layers)
+        prefill(
+            runner,
+            embeds,
+            None,
+            embeds.shape[1] + 1,
+            decide=grab,
+            decide_at=head.config.prefix_layers,
+        )
     del load_processor
     return torch.stack(states)

@@ -12,7 +12,19 @@ import typer
 
 from adabench.errors import UserError
 
-_MODULES = ["env", "suites", "models", "methods", "eval", "train", "contention", "sweep", "analysis", "flops", "convert"]
+_MODULES = [
+    "env",
+    "suites",
+    "models",
+    "methods",
+    "eval",
+    "train",
+    "contention",
+    "sweep",
+    "analysis",
+    "flops",
+    "convert",
+]
 
 
 def user_errors(func: Callable) -> Callable:

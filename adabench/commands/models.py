@@ -28,21 +28,35 @@ def register(app: typer.Typer) -> None:
             except Exception as exc:  # an unbuilt embedded model is listed, not fatal
                 info = {"name": name, "location": str(exc), "weights_present": False}
             ada = info.get("adallava") or {}
-            rows.append({"name": name, "location": info["location"], "weights_present": info["weights_present"],
-                         "adallava": ada.get("variant", "") if ada else "", "size_mb": info.get("size_mb", "")})
+            rows.append(
+                {
+                    "name": name,
+                    "location": info["location"],
+                    "weights_present": info["weights_present"],
+                    "adallava": ada.get("variant", "") if ada else "",
+                    "size_mb": info.get("size_mb", ""),
+                }
+            )
         console.print_json(rows) if json_ else console.print_table(rows, "models")
 
     @sub.command("show")
     @user_errors
-    def show_cmd(name: Annotated[str, typer.Argument(help="Alias, local folder or hub id.")], json_: Json = False) -> None:
+    def show_cmd(
+        name: Annotated[str, typer.Argument(help="Alias, local folder or hub id.")],
+        json_: Json = False,
+    ) -> None:
         """Show a model's config summary and whether its weights are present. Example: adabench models show tiny"""
         from adabench import console
         from adabench.models.loading import describe
 
         info = describe(name)
-        console.print_json(info) if json_ else console.print_table([{"key": k, "value": v} for k, v in info.items()], name)
+        console.print_json(info) if json_ else console.print_table(
+            [{"key": k, "value": v} for k, v in info.items()], name
+        )
 
-    msub = typer.Typer(help="Methods: what each varies and the budgets it reaches.", no_args_is_help=True)
+    msub = typer.Typer(
+        help="Methods: what each varies and the budgets it reaches.", no_args_is_help=True
+    )
     app.add_typer(msub, name="methods")
 
     @msub.command("list")
@@ -57,17 +71,29 @@ def register(app: typer.Typer) -> None:
 
     @msub.command("show")
     @user_errors
-    def methods_show(name: Annotated[str, typer.Argument(help="Method name.")], json_: Json = False) -> None:
+    def methods_show(
+        name: Annotated[str, typer.Argument(help="Method name.")], json_: Json = False
+    ) -> None:
         """Show one method. Example: adabench methods show layer-drop"""
         from adabench import console
         from adabench.models.methods import METHODS
 
         row = _method_row(name, METHODS.get(name))
-        console.print_json(row) if json_ else console.print_table([{"key": k, "value": v} for k, v in row.items()], name)
+        console.print_json(row) if json_ else console.print_table(
+            [{"key": k, "value": v} for k, v in row.items()], name
+        )
 
 
 def _method_row(name: str, cls) -> dict:
-    return {"name": name, "varies": cls.VARIES, "description": cls.DESCRIPTION,
-            "min_budget": getattr(cls, "MIN_BUDGET_TEXT", "1/N" if cls.min_budget.__qualname__.startswith("Method.") else "see description"),
-            "needs": f"AdaLLaVA-{cls.NEEDS_ADALLAVA} checkpoint" if cls.NEEDS_ADALLAVA else "",
-            "args": ", ".join(f"{k}: {v}" for k, v in cls.ARGS.items())}
+    return {
+        "name": name,
+        "varies": cls.VARIES,
+        "description": cls.DESCRIPTION,
+        "min_budget": getattr(
+            cls,
+            "MIN_BUDGET_TEXT",
+            "1/N" if cls.min_budget.__qualname__.startswith("Method.") else "see description",
+        ),
+        "needs": f"AdaLLaVA-{cls.NEEDS_ADALLAVA} checkpoint" if cls.NEEDS_ADALLAVA else "",
+        "args": ", ".join(f"{k}: {v}" for k, v in cls.ARGS.items()),
+    }

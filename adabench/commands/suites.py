@@ -25,8 +25,15 @@ def register(app: typer.Typer) -> None:
         rows = []
         for name in list_suites():
             spec = get_spec(name)
-            rows.append({"name": name, "source": spec.source.get("type"), "metric": spec.metric,
-                         "splits": ",".join(spec.splits), "description": spec.description})
+            rows.append(
+                {
+                    "name": name,
+                    "source": spec.source.get("type"),
+                    "metric": spec.metric,
+                    "splits": ",".join(spec.splits),
+                    "description": spec.description,
+                }
+            )
         console.print_json(rows) if json_ else console.print_table(rows, "suites")
 
     @sub.command("show")
@@ -34,7 +41,9 @@ def register(app: typer.Typer) -> None:
     def show_cmd(
         name: Annotated[str, typer.Argument(help="Suite name, e.g. shapes.")],
         split: Annotated[str, typer.Option(help="Split to sample from.")] = "test",
-        samples: Annotated[int, typer.Option(help="Write a PNG grid of K samples (with --out).")] = 0,
+        samples: Annotated[
+            int, typer.Option(help="Write a PNG grid of K samples (with --out).")
+        ] = 0,
         out: Annotated[Path | None, typer.Option(help="Folder for the sample grid PNG.")] = None,
         json_: Json = False,
     ) -> None:
@@ -44,14 +53,24 @@ def register(app: typer.Typer) -> None:
 
         spec = get_spec(name)
         first = load_suite(name, split=split, limit=max(1, samples))
-        info = {"name": spec.name, "description": spec.description, "source": spec.source,
-                "splits": spec.splits, "metric": spec.metric, "family_metrics": spec.family_metrics,
-                "max_new_tokens": spec.max_new_tokens, "prompt_example": spec.render_prompt(first[0]),
-                "answers_example": first[0].answers, "path": str(spec.path)}
+        info = {
+            "name": spec.name,
+            "description": spec.description,
+            "source": spec.source,
+            "splits": spec.splits,
+            "metric": spec.metric,
+            "family_metrics": spec.family_metrics,
+            "max_new_tokens": spec.max_new_tokens,
+            "prompt_example": spec.render_prompt(first[0]),
+            "answers_example": first[0].answers,
+            "path": str(spec.path),
+        }
         if samples and out is not None:
             from adabench.data.preview import sample_grid
 
-            info["grid_png"] = str(sample_grid(first[:samples], Path(out) / f"{name}-{split}-samples.png"))
+            info["grid_png"] = str(
+                sample_grid(first[:samples], Path(out) / f"{name}-{split}-samples.png")
+            )
         if json_:
             console.print_json(info)
         else:

@@ -16,29 +16,64 @@ def register(app: typer.Typer) -> None:
     @app.command("sweep")
     @user_errors
     def sweep_cmd(
-        config: Annotated[Path | None, typer.Option(help="Sweep YAML (see sweeps/). CLI flags override it.")] = None,
-        models: Annotated[str | None, typer.Option(help="Comma-separated models, e.g. tiny,tiny-adallava-l.")] = None,
-        methods: Annotated[str | None, typer.Option(help="Comma-separated methods, e.g. full,layer-drop.")] = None,
+        config: Annotated[
+            Path | None, typer.Option(help="Sweep YAML (see sweeps/). CLI flags override it.")
+        ] = None,
+        models: Annotated[
+            str | None, typer.Option(help="Comma-separated models, e.g. tiny,tiny-adallava-l.")
+        ] = None,
+        methods: Annotated[
+            str | None, typer.Option(help="Comma-separated methods, e.g. full,layer-drop.")
+        ] = None,
         suites: Annotated[str | None, typer.Option(help="Comma-separated suites.")] = None,
         budgets: Annotated[str | None, typer.Option(help="Budgets, e.g. 0.5,0.75,1.0.")] = None,
-        budget_range: Annotated[str | None, typer.Option(help="Budget range start:stop:step, e.g. 0.5:1.0:0.05.")] = None,
-        contention: Annotated[str | None, typer.Option(help="Stress levels in [0, 1], e.g. 0,0.5.")] = None,
-        contention_kind: Annotated[str | None, typer.Option(help="compute | memory | mixed | sm.")] = None,
+        budget_range: Annotated[
+            str | None, typer.Option(help="Budget range start:stop:step, e.g. 0.5:1.0:0.05.")
+        ] = None,
+        contention: Annotated[
+            str | None, typer.Option(help="Stress levels in [0, 1], e.g. 0,0.5.")
+        ] = None,
+        contention_kind: Annotated[
+            str | None, typer.Option(help="compute | memory | mixed | sm.")
+        ] = None,
         limit: Annotated[int | None, typer.Option(help="Samples per suite.")] = None,
         repeats: Annotated[int | None, typer.Option(help="Timed runs per sample.")] = None,
         warmup: Annotated[int | None, typer.Option(help="Untimed generations per cell.")] = None,
-        max_new_tokens: Annotated[int | None, typer.Option(help="Greedy tokens per answer.")] = None,
+        max_new_tokens: Annotated[
+            int | None, typer.Option(help="Greedy tokens per answer.")
+        ] = None,
         device: Annotated[str | None, typer.Option(help="auto | cpu | cuda[:i].")] = None,
-        dtype: Annotated[str | None, typer.Option(help="auto | float32 | float16 | bfloat16.")] = None,
+        dtype: Annotated[
+            str | None, typer.Option(help="auto | float32 | float16 | bfloat16.")
+        ] = None,
         seed: Annotated[int | None, typer.Option(help="Seed.")] = None,
-        slo_ms: Annotated[str | None, typer.Option(help="SLO mode: latency targets in ms, e.g. 120,200.")] = None,
-        contention_schedule: Annotated[str | None, typer.Option(help="SLO mode: changing load level:duration, e.g. 0:30s,1.0:30s.")] = None,
-        no_weights: Annotated[bool | None, typer.Option("--no-weights", help="Random weights from the config: latency/FLOPs only, accuracy NaN.")] = None,
-        out: Annotated[Path, typer.Option(help="Parent folder of the run folder.")] = Path("results"),
+        slo_ms: Annotated[
+            str | None, typer.Option(help="SLO mode: latency targets in ms, e.g. 120,200.")
+        ] = None,
+        contention_schedule: Annotated[
+            str | None,
+            typer.Option(help="SLO mode: changing load level:duration, e.g. 0:30s,1.0:30s."),
+        ] = None,
+        no_weights: Annotated[
+            bool | None,
+            typer.Option(
+                "--no-weights",
+                help="Random weights from the config: latency/FLOPs only, accuracy NaN.",
+            ),
+        ] = None,
+        out: Annotated[Path, typer.Option(help="Parent folder of the run folder.")] = Path(
+            "results"
+        ),
         name: Annotated[str, typer.Option(help="Run name (folder suffix).")] = "sweep",
-        resume: Annotated[Path | None, typer.Option(help="Resume this run folder (skips finished cells).")] = None,
-        force: Annotated[bool, typer.Option(help="Resume even if the code or config changed.")] = False,
-        report: Annotated[bool, typer.Option(help="Write plots and report.{md,html} at the end.")] = True,
+        resume: Annotated[
+            Path | None, typer.Option(help="Resume this run folder (skips finished cells).")
+        ] = None,
+        force: Annotated[
+            bool, typer.Option(help="Resume even if the code or config changed.")
+        ] = False,
+        report: Annotated[
+            bool, typer.Option(help="Write plots and report.{md,html} at the end.")
+        ] = True,
         json_: Json = False,
     ) -> None:
         """Run a sweep. Precedence: CLI flag > --config YAML > defaults. With no arguments it runs the
@@ -58,19 +93,37 @@ def register(app: typer.Typer) -> None:
         if budgets and budget_range:
             raise UserError("give --budgets or --budget-range, not both")
         overrides = {
-            "models": parse_names(models), "methods": parse_names(methods), "suites": parse_names(suites),
+            "models": parse_names(models),
+            "methods": parse_names(methods),
+            "suites": parse_names(suites),
             "budgets": parse_floats(budgets or budget_range, "budgets"),
-            "contention": parse_floats(contention, "contention"), "contention_kind": contention_kind,
-            "limit": limit, "repeats": repeats, "warmup": warmup, "max_new_tokens": max_new_tokens,
-            "device": device, "dtype": dtype, "seed": seed, "no_weights": no_weights,
-            "slo_ms": parse_floats(slo_ms, "slo-ms"), "contention_schedule": contention_schedule,
+            "contention": parse_floats(contention, "contention"),
+            "contention_kind": contention_kind,
+            "limit": limit,
+            "repeats": repeats,
+            "warmup": warmup,
+            "max_new_tokens": max_new_tokens,
+            "device": device,
+            "dtype": dtype,
+            "seed": seed,
+            "no_weights": no_weights,
+            "slo_ms": parse_floats(slo_ms, "slo-ms"),
+            "contention_schedule": contention_schedule,
         }
         if resume is not None:
             cfg = None
         else:
             cfg = SweepConfig.from_layers(config, overrides)
-        run_dir = run_sweep(cfg, out, name, resume=resume, force=force, as_json=json_, argv=sys.argv,
-                            cli_overrides=overrides if resume is not None else {})
+        run_dir = run_sweep(
+            cfg,
+            out,
+            name,
+            resume=resume,
+            force=force,
+            as_json=json_,
+            argv=sys.argv,
+            cli_overrides=overrides if resume is not None else {},
+        )
         if report:
             try:
                 from adabench.report import write_report
@@ -78,4 +131,6 @@ def register(app: typer.Typer) -> None:
                 for path in write_report(run_dir):
                     console.log(f"report: {path}")
             except Exception as exc:  # the results are safe; a plotting failure must not hide them
-                console.warn(f"plots/report failed ({exc}); run `adabench report {run_dir}` to retry")
+                console.warn(
+                    f"plots/report failed ({exc}); run `adabench report {run_dir}` to retry"
+                )

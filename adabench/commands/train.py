@@ -15,8 +15,14 @@ def _progress():
 
     from adabench.console import err
 
-    bar = Progress(TextColumn("[bold]train[/]"), BarColumn(), TextColumn("step {task.completed}/{task.total}"),
-                   TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(), console=err)
+    bar = Progress(
+        TextColumn("[bold]train[/]"),
+        BarColumn(),
+        TextColumn("step {task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TimeRemainingColumn(),
+        console=err,
+    )
     task = bar.add_task("train", total=1, loss=float("nan"))
 
     def update(step: int, total: int, loss: float, elapsed_s: float) -> None:
@@ -26,7 +32,9 @@ def _progress():
 
 
 def register(app: typer.Typer) -> None:
-    sub = typer.Typer(help="Train the embedded tiny checkpoints (CPU-friendly, seeded).", no_args_is_help=True)
+    sub = typer.Typer(
+        help="Train the embedded tiny checkpoints (CPU-friendly, seeded).", no_args_is_help=True
+    )
     app.add_typer(sub, name="train")
 
     @sub.command("base")
@@ -37,9 +45,15 @@ def register(app: typer.Typer) -> None:
         minutes: Annotated[float, typer.Option(help="Wall-clock budget in minutes.")] = 30.0,
         seed: Annotated[int, typer.Option(help="Seed.")] = 0,
         lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 7e-4,
-        init_from: Annotated[Path | None, typer.Option(help="Continue from this checkpoint (second stage).")] = None,
-        spatial_weight: Annotated[int, typer.Option(help="Copies of the spatial family in the training mix.")] = 1,
-        vision_lr_scale: Annotated[float, typer.Option(help="Train the vision tower at lr × this (0 = frozen).")] = 0.0,
+        init_from: Annotated[
+            Path | None, typer.Option(help="Continue from this checkpoint (second stage).")
+        ] = None,
+        spatial_weight: Annotated[
+            int, typer.Option(help="Copies of the spatial family in the training mix.")
+        ] = 1,
+        vision_lr_scale: Annotated[
+            float, typer.Option(help="Train the vision tower at lr × this (0 = frozen).")
+        ] = 0.0,
         warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 150,
     ) -> None:
         """Train the tiny Llava from scratch. Example: adabench train base --out adabench/assets/tiny --minutes 30"""
@@ -51,9 +65,19 @@ def register(app: typer.Typer) -> None:
             raise UserError("only the procedural suite 'shapes' can train the tiny model")
         bar, update = _progress()
         with bar:
-            summary = train_base(BaseTrainConfig(out=out, minutes=minutes, seed=seed, lr=lr, init_from=init_from,
-                                                 spatial_weight=spatial_weight, vision_lr_scale=vision_lr_scale,
-                                                 warmup_steps=warmup_steps), update)
+            summary = train_base(
+                BaseTrainConfig(
+                    out=out,
+                    minutes=minutes,
+                    seed=seed,
+                    lr=lr,
+                    init_from=init_from,
+                    spatial_weight=spatial_weight,
+                    vision_lr_scale=vision_lr_scale,
+                    warmup_steps=warmup_steps,
+                ),
+                update,
+            )
         console.print_json({"out": str(out), "steps": summary["steps"], "test": summary["test"]})
 
     @sub.command("adallava")
@@ -77,5 +101,8 @@ def register(app: typer.Typer) -> None:
             raise UserError("only the procedural suite 'shapes' can train the tiny models")
         bar, update = _progress()
         with bar:
-            summary = train_adallava(AdaTrainConfig(variant=variant, base=base, out=out, minutes=minutes, seed=seed), update)
+            summary = train_adallava(
+                AdaTrainConfig(variant=variant, base=base, out=out, minutes=minutes, seed=seed),
+                update,
+            )
         console.print_json({"out": str(out), "steps": summary["steps"], "test": summary["test"]})

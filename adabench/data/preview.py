@@ -21,7 +21,10 @@ def sample_grid(samples: list[Sample], path: Path, columns: int = 4) -> Path:
         ax.axis("off")
     for ax, s in zip(axes.flat, samples):
         ax.imshow(s.image, interpolation="nearest")
-        title = "\n".join(textwrap.wrap(s.question, 30)[:3]) + f"\n→ {', '.join(s.answers[:3])} [{s.family}]"
+        title = (
+            "\n".join(textwrap.wrap(s.question, 30)[:3])
+            + f"\n→ {', '.join(s.answers[:3])} [{s.family}]"
+        )
         ax.set_title(title, fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -84,7 +84,9 @@ def list_suites() -> list[str]:
 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     if path in seen:
-        raise UserError(f"include cycle in suite files: {' -> '.join(str(p) for p in seen + (path,))}")
+        raise UserError(
+            f"include cycle in suite files: {' -> '.join(str(p) for p in seen + (path,))}"
+        )
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise UserError(f"{path}: a suite file must be a mapping, got {type(data).__name__}")
@@ -97,7 +99,9 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
 def _deep_merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = (
+            _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        )
     return out
 
 
@@ -116,8 +120,11 @@ def parse_spec(path: Path) -> SuiteSpec:
     if missing:
         raise UserError(f"{path}: missing required key(s): {', '.join(missing)}")
     known = {f for f in SuiteSpec.__dataclass_fields__ if f not in ("path", "extra")}
-    spec = SuiteSpec(**{k: v for k, v in data.items() if k in known}, path=Path(path),
-                     extra={k: v for k, v in data.items() if k not in known})
+    spec = SuiteSpec(
+        **{k: v for k, v in data.items() if k in known},
+        path=Path(path),
+        extra={k: v for k, v in data.items() if k not in known},
+    )
     if "{question}" not in spec.prompt:
         raise UserError(f"{path}: prompt must contain {{question}}")
     return spec
@@ -134,7 +141,9 @@ def validate_all() -> list[dict]:
             for metric in {spec.metric, *spec.family_metrics.values()}:
                 METRICS.get(metric)
             if spec.source.get("type") not in ("procedural", "hf"):
-                raise UserError(f"source.type must be 'procedural' or 'hf', got {spec.source.get('type')!r}")
+                raise UserError(
+                    f"source.type must be 'procedural' or 'hf', got {spec.source.get('type')!r}"
+                )
             if spec.source.get("type") == "hf":
                 from adabench.data.hf_suites import default_fixture_dir, validate_fixture
 
@@ -147,7 +156,9 @@ def validate_all() -> list[dict]:
     return rows
 
 
-def load_suite(name: str, split: str = "test", limit: int | None = None, seed: int = 0) -> list[Sample]:
+def load_suite(
+    name: str, split: str = "test", limit: int | None = None, seed: int = 0
+) -> list[Sample]:
     """Returns the first `limit` samples of `split` of suite `name` (deterministic)."""
     spec = get_spec(name)
     if split not in spec.splits:
@@ -170,7 +181,13 @@ def _load_procedural(spec: SuiteSpec, split: str, limit: int | None, seed: int) 
     n = int(spec.splits[split]) if limit is None else min(int(limit), int(spec.splits[split]))
     items = synthetic.generate(split, n, seed=seed)
     return [
-        Sample(it.id, synthetic.render(it.scene), it.question, list(it.answers), it.family,
-               {**it.meta, "scene": it.scene.key()})
+        Sample(
+            it.id,
+            synthetic.render(it.scene),
+            it.question,
+            list(it.answers),
+            it.family,
+            {**it.meta, "scene": it.scene.key()},
+        )
         for it in items
     ]

@@ -19,7 +19,12 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageDraw
 
-COLORS = {"red": (220, 40, 40), "green": (30, 170, 60), "blue": (40, 80, 220), "yellow": (235, 200, 30)}
+COLORS = {
+    "red": (220, 40, 40),
+    "green": (30, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (235, 200, 30),
+}
 SHAPES = ("circle", "square", "triangle", "cross")
 OBJECTS = [(c, s) for c in COLORS for s in SHAPES]
 # A fixed, skewed prior over object types: it makes POPE's "popular" negatives meaningful.
@@ -164,7 +169,14 @@ def _q_describe(scene: Scene, rng: random.Random) -> tuple[str, list[str], dict]
     return "describe the image .", [" ".join(parts)], {}
 
 
-_MAKERS = {"describe": _q_describe, "color": _q_color, "count": _q_count, "spatial": _q_spatial, "exist": _q_exist, "choice": _q_choice}
+_MAKERS = {
+    "describe": _q_describe,
+    "color": _q_color,
+    "count": _q_count,
+    "spatial": _q_spatial,
+    "exist": _q_exist,
+    "choice": _q_choice,
+}
 
 
 def split_of(scene: Scene, question: str) -> str:
@@ -173,7 +185,9 @@ def split_of(scene: Scene, question: str) -> str:
     return next(name for name, rng in SPLIT_BUCKETS.items() if bucket in rng)
 
 
-def generate(split: str, n: int, seed: int = 0, families: tuple[str, ...] = FAMILIES) -> list[ShapesItem]:
+def generate(
+    split: str, n: int, seed: int = 0, families: tuple[str, ...] = FAMILIES
+) -> list[ShapesItem]:
     """Returns `n` deterministic items of `split`, families in round-robin order."""
     rng = random.Random(f"shapes-{split}-{seed}-{SPLIT_SEEDS[split]}")
     items: list[ShapesItem] = []
@@ -186,5 +200,7 @@ def generate(split: str, n: int, seed: int = 0, families: tuple[str, ...] = FAMI
         question, answers, meta = made
         if split_of(scene, question) != split:
             continue
-        items.append(ShapesItem(f"shapes-{split}-{len(items):06d}", scene, question, answers, family, meta))
+        items.append(
+            ShapesItem(f"shapes-{split}-{len(items):06d}", scene, question, answers, family, meta)
+        )
     return items

@@ -50,7 +50,9 @@ class KVEntry:
     length: int
 
 
-def _wb(linear: torch.nn.Linear, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> tuple:
+def _wb(
+    linear: torch.nn.Linear, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None
+) -> tuple:
     w, b = linear.weight, linear.bias
     if rows is not None:
         w = w.index_select(0, rows)
@@ -70,7 +72,9 @@ class LlavaRunner:
         self.text = model.config.text_config
         self.n_heads = self.text.num_attention_heads
         self.n_kv = getattr(self.text, "num_key_value_heads", None) or self.n_heads
-        self.head_dim = getattr(self.text, "head_dim", None) or self.text.hidden_size // self.n_heads
+        self.head_dim = (
+            getattr(self.text, "head_dim", None) or self.text.hidden_size // self.n_heads
+        )
         self.group = self.n_heads // self.n_kv
         self.scale = self.head_dim**-0.5
         self.eager = getattr(self.text, "_attn_implementation", "sdpa") == "eager"
@@ -80,7 +84,8 @@ class LlavaRunner:
         """Returns projected visual tokens [n_images, n_visual, hidden] (vision tower + projector)."""
         cfg = self.model.config
         out = self.model.model.get_image_features(
-            pixel_values=pixel_values, vision_feature_layer=cfg.vision_feature_layer,
+            pixel_values=pixel_values,
+            vision_feature_layer=cfg.vision_feature_layer,
             vision_feature_select_strategy=cfg.vision_feature_select_strategy,
         )
         feats = out.pooler_output if hasattr(out, "pooler_output") else out
@@ -91,7 +96,9 @@ class LlavaRunner:
         embeds = self.lm.embed_tokens(input_ids)
         if image_features is not None:
             mask = input_ids == self.model.config.image_token_id
-            embeds = embeds.masked_scatter(mask.unsqueeze(-1), image_features.to(embeds.dtype).reshape(-1))
+            embeds = embeds.masked_scatter(
+                mask.unsqueeze(-1), image_features.to(embeds.dtype).reshape(-1)
+            )
         return embeds
 
     # ---------------------------------------------------------------- plans
@@ -130,7 +137,11 @@ class LlavaRunner:
             size = mlp.gate_proj.weight.shape[0] // plan.mlp_group_count
             groups = torch.tensor(sorted(lp.mlp_groups), device=dev)
             rows = (groups[:, None] * size + torch.arange(size, device=dev)).reshape(-1)
-            gate, up, down = _wb(mlp.gate_proj, rows=rows), _wb(mlp.up_proj, rows=rows), _wb(mlp.down_proj, cols=rows)
+            gate, up, down = (
+                _wb(mlp.gate_proj, rows=rows),
+                _wb(mlp.up_proj, rows=rows),
+                _wb(mlp.down_proj, cols=rows),
+            )
         return BlockWeights(layer, q, k, v, o, kv_of_q, n_q, n_kv, gate, up, down)
 
     # ---------------------------------------------------------------- blocks
@@ -144,12 +155,26 @@ class LlavaRunner:
                 future = torch.ones(tq, tk, dtype=torch.bool, device=q.device).triu(tk - tq + 1)
                 scores = scores.masked_fill(future, torch.finfo(scores.dtype).min)
             if pad_mask is not None:
-                scores = scores.masked_fill(~pad_mask[:, None, None, :], torch.finfo(scores.dtype).min)
+                scores = scores.masked_fill(
+                    ~pad_mask[:, None, None, :], torch.finfo(scores.dtype).min
+                )
             return torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype) @ v
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal and q.shape[-2] > 1)
 
-    def block(self, bw: BlockWeights, h, cos, sin, cache: KVEntry | None = None, *,
-              head_mask=None, neuron_mask=None, block_gate=None, pad_mask=None, last_query_probs=False):
+    def block(
+        self,
+        bw: BlockWeights,
+        h,
+        cos,
+        sin,
+        cache: KVEntry | None = None,
+        *,
+        head_mask=None,
+        neuron_mask=None,
+        block_gate=None,
+        pad_mask=None,
+        last_query_probs=False,
+    ):
         """Runs one decoder block; returns (new hidden states, last-token attention probs or None).
 
         Masks (training / reference only): head_mask [B, n_q], neuron_mask [B, I], block_gate [B].
@@ -173,7 +198,9 @@ class LlavaRunner:
             a = self._attend(q, k, v, bw.kv_of_q, causal=True, pad_mask=pad_mask)
             if last_query_probs:
                 kk = k.index_select(1, bw.kv_of_q) if bw.kv_of_q is not None else k
-                probs = torch.softmax((q[:, :, -1:] @ kk.transpose(-1, -2)) * self.scale, dim=-1).mean(1)[:, 0]
+                probs = torch.softmax(
+                    (q[:, :, -1:] @ kk.transpose(-1, -2)) * self.scale, dim=-1
+                ).mean(1)[:, 0]
             if head_mask is not None:
                 a = a * head_mask[:, :, None, None].to(a.dtype)
             a = a.transpose(1, 2).reshape(bsz, t, bw.n_q * hd)
@@ -188,11 +215,18 @@ class LlavaRunner:
             h = h + (delta * block_gate[:, None, None] if block_gate is not None else delta)
         return h, probs
 
-    def new_cache(self, prepared: list[BlockWeights | None], capacity: int, like: torch.Tensor) -> list[KVEntry | None]:
+    def new_cache(
+        self, prepared: list[BlockWeights | None], capacity: int, like: torch.Tensor
+    ) -> list[KVEntry | None]:
         """Returns empty preallocated KV buffers for the blocks that run attention."""
         return [
-            None if bw is None or bw.q is None else KVEntry(
-                like.new_empty(1, bw.n_kv, capacity, self.head_dim), like.new_empty(1, bw.n_kv, capacity, self.head_dim), 0)
+            None
+            if bw is None or bw.q is None
+            else KVEntry(
+                like.new_empty(1, bw.n_kv, capacity, self.head_dim),
+                like.new_empty(1, bw.n_kv, capacity, self.head_dim),
+                0,
+            )
             for bw in prepared
         ]
 
@@ -216,9 +250,15 @@ class PrefillState:
     kept_visual: int | None = None
 
 
-def prefill(runner: LlavaRunner, embeds: torch.Tensor, plan: Plan | None, capacity: int,
-            decide: Callable[[torch.Tensor], Plan] | None = None, decide_at: int = 0,
-            visual_positions: torch.Tensor | None = None) -> tuple[torch.Tensor, PrefillState]:
+def prefill(
+    runner: LlavaRunner,
+    embeds: torch.Tensor,
+    plan: Plan | None,
+    capacity: int,
+    decide: Callable[[torch.Tensor], Plan] | None = None,
+    decide_at: int = 0,
+    visual_positions: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, PrefillState]:
     """Runs the prompt `embeds` [1, T, D] through the decoder; returns (last-token logits, state).
 
     With `decide`, blocks [0, decide_at) run in full, then `decide(hidden at the last position)`
@@ -232,7 +272,9 @@ def prefill(runner: LlavaRunner, embeds: torch.Tensor, plan: Plan | None, capaci
     # With `decide`, `plan` (if given) carries only the token fields, known before the decision,
     # so FastV can rank tokens in the always-run prefix; the decided plan replaces it at decide_at.
     plan = plan or Plan.full(n)
-    prepared = runner.prepare(Plan.full(n))[:decide_at] if decide is not None else runner.prepare(plan)
+    prepared = (
+        runner.prepare(Plan.full(n))[:decide_at] if decide is not None else runner.prepare(plan)
+    )
     cache = runner.new_cache(prepared, capacity, embeds)
     cos, sin = runner.rope(h, positions)
     kept_visual = None
@@ -243,8 +285,13 @@ def prefill(runner: LlavaRunner, embeds: torch.Tensor, plan: Plan | None, capaci
             prepared, cache = prepared + tail, cache + runner.new_cache(tail, capacity, embeds)
         if prepared[i] is None:
             continue
-        want_probs = (plan.fastv_layer is not None and visual_positions is not None and kept_visual is None
-                      and plan.fastv_layer <= len(prepared) and i == _fastv_source(plan, prepared))
+        want_probs = (
+            plan.fastv_layer is not None
+            and visual_positions is not None
+            and kept_visual is None
+            and plan.fastv_layer <= len(prepared)
+            and i == _fastv_source(plan, prepared)
+        )
         h, probs = runner.block(prepared[i], h, cos, sin, cache[i], last_query_probs=want_probs)
         if want_probs and plan.fastv_removed > 0:
             keep = fastv_keep(probs[0], visual_positions, plan.fastv_removed, h.shape[1])
@@ -256,11 +303,15 @@ def prefill(runner: LlavaRunner, embeds: torch.Tensor, plan: Plan | None, capaci
 
 def _fastv_source(plan: Plan, prepared: list) -> int:
     """Returns the block whose attention ranks visual tokens: the last block that runs before K."""
-    ran = [i for i in range(plan.fastv_layer) if prepared[i] is not None and prepared[i].q is not None]
+    ran = [
+        i for i in range(plan.fastv_layer) if prepared[i] is not None and prepared[i].q is not None
+    ]
     return ran[-1] if ran else -1
 
 
-def fastv_keep(last_probs: torch.Tensor, visual_positions: torch.Tensor, n_remove: int, seq_len: int) -> torch.Tensor:
+def fastv_keep(
+    last_probs: torch.Tensor, visual_positions: torch.Tensor, n_remove: int, seq_len: int
+) -> torch.Tensor:
     """Returns the sorted sequence positions kept after dropping the `n_remove` visual tokens with
     the lowest attention from the last token (`last_probs` [T]); text tokens are always kept."""
     scores = last_probs[visual_positions]

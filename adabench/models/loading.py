@@ -17,8 +17,15 @@ import torch
 from adabench.errors import UserError, did_you_mean
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-HUB_ALIASES = {"llava-1.5-7b": "llava-hf/llava-1.5-7b-hf", "llava-1.5-13b": "llava-hf/llava-1.5-13b-hf"}
-EMBEDDED = {"tiny": "tiny", "tiny-adallava-l": "tiny-adallava-l", "tiny-adallava-h": "tiny-adallava-h"}
+HUB_ALIASES = {
+    "llava-1.5-7b": "llava-hf/llava-1.5-7b-hf",
+    "llava-1.5-13b": "llava-hf/llava-1.5-13b-hf",
+}
+EMBEDDED = {
+    "tiny": "tiny",
+    "tiny-adallava-l": "tiny-adallava-l",
+    "tiny-adallava-h": "tiny-adallava-h",
+}
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -54,7 +61,9 @@ def resolve(name: str) -> str:
     if name in EMBEDDED:
         path = ASSETS / EMBEDDED[name]
         if not (path / "config.json").exists():
-            raise UserError(f"embedded model {name!r} is not built: run `adabench train` (see README) to create {path}")
+            raise UserError(
+                f"embedded model {name!r} is not built: run `adabench train` (see README) to create {path}"
+            )
         return str(path)
     if name in HUB_ALIASES:
         return HUB_ALIASES[name]
@@ -71,7 +80,9 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UserError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
+            raise UserError(
+                f"device {device!r} asked for, but CUDA is not available here; use --device cpu"
+            )
         return torch.device(device)
     if device == "cpu":
         return torch.device("cpu")
@@ -92,13 +103,22 @@ def load_processor(path: str, trust_remote_code: bool = False):
     from transformers import AutoProcessor
 
     try:
-        return AutoProcessor.from_pretrained(path, backend="pil", trust_remote_code=trust_remote_code)
+        return AutoProcessor.from_pretrained(
+            path, backend="pil", trust_remote_code=trust_remote_code
+        )
     except TypeError:  # older transformers: the slow processor is the PIL one
-        return AutoProcessor.from_pretrained(path, use_fast=False, trust_remote_code=trust_remote_code)
+        return AutoProcessor.from_pretrained(
+            path, use_fast=False, trust_remote_code=trust_remote_code
+        )
 
 
-def load_model(name: str, device: str = "auto", dtype: str = "auto", attn_implementation: str | None = None,
-               trust_remote_code: bool = False) -> LoadedModel:
+def load_model(
+    name: str,
+    device: str = "auto",
+    dtype: str = "auto",
+    attn_implementation: str | None = None,
+    trust_remote_code: bool = False,
+) -> LoadedModel:
     """Returns the loaded model `name` on `device` in `dtype` (eval mode)."""
     from transformers import LlavaForConditionalGeneration
 
@@ -140,8 +160,10 @@ def describe(name: str) -> dict:
         text = cfg.get("text_config", {})
         info.update(
             weights_present=any(Path(path).glob("*.safetensors")),
-            decoder_layers=text.get("num_hidden_layers"), hidden_size=text.get("hidden_size"),
-            heads=text.get("num_attention_heads"), kv_heads=text.get("num_key_value_heads"),
+            decoder_layers=text.get("num_hidden_layers"),
+            hidden_size=text.get("hidden_size"),
+            heads=text.get("num_attention_heads"),
+            kv_heads=text.get("num_key_value_heads"),
             size_mb=round(sum(f.stat().st_size for f in Path(path).glob("*")) / 1e6, 2),
         )
         ada = Path(path) / "adallava_config.json"

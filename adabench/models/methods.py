@@ -49,7 +49,9 @@ class Method:
         unknown = set(self.args) - set(self.ARGS)
         if unknown:
             allowed = ", ".join(self.ARGS) or "none"
-            raise UserError(f"method {self.NAME!r} has no argument(s) {sorted(unknown)}; allowed: {allowed}")
+            raise UserError(
+                f"method {self.NAME!r} has no argument(s) {sorted(unknown)}; allowed: {allowed}"
+            )
         self.seed = seed
         self.num_layers = model.config.text_config.num_hidden_layers
         minimum = self.min_budget(model)
@@ -63,7 +65,9 @@ class Method:
         """Returns the smallest budget this method can meet on `model`."""
         return 1.0 / model.config.text_config.num_hidden_layers
 
-    def request(self, sample_id: str, input_ids: torch.Tensor, image_features: torch.Tensor) -> Request:
+    def request(
+        self, sample_id: str, input_ids: torch.Tensor, image_features: torch.Tensor
+    ) -> Request:
         raise NotImplementedError
 
 
@@ -135,7 +139,9 @@ class EarlyExit(Method):
 class RandomSkip(Method):
     NAME = "random-skip"
     VARIES = "blocks (random per sample)"
-    DESCRIPTION = "first N/2 blocks kept (AdaLLaVA's prefix); the rest drawn at random per sample (seeded)"
+    DESCRIPTION = (
+        "first N/2 blocks kept (AdaLLaVA's prefix); the rest drawn at random per sample (seeded)"
+    )
 
     @classmethod
     def min_budget(cls, model) -> float:
@@ -147,7 +153,9 @@ class RandomSkip(Method):
         k = max(0, kept_count(self.budget, n) - prefix)
         seed = int(hashlib.sha256(f"{self.seed}|{sample_id}".encode()).hexdigest()[:12], 16)
         rest = random.Random(seed).sample(range(prefix, n), k)
-        return Request(plan=Plan.from_kept_blocks(n, list(range(prefix)) + rest), info={"seed": seed})
+        return Request(
+            plan=Plan.from_kept_blocks(n, list(range(prefix)) + rest), info={"seed": seed}
+        )
 
 
 # Methods that live in their own modules register lazily.
@@ -170,7 +178,9 @@ def parse_method_args(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def build_method(name: str, model, budget: float, args: dict | None = None, seed: int = 0) -> Method:
+def build_method(
+    name: str, model, budget: float, args: dict | None = None, seed: int = 0
+) -> Method:
     """Returns the method `name` (or a combination "a+b") set up for `model` at `budget`."""
     if "+" in name and name not in METHODS:
         from adabench.models.combine import build_combination

@@ -16,22 +16,45 @@ def family_table(rows: list[dict]) -> dict[str, float]:
     return table
 
 
-def write_card(folder: Path, title: str, commands: list[str], tables: dict[str, dict[str, float]], notes: str = "") -> Path:
+def write_card(
+    folder: Path,
+    title: str,
+    commands: list[str],
+    tables: dict[str, dict[str, float]],
+    notes: str = "",
+) -> Path:
     """Writes `folder/README.md`; `tables` maps a row label (e.g. "budget 0.75") to family accuracies."""
     folder = Path(folder)
-    training = json.loads((folder / "training.json").read_text()) if (folder / "training.json").exists() else {}
+    training = (
+        json.loads((folder / "training.json").read_text())
+        if (folder / "training.json").exists()
+        else {}
+    )
     size_mb = sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 1e6
     families = sorted({f for t in tables.values() for f in t if f != "overall"}) + ["overall"]
-    lines = [f"# {title}", "", notes, "", "## Reproduce", "", "```"] + commands + ["```", "",
-             "## Facts", "",
-             f"- parameters: {training.get('parameters', 'see config.json')}",
-             f"- weights on disk: {size_mb:.2f} MB (fp16 safetensors)",
-             f"- training time: {training.get('train_minutes', '?')} min, {training.get('steps', '?')} steps, "
-             f"seed {training.get('config', {}).get('seed', '?')}, torch threads {training.get('threads', '?')}",
-             "", "## Test accuracy (shapes test split, greedy exact match through `adabench eval`)", "",
-             "| | " + " | ".join(families) + " |", "|---" * (len(families) + 1) + "|"]
+    lines = (
+        [f"# {title}", "", notes, "", "## Reproduce", "", "```"]
+        + commands
+        + [
+            "```",
+            "",
+            "## Facts",
+            "",
+            f"- parameters: {training.get('parameters', 'see config.json')}",
+            f"- weights on disk: {size_mb:.2f} MB (fp16 safetensors)",
+            f"- training time: {training.get('train_minutes', '?')} min, {training.get('steps', '?')} steps, "
+            f"seed {training.get('config', {}).get('seed', '?')}, torch threads {training.get('threads', '?')}",
+            "",
+            "## Test accuracy (shapes test split, greedy exact match through `adabench eval`)",
+            "",
+            "| | " + " | ".join(families) + " |",
+            "|---" * (len(families) + 1) + "|",
+        ]
+    )
     for label, t in tables.items():
-        lines.append(f"| {label} | " + " | ".join(f"{t.get(f, float('nan')):.3f}" for f in families) + " |")
+        lines.append(
+            f"| {label} | " + " | ".join(f"{t.get(f, float('nan')):.3f}" for f in families) + " |"
+        )
     lines.append("")
     (folder / "README.md").write_text("\n".join(lines))
     return folder / "README.md"

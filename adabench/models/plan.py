@@ -47,7 +47,9 @@ class Plan:
     @classmethod
     def full(cls, num_layers: int, mlp_group_count: int = 1) -> Plan:
         """Returns the plan that runs every block, head and neuron."""
-        return cls(layers=tuple(LayerPlan() for _ in range(num_layers)), mlp_group_count=mlp_group_count)
+        return cls(
+            layers=tuple(LayerPlan() for _ in range(num_layers)), mlp_group_count=mlp_group_count
+        )
 
     @classmethod
     def from_kept_blocks(cls, num_layers: int, kept: list[int] | tuple[int, ...]) -> Plan:
@@ -65,7 +67,12 @@ class Plan:
 
     @staticmethod
     def _empty(lp: LayerPlan) -> bool:
-        return lp.heads is not None and len(lp.heads) == 0 and lp.mlp_groups is not None and len(lp.mlp_groups) == 0
+        return (
+            lp.heads is not None
+            and len(lp.heads) == 0
+            and lp.mlp_groups is not None
+            and len(lp.mlp_groups) == 0
+        )
 
     def num_heads(self, layer: int, total_heads: int) -> int:
         """Returns how many query heads run in `layer` (0 when the block is skipped)."""
@@ -83,7 +90,13 @@ class Plan:
             return 1.0
         return len(lp.mlp_groups) / self.mlp_group_count
 
-    def with_tokens(self, *, visual_tokens_removed: int = 0, fastv_layer: int | None = None, fastv_removed: int = 0) -> Plan:
+    def with_tokens(
+        self,
+        *,
+        visual_tokens_removed: int = 0,
+        fastv_layer: int | None = None,
+        fastv_removed: int = 0,
+    ) -> Plan:
         """Returns a copy of this plan with token selection added (used by `a+b` combinations)."""
         return Plan(
             layers=self.layers,
@@ -105,7 +118,8 @@ class Plan:
         else:
             heads = ",".join(str(self.num_heads(i, total_heads)) for i in range(self.num_layers))
             groups = ",".join(
-                str(round(self.mlp_fraction(i) * self.mlp_group_count)) for i in range(self.num_layers)
+                str(round(self.mlp_fraction(i) * self.mlp_group_count))
+                for i in range(self.num_layers)
             )
             text = f"heads={heads} mlp={groups}"
         if self.visual_tokens_removed:

@@ -30,10 +30,38 @@ CHAT_TEMPLATE = (
 
 def vocabulary() -> list[str]:
     """Returns the word-level vocabulary (special tokens first), fixed and deterministic."""
-    words = ["USER:", "ASSISTANT:", "?", ".", "what", "color", "is", "the", "how", "many", "are",
-             "there", "objects", "a", "in", "image", "left", "right", "of", "above", "below",
-             "yes", "no", "describe", *synthetic.CELL_WORDS, *synthetic.LETTERS, *synthetic.NUMBER_WORDS, *synthetic.COLORS,
-             *synthetic.SHAPES, *synthetic.PLURAL.values()]
+    words = [
+        "USER:",
+        "ASSISTANT:",
+        "?",
+        ".",
+        "what",
+        "color",
+        "is",
+        "the",
+        "how",
+        "many",
+        "are",
+        "there",
+        "objects",
+        "a",
+        "in",
+        "image",
+        "left",
+        "right",
+        "of",
+        "above",
+        "below",
+        "yes",
+        "no",
+        "describe",
+        *synthetic.CELL_WORDS,
+        *synthetic.LETTERS,
+        *synthetic.NUMBER_WORDS,
+        *synthetic.COLORS,
+        *synthetic.SHAPES,
+        *synthetic.PLURAL.values(),
+    ]
     seen: list[str] = []
     for w in SPECIAL + words:
         if w not in seen:
@@ -51,8 +79,12 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-        pad_token="<pad>", additional_special_tokens=["<image>"],
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        additional_special_tokens=["<image>"],
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast
@@ -67,22 +99,49 @@ def build_processor() -> LlavaProcessor:
         crop_size={"height": synthetic.IMAGE_SIZE, "width": synthetic.IMAGE_SIZE},
     )
     return LlavaProcessor(
-        image_processor=image_processor, tokenizer=build_tokenizer(), patch_size=16,
-        vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
+        image_processor=image_processor,
+        tokenizer=build_tokenizer(),
+        patch_size=16,
+        vision_feature_select_strategy="default",
+        chat_template=CHAT_TEMPLATE,
         num_additional_image_tokens=1,
     )
 
 
-def build_config(vocab_size: int, image_token_id: int, pad_id: int, bos_id: int, eos_id: int) -> LlavaConfig:
+def build_config(
+    vocab_size: int, image_token_id: int, pad_id: int, bos_id: int, eos_id: int
+) -> LlavaConfig:
     """Returns the tiny LlavaConfig (Llama decoder 12 × 128, 4 heads; CLIP 3 × 96)."""
-    vision = CLIPVisionConfig(hidden_size=96, intermediate_size=384, num_hidden_layers=3,
-                              num_attention_heads=4, image_size=synthetic.IMAGE_SIZE, patch_size=16,
-                              projection_dim=96)
-    text = LlamaConfig(vocab_size=vocab_size, hidden_size=128, intermediate_size=384,
-                       num_hidden_layers=12, num_attention_heads=4, num_key_value_heads=4,
-                       max_position_embeddings=128, rms_norm_eps=1e-5, tie_word_embeddings=False,
-                       pad_token_id=pad_id, bos_token_id=bos_id, eos_token_id=eos_id)
-    return LlavaConfig(vision_config=vision, text_config=text, image_token_id=image_token_id,
-                       projector_hidden_act="gelu", vision_feature_layer=-1,
-                       vision_feature_select_strategy="default", image_seq_length=9,
-                       pad_token_id=pad_id)
+    vision = CLIPVisionConfig(
+        hidden_size=96,
+        intermediate_size=384,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        image_size=synthetic.IMAGE_SIZE,
+        patch_size=16,
+        projection_dim=96,
+    )
+    text = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=128,
+        intermediate_size=384,
+        num_hidden_layers=12,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        pad_token_id=pad_id,
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+    )
+    return LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=image_token_id,
+        projector_hidden_act="gelu",
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+        image_seq_length=9,
+        pad_token_id=pad_id,
+    )

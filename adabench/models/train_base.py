@@ -31,9 +31,15 @@ class BaseTrainConfig:
     batch_size: int = field(default=64, metadata={"help": "samples per optimizer step"})
     lr: float = field(default=7e-4, metadata={"help": "peak learning rate"})
     vision_steps: int = field(default=250, metadata={"help": "stage-0 vision pre-training steps"})
-    init_from: Path | None = field(default=None, metadata={"help": "continue from this checkpoint (skips stage 0)"})
-    spatial_weight: int = field(default=1, metadata={"help": "how many times `spatial` appears in the family mix"})
-    vision_lr_scale: float = field(default=0.0, metadata={"help": "train the vision tower at lr × this (0 = frozen)"})
+    init_from: Path | None = field(
+        default=None, metadata={"help": "continue from this checkpoint (skips stage 0)"}
+    )
+    spatial_weight: int = field(
+        default=1, metadata={"help": "how many times `spatial` appears in the family mix"}
+    )
+    vision_lr_scale: float = field(
+        default=0.0, metadata={"help": "train the vision tower at lr × this (0 = frozen)"}
+    )
     warmup_steps: int = field(default=150, metadata={"help": "linear warm-up steps"})
     eval_every: int = field(default=250, metadata={"help": "steps between val evaluations"})
     val_size: int = field(default=500, metadata={"help": "val samples per evaluation"})
@@ -55,9 +61,15 @@ def first_token_accuracy(model, batch: Batch, tokenizer, forward=None) -> dict[s
     All `shapes` answers are one token, so this equals greedy generation's exact match.
     `forward(batch) -> logits` overrides the plain model call (AdaLLaVA passes its budgeted one).
     """
-    logits = forward(batch) if forward else model(
-        pixel_values=batch.pixel_values, input_ids=batch.input_ids, attention_mask=batch.attention_mask
-    ).logits
+    logits = (
+        forward(batch)
+        if forward
+        else model(
+            pixel_values=batch.pixel_values,
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+        ).logits
+    )
     idx = (batch.prompt_lens - 1).clamp(min=0)
     pred = logits[torch.arange(len(idx)), idx].argmax(-1)
     gold = torch.tensor(tokenizer.convert_tokens_to_ids(batch.answers))
@@ -67,7 +79,9 @@ def first_token_accuracy(model, batch: Batch, tokenizer, forward=None) -> dict[s
     return result
 
 
-def evaluate_split(model, processor, split: str, n: int, seed: int = 0, forward=None) -> dict[str, float]:
+def evaluate_split(
+    model, processor, split: str, n: int, seed: int = 0, forward=None
+) -> dict[str, float]:
     """Returns accuracy per family and "overall" on `n` samples of `split` (first-token greedy)."""
     model.eval()
     items = synthetic.generate(split, n, seed=seed)
@@ -88,16 +102,25 @@ def train_base(cfg: BaseTrainConfig, progress=None) -> dict:
     torch.manual_seed(cfg.seed)
     processor = tiny.build_processor()
     tok = processor.tokenizer
-    config = tiny.build_config(len(tok), tok.convert_tokens_to_ids("<image>"), tok.pad_token_id,
-                               tok.bos_token_id, tok.eos_token_id)
+    config = tiny.build_config(
+        len(tok),
+        tok.convert_tokens_to_ids("<image>"),
+        tok.pad_token_id,
+        tok.bos_token_id,
+        tok.eos_token_id,
+    )
     if cfg.init_from is not None:  # a second stage continues a checkpoint with a fresh schedule
         model = LlavaForConditionalGeneration.from_pretrained(cfg.init_from, dtype=torch.float32)
         probe_acc = float("nan")
     else:
         model = LlavaForConditionalGeneration(config)
         # Stage 0: the CLIP tower learns to see each cell, then stays frozen (as in LLaVA's recipe).
-        probe_acc = pretrain_vision(model.model.vision_tower, processor.image_processor, steps=cfg.vision_steps,
-                                    seed=cfg.seed)
+        probe_acc = pretrain_vision(
+            model.model.vision_tower,
+            processor.image_processor,
+            steps=cfg.vision_steps,
+            seed=cfg.seed,
+        )
     vision = list(model.model.vision_tower.parameters())
     for p in vision:
         p.requires_grad_(cfg.vision_lr_scale > 0)
@@ -108,7 +131,9 @@ def train_base(cfg: BaseTrainConfig, progress=None) -> dict:
     if cfg.vision_lr_scale > 0:
         groups.append({"params": vision, "lr_scale": cfg.vision_lr_scale})
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
-    families = tuple(f for f in TRAIN_FAMILIES for _ in range(cfg.spatial_weight if f == "spatial" else 1))
+    families = tuple(
+        f for f in TRAIN_FAMILIES for _ in range(cfg.spatial_weight if f == "spatial" else 1)
+    )
     stream = batches(processor, "train", cfg.batch_size, cfg.seed, tiny.PROMPT, families=families)
     budget_s, start = cfg.minutes * 60, time.monotonic()
     # Estimate total steps from the first steps' speed so the cosine schedule ends on time.
@@ -117,8 +142,12 @@ def train_base(cfg: BaseTrainConfig, progress=None) -> dict:
         batch = next(stream)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, total_steps, cfg) * group["lr_scale"]
-        loss = model(pixel_values=batch.pixel_values, input_ids=batch.input_ids,
-                     attention_mask=batch.attention_mask, labels=batch.labels).loss
+        loss = model(
+            pixel_values=batch.pixel_values,
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            labels=batch.labels,
+        ).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -137,10 +166,18 @@ def train_base(cfg: BaseTrainConfig, progress=None) -> dict:
     train_minutes = (time.monotonic() - start) / 60
     val = evaluate_split(model, processor, "val", cfg.val_size)
     test = evaluate_split(model, processor, "test", 1000)
-    summary = {"config": {k: str(v) for k, v in asdict(cfg).items()}, "steps": step, "vision_probe_accuracy": probe_acc,
-               "train_minutes": round(train_minutes, 2),
-               "parameters": sum(p.numel() for p in model.parameters()), "val": val, "test": test,
-               "history": history, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    summary = {
+        "config": {k: str(v) for k, v in asdict(cfg).items()},
+        "steps": step,
+        "vision_probe_accuracy": probe_acc,
+        "train_minutes": round(train_minutes, 2),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "val": val,
+        "test": test,
+        "history": history,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
     save(model, processor, cfg.out, summary)
     return summary
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-
-import random
 
 import torch
 
@@ -25,7 +24,9 @@ class Batch:
     answers: list[str]
 
 
-def make_batch(processor, items: list[synthetic.ShapesItem], prompt: str, with_answer: bool = True) -> Batch:
+def make_batch(
+    processor, items: list[synthetic.ShapesItem], prompt: str, with_answer: bool = True
+) -> Batch:
     """Returns a Batch for `items`; labels cover the answer and the end-of-sequence token only."""
     images = [synthetic.render(it.scene) for it in items]
     prompts = [prompt.format(question=it.question) for it in items]
@@ -36,20 +37,36 @@ def make_batch(processor, items: list[synthetic.ShapesItem], prompt: str, with_a
     n_visual = n_visual * n_visual + processor.num_additional_image_tokens - 1
     expanded = " ".join([processor.image_token] * n_visual)
     tok = processor.tokenizer
-    prompt_lens = torch.tensor([len(tok(p.replace(processor.image_token, expanded))["input_ids"]) for p in prompts])
+    prompt_lens = torch.tensor(
+        [len(tok(p.replace(processor.image_token, expanded))["input_ids"]) for p in prompts]
+    )
     labels = enc["input_ids"].clone()
     positions = torch.arange(labels.shape[1]).unsqueeze(0)
     labels[positions < prompt_lens.unsqueeze(1)] = -100
     labels[enc["attention_mask"] == 0] = -100
-    return Batch(enc["pixel_values"], enc["input_ids"], enc["attention_mask"], labels, prompt_lens,
-                 [it.family for it in items], [it.answers[0] for it in items])
+    return Batch(
+        enc["pixel_values"],
+        enc["input_ids"],
+        enc["attention_mask"],
+        labels,
+        prompt_lens,
+        [it.family for it in items],
+        [it.answers[0] for it in items],
+    )
 
 
 TRAIN_FAMILIES = ("describe", *synthetic.FAMILIES)
 
 
-def batches(processor, split: str, batch_size: int, seed: int, prompt: str, chunk: int = 4096,
-            families: tuple[str, ...] = TRAIN_FAMILIES) -> Iterator[Batch]:
+def batches(
+    processor,
+    split: str,
+    batch_size: int,
+    seed: int,
+    prompt: str,
+    chunk: int = 4096,
+    families: tuple[str, ...] = TRAIN_FAMILIES,
+) -> Iterator[Batch]:
     """Yields an endless stream of fresh training batches from the procedural `split`.
 
     The default mix adds the training-only `describe` family (list every object and its cell),

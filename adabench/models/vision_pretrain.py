@@ -25,8 +25,15 @@ def cell_labels(scene: synthetic.Scene) -> list[int]:
     return labels
 
 
-def pretrain_vision(vision_tower, image_processor, steps: int = 300, batch_size: int = 128, lr: float = 2e-3,
-                    seed: int = 0, log=None) -> float:
+def pretrain_vision(
+    vision_tower,
+    image_processor,
+    steps: int = 300,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    seed: int = 0,
+    log=None,
+) -> float:
     """Trains `vision_tower` in place to classify every cell; returns the final probe accuracy."""
     rng = random.Random(seed)
     hidden = vision_tower.config.hidden_size
@@ -37,7 +44,9 @@ def pretrain_vision(vision_tower, image_processor, steps: int = 300, batch_size:
     acc = 0.0
     for step in range(steps):
         scenes = [synthetic._random_scene(rng) for _ in range(batch_size)]
-        pixels = image_processor([synthetic.render(s) for s in scenes], return_tensors="pt")["pixel_values"]
+        pixels = image_processor([synthetic.render(s) for s in scenes], return_tensors="pt")[
+            "pixel_values"
+        ]
         target = torch.tensor([cell_labels(s) for s in scenes])
         feats = vision_tower(pixels, output_hidden_states=True).hidden_states[-1][:, 1:]
         logits = probe(feats)

@@ -9,8 +9,8 @@ generations at the start of the cell; each sample is then timed `repeats` times.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -47,8 +47,12 @@ class CellConfig:
     method_args: dict = field(default_factory=dict, metadata={"help": "method arguments"})
     contention: float = field(default=0.0, metadata={"help": "co-running stress level [0, 1]"})
     contention_kind: str = field(default="compute", metadata={"help": "compute | memory | mixed"})
-    slo_ms: float | None = field(default=None, metadata={"help": "latency target: run under the SLO controller"})
-    schedule: str = field(default="", metadata={"help": "contention schedule (SLO mode), e.g. 0:30s,1.0:30s"})
+    slo_ms: float | None = field(
+        default=None, metadata={"help": "latency target: run under the SLO controller"}
+    )
+    schedule: str = field(
+        default="", metadata={"help": "contention schedule (SLO mode), e.g. 0:30s,1.0:30s"}
+    )
 
     def __post_init__(self) -> None:
         if self.repeats < 1:
@@ -60,8 +64,18 @@ class CellConfig:
 
     def coords(self) -> dict:
         """Returns the coordinates that define the cell id (measurement settings excluded)."""
-        keys = ("suite", "split", "limit", "model", "method", "method_args", "budget", "contention",
-                "contention_kind", "seed")
+        keys = (
+            "suite",
+            "split",
+            "limit",
+            "model",
+            "method",
+            "method_args",
+            "budget",
+            "contention",
+            "contention_kind",
+            "seed",
+        )
         return {k: asdict(self)[k] for k in keys}
 
     def cell_id(self) -> str:
@@ -69,26 +83,48 @@ class CellConfig:
         (the same id as `adabench.slo.cell.slo_cell_id` with the default controller settings)."""
         if self.slo_ms is None:
             return cell_id(self.coords())
-        return cell_id({**self.coords(), "slo_ms": float(self.slo_ms), "slo_margin": 0.1, "slo_alpha": 0.3,
-                        "contention_schedule": self.schedule})
+        return cell_id(
+            {
+                **self.coords(),
+                "slo_ms": float(self.slo_ms),
+                "slo_margin": 0.1,
+                "slo_alpha": 0.3,
+                "contention_schedule": self.schedule,
+            }
+        )
 
 
-def prepare_samples(loaded: LoadedModel, spec: SuiteSpec, samples: list[Sample]) -> list[PreparedSample]:
+def prepare_samples(
+    loaded: LoadedModel, spec: SuiteSpec, samples: list[Sample]
+) -> list[PreparedSample]:
     """Returns processor outputs for `samples` on the model's device (once per suite and model)."""
     from adabench.data.hf_suites import prepare_image
 
     out = []
     for s in samples:
-        image = prepare_image(spec, s.image, loaded.processor)  # LLaVA-1.5 pad-to-square where the suite asks
+        image = prepare_image(
+            spec, s.image, loaded.processor
+        )  # LLaVA-1.5 pad-to-square where the suite asks
         enc = loaded.processor(images=image, text=spec.render_prompt(s), return_tensors="pt")
-        out.append(PreparedSample(s.id, enc["input_ids"].to(loaded.device),
-                                  enc["pixel_values"].to(loaded.device, loaded.dtype)))
+        out.append(
+            PreparedSample(
+                s.id,
+                enc["input_ids"].to(loaded.device),
+                enc["pixel_values"].to(loaded.device, loaded.dtype),
+            )
+        )
     return out
 
 
-def run_cell(loaded: LoadedModel, spec: SuiteSpec, samples: list[Sample], prepared: list[PreparedSample],
-             cfg: CellConfig, achieved_slowdown: float = math.nan,
-             on_sample: Callable[[int, dict], None] | None = None) -> tuple[dict, list[dict]]:
+def run_cell(
+    loaded: LoadedModel,
+    spec: SuiteSpec,
+    samples: list[Sample],
+    prepared: list[PreparedSample],
+    cfg: CellConfig,
+    achieved_slowdown: float = math.nan,
+    on_sample: Callable[[int, dict], None] | None = None,
+) -> tuple[dict, list[dict]]:
     """Runs the cell and returns (cell row, sample rows) with the columns of DESIGN.md."""
     method = build_method(cfg.method, loaded, cfg.budget, cfg.method_args, cfg.seed)
     runner = LlavaRunner(loaded.model)
@@ -98,10 +134,17 @@ def run_cell(loaded: LoadedModel, spec: SuiteSpec, samples: list[Sample], prepar
     for i in range(cfg.warmup):
         generate(runner, method, prepared[i % len(prepared)], max_new, tok.eos_token_id, timer)
     rows: list[dict] = []
-    sampler = NvmlSampler(_nvml_index(loaded)) if loaded.device.type == "cuda" else nullcontext(Telemetry())
+    sampler = (
+        NvmlSampler(_nvml_index(loaded))
+        if loaded.device.type == "cuda"
+        else nullcontext(Telemetry())
+    )
     with PeakMemory(loaded.device) as mem, sampler as tel:
         for i, (sample, ps) in enumerate(zip(samples, prepared)):
-            runs = [generate(runner, method, ps, max_new, tok.eos_token_id, timer) for _ in range(cfg.repeats)]
+            runs = [
+                generate(runner, method, ps, max_new, tok.eos_token_id, timer)
+                for _ in range(cfg.repeats)
+            ]
             rows.append(_sample_row(loaded, spec, sample, runs, method))
             if on_sample:
                 on_sample(i, rows[-1])
@@ -123,49 +166,87 @@ def _sample_row(loaded: LoadedModel, spec: SuiteSpec, sample: Sample, runs: list
     tok = loaded.processor.tokenizer
     text = tok.decode(first.token_ids, skip_special_tokens=True).strip()
     if getattr(loaded, "weights", "trained") == "random" or not sample.answers:
-        score = math.nan  # random weights (latency-only run) or hidden answers (e.g. VQAv2 test-dev)
+        score = (
+            math.nan
+        )  # random weights (latency-only run) or hidden answers (e.g. VQAv2 test-dev)
     else:
         score = metrics.score(spec.metric_for(sample.family), text, sample.answers)
-    fl = flops_mod.generation_flops(loaded.config, first.prompt_len, len(first.token_ids), first.plan,
-                                    full_prompt_len=first.full_prompt_len)
-    extra_flops = loaded.adallava.overhead_flops() if loaded.adallava is not None and method.NAME.startswith("adallava") else 0
+    fl = flops_mod.generation_flops(
+        loaded.config,
+        first.prompt_len,
+        len(first.token_ids),
+        first.plan,
+        full_prompt_len=first.full_prompt_len,
+    )
+    extra_flops = (
+        loaded.adallava.overhead_flops()
+        if loaded.adallava is not None and method.NAME.startswith("adallava")
+        else 0
+    )
     decode_steps = [ms for g in runs for ms in g.decode_ms]
     return {
-        "sample_id": sample.id, "family": sample.family, "prediction": text, "answers": sample.answers,
-        "score": score, "latency_ms": float(np.mean([g.latency_ms for g in runs])),
+        "sample_id": sample.id,
+        "family": sample.family,
+        "prediction": text,
+        "answers": sample.answers,
+        "score": score,
+        "latency_ms": float(np.mean([g.latency_ms for g in runs])),
         "latency_ms_repeats": [g.latency_ms for g in runs],
         "prefill_ms": float(np.mean([g.prefill_ms for g in runs])),
         "decode_ms": float(np.mean([sum(g.decode_ms) for g in runs])),
         "decode_ms_per_token": float(np.mean(decode_steps)) if decode_steps else math.nan,
         "overhead_ms": float(np.mean([g.overhead_ms for g in runs])),
-        "weights": getattr(loaded, "weights", "trained"), "new_tokens": len(first.token_ids), "flops": fl["flops"] + extra_flops, "llm_flops": fl["llm_flops"],
-        "flops_ratio": fl["flops_ratio"], "plan": first.plan.describe(loaded.config.text_config.num_attention_heads),
+        "weights": getattr(loaded, "weights", "trained"),
+        "new_tokens": len(first.token_ids),
+        "flops": fl["flops"] + extra_flops,
+        "llm_flops": fl["llm_flops"],
+        "flops_ratio": fl["flops_ratio"],
+        "plan": first.plan.describe(loaded.config.text_config.num_attention_heads),
         **{k: v for k, v in first.info.items() if isinstance(v, (int, float, str))},
     }
 
 
-def _cell_row(cfg: CellConfig, rows: list[dict], slowdown: float, peak_mem_mb: float, energy: float) -> dict:
+def _cell_row(
+    cfg: CellConfig, rows: list[dict], slowdown: float, peak_mem_mb: float, energy: float
+) -> dict:
     scores = [r["score"] for r in rows if not math.isnan(r["score"])]
     raw = [x for r in rows for x in r["latency_ms_repeats"]]
     lat = summarize(raw)
     lo, hi = bootstrap_ci(scores, seed=cfg.seed) if len(scores) > 1 else (math.nan, math.nan)
     per_token = [r["decode_ms_per_token"] for r in rows if not math.isnan(r["decode_ms_per_token"])]
     return {
-        "cell_id": cfg.cell_id(), "suite": cfg.suite, "model": cfg.model, "method": cfg.method,
-        "budget": cfg.budget, "contention": cfg.contention, "contention_kind": cfg.contention_kind,
-        "achieved_slowdown": slowdown, "n": len(rows),
+        "cell_id": cfg.cell_id(),
+        "suite": cfg.suite,
+        "model": cfg.model,
+        "method": cfg.method,
+        "budget": cfg.budget,
+        "contention": cfg.contention,
+        "contention_kind": cfg.contention_kind,
+        "achieved_slowdown": slowdown,
+        "n": len(rows),
         "accuracy": float(np.mean(scores)) if scores else math.nan,
-        "accuracy_ci_low": lo, "accuracy_ci_high": hi,
-        "flops": float(np.mean([r["flops"] for r in rows])), "llm_flops": float(np.mean([r["llm_flops"] for r in rows])),
+        "accuracy_ci_low": lo,
+        "accuracy_ci_high": hi,
+        "flops": float(np.mean([r["flops"] for r in rows])),
+        "llm_flops": float(np.mean([r["llm_flops"] for r in rows])),
         "flops_ratio": float(np.mean([r["flops_ratio"] for r in rows])),
         "flops_ratio_max": float(np.max([r["flops_ratio"] for r in rows])),
-        "latency_ms_mean": lat["mean"], "latency_ms_std": lat["std"], "latency_ms_p50": lat["p50"],
-        "latency_ms_p90": lat["p90"], "latency_ms_p99": lat["p99"], "latency_ms_cv": lat["cv"],
+        "latency_ms_mean": lat["mean"],
+        "latency_ms_std": lat["std"],
+        "latency_ms_p50": lat["p50"],
+        "latency_ms_p90": lat["p90"],
+        "latency_ms_p99": lat["p99"],
+        "latency_ms_cv": lat["cv"],
         "prefill_ms_mean": float(np.mean([r["prefill_ms"] for r in rows])),
         "decode_ms_per_token_mean": float(np.mean(per_token)) if per_token else math.nan,
         "overhead_ms_mean": float(np.mean([r["overhead_ms"] for r in rows])),
-        "latency_ratio": math.nan, "peak_mem_mb": peak_mem_mb, "energy_j_mean": energy,
-        "slo_ms": math.nan, "slo_attainment": math.nan, "split": cfg.split, "repeats": cfg.repeats,
+        "latency_ratio": math.nan,
+        "peak_mem_mb": peak_mem_mb,
+        "energy_j_mean": energy,
+        "slo_ms": math.nan,
+        "slo_attainment": math.nan,
+        "split": cfg.split,
+        "repeats": cfg.repeats,
         "distinct_plans": len({r["plan"] for r in rows}),
         "weights": rows[0].get("weights", "trained") if rows else "trained",
         "spread_warning": spread_warning(raw) or "",

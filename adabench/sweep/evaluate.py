@@ -12,28 +12,58 @@ from adabench.models.methods import build_method, parse_method_args
 from adabench.sweep.cell import CellConfig, prepare_samples, run_cell
 
 
-def evaluate_one(*, model: str, method: str, budget: float, suite: str, split: str, limit: int | None,
-                 repeats: int, warmup: int, max_new_tokens: int | None, device: str, dtype: str, seed: int,
-                 method_args: list[str], samples_out: str | None, as_json: bool, no_weights: bool = False) -> dict:
+def evaluate_one(
+    *,
+    model: str,
+    method: str,
+    budget: float,
+    suite: str,
+    split: str,
+    limit: int | None,
+    repeats: int,
+    warmup: int,
+    max_new_tokens: int | None,
+    device: str,
+    dtype: str,
+    seed: int,
+    method_args: list[str],
+    samples_out: str | None,
+    as_json: bool,
+    no_weights: bool = False,
+) -> dict:
     """Runs one cell and prints it; returns the cell row."""
     check_range(budget, 0.0, 1.0, "budget", low_open=True)
-    cfg = CellConfig(model=model, method=method, budget=budget, suite=suite, split=split, limit=limit,
-                     repeats=repeats, warmup=warmup, max_new_tokens=max_new_tokens, seed=seed,
-                     method_args=parse_method_args(method_args))
+    cfg = CellConfig(
+        model=model,
+        method=method,
+        budget=budget,
+        suite=suite,
+        split=split,
+        limit=limit,
+        repeats=repeats,
+        warmup=warmup,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        method_args=parse_method_args(method_args),
+    )
     spec = get_spec(suite)
     samples = load_suite(suite, split=split, limit=limit, seed=0)
     if no_weights:
         from adabench.models.no_weights import build_no_weights, center_random_scheduler_
         from adabench.sweep.grid import needs_adallava
 
-        loaded = build_no_weights(model, device=device, dtype=dtype, seed=seed, adallava_variant=needs_adallava(method))
+        loaded = build_no_weights(
+            model, device=device, dtype=dtype, seed=seed, adallava_variant=needs_adallava(method)
+        )
     else:
         loaded = load_model(model, device=device, dtype=dtype)
     build_method(method, loaded, budget, cfg.method_args, seed)  # fail fast on a bad method/budget
     prepared = prepare_samples(loaded, spec, samples)
     if no_weights:
         center_random_scheduler_(loaded, prepared)
-    console.log(f"eval {model} · {method} @ {budget} · {suite}/{split} · n={len(samples)} · {loaded.device}")
+    console.log(
+        f"eval {model} · {method} @ {budget} · {suite}/{split} · n={len(samples)} · {loaded.device}"
+    )
     cell, rows = run_cell(loaded, spec, samples, prepared, cfg)
     if samples_out:
         import pandas as pd
@@ -53,18 +83,32 @@ def _print_summary(cell: dict, rows: list[dict]) -> None:
     for r in rows:
         fams.setdefault(r["family"] or "all", []).append(r["score"])
     lines = [
-        {"metric": "accuracy", "value": f"{cell['accuracy']:.3f} (95% CI {cell['accuracy_ci_low']:.3f} … {cell['accuracy_ci_high']:.3f}), n={cell['n']}"},
-        *[{"metric": f"  accuracy · {k}", "value": f"{sum(v) / len(v):.3f} (n={len(v)})"} for k, v in sorted(fams.items())
-          if not any(math.isnan(x) for x in v)],
-        {"metric": "latency", "value": f"{cell['latency_ms_mean']:.2f} ms ± {cell['latency_ms_std']:.2f} (p50 {cell['latency_ms_p50']:.2f}, p90 {cell['latency_ms_p90']:.2f}, p99 {cell['latency_ms_p99']:.2f})"},
+        {
+            "metric": "accuracy",
+            "value": f"{cell['accuracy']:.3f} (95% CI {cell['accuracy_ci_low']:.3f} … {cell['accuracy_ci_high']:.3f}), n={cell['n']}",
+        },
+        *[
+            {"metric": f"  accuracy · {k}", "value": f"{sum(v) / len(v):.3f} (n={len(v)})"}
+            for k, v in sorted(fams.items())
+            if not any(math.isnan(x) for x in v)
+        ],
+        {
+            "metric": "latency",
+            "value": f"{cell['latency_ms_mean']:.2f} ms ± {cell['latency_ms_std']:.2f} (p50 {cell['latency_ms_p50']:.2f}, p90 {cell['latency_ms_p90']:.2f}, p99 {cell['latency_ms_p99']:.2f})",
+        },
         {"metric": "prefill (TTFT)", "value": f"{cell['prefill_ms_mean']:.2f} ms"},
         {"metric": "decode", "value": _fmt_ms(cell["decode_ms_per_token_mean"]) + " per token"},
-        {"metric": "FLOPs", "value": f"{cell['flops'] / 1e6:.2f} MFLOP total, {cell['llm_flops'] / 1e6:.2f} MFLOP decoder, flops_ratio {cell['flops_ratio']:.3f}"},
+        {
+            "metric": "FLOPs",
+            "value": f"{cell['flops'] / 1e6:.2f} MFLOP total, {cell['llm_flops'] / 1e6:.2f} MFLOP decoder, flops_ratio {cell['flops_ratio']:.3f}",
+        },
         {"metric": "peak memory", "value": f"{cell['peak_mem_mb']:.1f} MB"},
         {"metric": "distinct plans", "value": str(cell["distinct_plans"])},
     ]
     marking = " · weights: random (latency/FLOPs only)" if cell.get("weights") == "random" else ""
-    console.print_table(lines, f"{cell['model']} · {cell['method']} @ {cell['budget']} · {cell['suite']}{marking}")
+    console.print_table(
+        lines, f"{cell['model']} · {cell['method']} @ {cell['budget']} · {cell['suite']}{marking}"
+    )
 
 
 def _fmt_ms(value: float) -> str:

@@ -37,8 +37,14 @@ class Generation:
 
 
 @torch.inference_mode()
-def generate(runner: LlavaRunner, method: Method, ps: PreparedSample, max_new_tokens: int,
-             eos_id: int | None, timer: Timer) -> Generation:
+def generate(
+    runner: LlavaRunner,
+    method: Method,
+    ps: PreparedSample,
+    max_new_tokens: int,
+    eos_id: int | None,
+    timer: Timer,
+) -> Generation:
     """Returns the greedy generation of `ps` under `method`, with end-to-end, prefill and
     per-token decode latency measured directly (decode is never derived by subtraction).
 
@@ -65,9 +71,15 @@ def generate(runner: LlavaRunner, method: Method, ps: PreparedSample, max_new_to
             decide = request.decide
             if decide is not None:
                 decide = _timed(decide, timer, overhead)
-            logits, state = prefill(runner, embeds, request.plan, embeds.shape[1] + max_new_tokens,
-                                    decide=decide, decide_at=request.decide_at,
-                                    visual_positions=visual_positions)
+            logits, state = prefill(
+                runner,
+                embeds,
+                request.plan,
+                embeds.shape[1] + max_new_tokens,
+                decide=decide,
+                decide_at=request.decide_at,
+                visual_positions=visual_positions,
+            )
             token = int(logits.argmax(-1))
         tokens.append(token)
         while len(tokens) < max_new_tokens and token != eos_id:
@@ -76,9 +88,21 @@ def generate(runner: LlavaRunner, method: Method, ps: PreparedSample, max_new_to
                 token = int(logits.argmax(-1))
             decode_ms.append(step.elapsed_ms)
             tokens.append(token)
-    full_len = ps.input_ids.shape[1] + (0 if request.extra_embeds is None else request.extra_embeds.shape[1])
-    return Generation(tokens, e2e.elapsed_ms, pf.elapsed_ms, decode_ms, overhead["ms"], embeds.shape[1],
-                      full_len, state.plan, state.kept_visual, request.info)
+    full_len = ps.input_ids.shape[1] + (
+        0 if request.extra_embeds is None else request.extra_embeds.shape[1]
+    )
+    return Generation(
+        tokens,
+        e2e.elapsed_ms,
+        pf.elapsed_ms,
+        decode_ms,
+        overhead["ms"],
+        embeds.shape[1],
+        full_len,
+        state.plan,
+        state.kept_visual,
+        request.info,
+    )
 
 
 def _timed(fn, timer: Timer, acc: dict):

@@ -42,7 +42,9 @@ def model_variant(model: str) -> str | None:
     return json.loads(cfg.read_text())["variant"] if cfg.exists() else None
 
 
-def expand(cfg: SweepConfig, variants: dict[str, str | None] | None = None) -> tuple[list[CellConfig], list[Skipped]]:
+def expand(
+    cfg: SweepConfig, variants: dict[str, str | None] | None = None
+) -> tuple[list[CellConfig], list[Skipped]]:
     """Returns (cells in execution order, skipped pairs). `full` runs once per contention level."""
     if variants is None:
         variants = {} if cfg.no_weights else {m: model_variant(m) for m in cfg.models}
@@ -59,22 +61,48 @@ def expand(cfg: SweepConfig, variants: dict[str, str | None] | None = None) -> t
                     need = needs_adallava(method)
                     if need and not cfg.no_weights and variants.get(model) != need:
                         if level == levels[0] and suite == cfg.suites[0]:
-                            skipped.append(Skipped(model, method, f"needs an AdaLLaVA-{need} checkpoint"))
+                            skipped.append(
+                                Skipped(model, method, f"needs an AdaLLaVA-{need} checkpoint")
+                            )
                         continue
                     if cfg.slo_ms:  # SLO mode: one cell per target, the controller picks budgets
                         for target in cfg.slo_ms:
-                            cells.append(CellConfig(
-                                model=model, method=method, budget=1.0, suite=suite, split=cfg.split,
-                                limit=cfg.limit, repeats=cfg.repeats, warmup=cfg.warmup,
-                                max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, method_args=dict(cfg.method_args),
-                                contention=level, contention_kind=cfg.contention_kind, slo_ms=float(target),
-                                schedule=cfg.contention_schedule or ""))
+                            cells.append(
+                                CellConfig(
+                                    model=model,
+                                    method=method,
+                                    budget=1.0,
+                                    suite=suite,
+                                    split=cfg.split,
+                                    limit=cfg.limit,
+                                    repeats=cfg.repeats,
+                                    warmup=cfg.warmup,
+                                    max_new_tokens=cfg.max_new_tokens,
+                                    seed=cfg.seed,
+                                    method_args=dict(cfg.method_args),
+                                    contention=level,
+                                    contention_kind=cfg.contention_kind,
+                                    slo_ms=float(target),
+                                    schedule=cfg.contention_schedule or "",
+                                )
+                            )
                         continue
                     for budget in [1.0] if method == "full" else cfg.budgets:
-                        cells.append(CellConfig(
-                            model=model, method=method, budget=budget, suite=suite, split=cfg.split,
-                            limit=cfg.limit, repeats=cfg.repeats, warmup=cfg.warmup,
-                            max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
-                            method_args=dict(cfg.method_args), contention=level,
-                            contention_kind=cfg.contention_kind))
+                        cells.append(
+                            CellConfig(
+                                model=model,
+                                method=method,
+                                budget=budget,
+                                suite=suite,
+                                split=cfg.split,
+                                limit=cfg.limit,
+                                repeats=cfg.repeats,
+                                warmup=cfg.warmup,
+                                max_new_tokens=cfg.max_new_tokens,
+                                seed=cfg.seed,
+                                method_args=dict(cfg.method_args),
+                                contention=level,
+                                contention_kind=cfg.contention_kind,
+                            )
+                        )
     return cells, skipped

@@ -57,10 +57,15 @@ class LocalExecutor:
         todo = state.todo
         for level, level_cells in groupby(todo, key=lambda c: c.contention):
             level_cells = list(level_cells)
-            with Contention(level, cfg.contention_kind, stress_device) as stress, _schedule(stress, cfg) as driver:
+            with (
+                Contention(level, cfg.contention_kind, stress_device) as stress,
+                _schedule(stress, cfg) as driver,
+            ):
                 slowdown = measure_slowdown(stress) if level > 0 else 1.0
-                progress.note(f"contention {level:g} ({cfg.contention_kind}): achieved slowdown {slowdown:.2f}x, "
-                              f"workers {stress.pids or 'none'}")
+                progress.note(
+                    f"contention {level:g} ({cfg.contention_kind}): achieved slowdown {slowdown:.2f}x, "
+                    f"workers {stress.pids or 'none'}"
+                )
                 for model_name, model_cells in groupby(level_cells, key=lambda c: c.model):
                     loaded = _load(model_name, cfg)
                     for suite_name, suite_cells in groupby(model_cells, key=lambda c: c.suite):
@@ -70,10 +75,22 @@ class LocalExecutor:
                             if cfg.no_weights:
                                 _attach_random_head(loaded, cell, prepared, cfg)
                             if cell.slo_ms is not None:
-                                row, rows = _run_slo(loaded, spec, samples, prepared, cell, slowdown, stress, driver,
-                                                     state.run_dir, progress)
+                                row, rows = _run_slo(
+                                    loaded,
+                                    spec,
+                                    samples,
+                                    prepared,
+                                    cell,
+                                    slowdown,
+                                    stress,
+                                    driver,
+                                    state.run_dir,
+                                    progress,
+                                )
                             else:
-                                row, rows = _run_one(loaded, spec, samples, prepared, cell, slowdown, progress)
+                                row, rows = _run_one(
+                                    loaded, spec, samples, prepared, cell, slowdown, progress
+                                )
                             on_cell(row, rows)
 
 
@@ -89,8 +106,18 @@ def _schedule(stress, cfg: SweepConfig):
         yield driver
 
 
-def _run_slo(loaded, spec, samples, prepared, cell: CellConfig, slowdown: float, stress, driver, run_dir: Path,
-             progress):
+def _run_slo(
+    loaded,
+    spec,
+    samples,
+    prepared,
+    cell: CellConfig,
+    slowdown: float,
+    stress,
+    driver,
+    run_dir: Path,
+    progress,
+):
     """Runs one SLO cell; the latency model is profiled once per (model, method, suite) with the
     stress paused and cached as JSON in RUN_DIR/latency/."""
     from adabench.slo.cell import is_budgeted, run_slo_cell
@@ -104,26 +131,52 @@ def _run_slo(loaded, spec, samples, prepared, cell: CellConfig, slowdown: float,
             model = LatencyModel.load(path)
         else:
             with stress.paused():
-                model = profile_latency(loaded, cell.method, spec, samples[:3], prepared[:3],
-                                        method_args=cell.method_args, seed=cell.seed,
-                                        max_new_tokens=cell.max_new_tokens)
+                model = profile_latency(
+                    loaded,
+                    cell.method,
+                    spec,
+                    samples[:3],
+                    prepared[:3],
+                    method_args=cell.method_args,
+                    seed=cell.seed,
+                    max_new_tokens=cell.max_new_tokens,
+                )
             path.parent.mkdir(parents=True, exist_ok=True)
             model.save(path)
     progress.start_cell(cell, len(samples))
-    return run_slo_cell(loaded, spec, samples, prepared, cell, cell.slo_ms, model, achieved_slowdown=slowdown,
-                        schedule_driver=driver)
+    return run_slo_cell(
+        loaded,
+        spec,
+        samples,
+        prepared,
+        cell,
+        cell.slo_ms,
+        model,
+        achieved_slowdown=slowdown,
+        schedule_driver=driver,
+    )
 
 
 def _attach_random_head(loaded, cell: CellConfig, prepared, cfg: SweepConfig) -> None:
     """--no-weights: give the random model the random AdaLLaVA head the cell's method needs."""
-    from adabench.models.no_weights import adallava_settings_for, build_random_head, center_random_scheduler_
+    from adabench.models.no_weights import (
+        adallava_settings_for,
+        build_random_head,
+        center_random_scheduler_,
+    )
     from adabench.sweep.grid import needs_adallava
 
     variant = needs_adallava(cell.method)
     heads = loaded.__dict__.setdefault("_random_heads", {})
     if variant and variant not in heads:
-        heads[variant] = build_random_head(loaded.config, variant, loaded.device, loaded.dtype, cfg.seed + 1,
-                                           **adallava_settings_for(loaded.name))
+        heads[variant] = build_random_head(
+            loaded.config,
+            variant,
+            loaded.device,
+            loaded.dtype,
+            cfg.seed + 1,
+            **adallava_settings_for(loaded.name),
+        )
         loaded.adallava = heads[variant]
         center_random_scheduler_(loaded, prepared)
     loaded.adallava = heads.get(variant) if variant else None
@@ -160,19 +213,35 @@ def _run_one(loaded, spec, samples, prepared, cell: CellConfig, slowdown: float,
         lat.append(row["latency_ms"])
         progress.sample(i + 1, sum(scores) / len(scores), sum(lat) / len(lat))
 
-    return run_cell(loaded, spec, samples, prepared, cell, achieved_slowdown=slowdown, on_sample=on_sample)
+    return run_cell(
+        loaded, spec, samples, prepared, cell, achieved_slowdown=slowdown, on_sample=on_sample
+    )
 
 
 class Progress:
     """Rich progress on stderr: overall cells with ETA, the current cell's samples, running accuracy/latency."""
 
     def __init__(self, total_cells: int, enabled: bool = True) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
         from rich.progress import Progress as RichProgress
 
-        self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                console=console.err, disable=not enabled, transient=False)
+        self.bar = RichProgress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console.err,
+            disable=not enabled,
+            transient=False,
+        )
         self.overall = self.bar.add_task("cells", total=total_cells, status="")
         self.current = self.bar.add_task("cell", total=1, status="")
 
@@ -191,7 +260,9 @@ class Progress:
         self.bar.reset(self.current, total=n, description=desc, status="")
 
     def sample(self, done: int, accuracy: float, latency_ms: float) -> None:
-        self.bar.update(self.current, completed=done, status=f"acc {accuracy:.2f} · {latency_ms:.1f} ms")
+        self.bar.update(
+            self.current, completed=done, status=f"acc {accuracy:.2f} · {latency_ms:.1f} ms"
+        )
 
     def cell_done(self) -> None:
         self.bar.advance(self.overall)
@@ -217,18 +288,34 @@ def _code_version() -> dict:
     return {"adabench": __version__, **_git_commit()}
 
 
-def open_run(cfg: SweepConfig, out: Path, name: str, resume: Path | None, force: bool, argv: list[str],
-             cli_overrides: dict) -> tuple[Path, SweepConfig]:
+def open_run(
+    cfg: SweepConfig,
+    out: Path,
+    name: str,
+    resume: Path | None,
+    force: bool,
+    argv: list[str],
+    cli_overrides: dict,
+) -> tuple[Path, SweepConfig]:
     """Returns (run folder, config): a new folder, or the resumed one with its stored config."""
     if resume is None:
         run_dir = store.new_run_dir(Path(out), name)
         store.write_config(run_dir, cfg.to_dict())
         from adabench.measure.env import fingerprint
 
-        store.write_meta(run_dir, {"adabench_version": __version__, "code": _code_version(), "command": argv,
-                                   "start": dt.datetime.now().isoformat(timespec="seconds"), "seed": cfg.seed,
-                                   "weights": "random" if cfg.no_weights else "trained", "fingerprint": fingerprint(),
-                                   "executor": "local"})
+        store.write_meta(
+            run_dir,
+            {
+                "adabench_version": __version__,
+                "code": _code_version(),
+                "command": argv,
+                "start": dt.datetime.now().isoformat(timespec="seconds"),
+                "seed": cfg.seed,
+                "weights": "random" if cfg.no_weights else "trained",
+                "fingerprint": fingerprint(),
+                "executor": "local",
+            },
+        )
         return run_dir, cfg
     run_dir = Path(resume)
     if not (run_dir / "config.yaml").exists():
@@ -238,24 +325,39 @@ def open_run(cfg: SweepConfig, out: Path, name: str, resume: Path | None, force:
     problems = []
     if meta.get("code", {}).get("adabench") != __version__:
         problems.append(f"adabench version {meta.get('code', {}).get('adabench')} → {__version__}")
-    changed = {k: v for k, v in cli_overrides.items() if v is not None and getattr(stored, k, None) != v}
+    changed = {
+        k: v for k, v in cli_overrides.items() if v is not None and getattr(stored, k, None) != v
+    }
     if changed:
         problems.append(f"config differs from the stored one in {', '.join(sorted(changed))}")
     if problems and not force:
-        raise UserError(f"cannot resume {run_dir}: {'; '.join(problems)} — results would not be comparable. "
-                        "Pass --force to resume anyway.")
+        raise UserError(
+            f"cannot resume {run_dir}: {'; '.join(problems)} — results would not be comparable. "
+            "Pass --force to resume anyway."
+        )
     return run_dir, stored
 
 
-def run_sweep(cfg: SweepConfig, out: Path, name: str, resume: Path | None = None, force: bool = False,
-              as_json: bool = False, argv: list[str] | None = None, cli_overrides: dict | None = None,
-              executor=None) -> Path:
+def run_sweep(
+    cfg: SweepConfig,
+    out: Path,
+    name: str,
+    resume: Path | None = None,
+    force: bool = False,
+    as_json: bool = False,
+    argv: list[str] | None = None,
+    cli_overrides: dict | None = None,
+    executor=None,
+) -> Path:
     """Runs (or resumes) a sweep; prints the summary; returns the results folder."""
     _validate_names(cfg)
     run_dir, cfg = open_run(cfg, out, name, resume, force, argv or sys.argv, cli_overrides or {})
     cells, skipped = expand(cfg)
     if skipped:
-        console.warn("skipping pairs that do not fit: " + "; ".join(f"{s.model} × {s.method} ({s.reason})" for s in skipped))
+        console.warn(
+            "skipping pairs that do not fit: "
+            + "; ".join(f"{s.model} × {s.method} ({s.reason})" for s in skipped)
+        )
     if not cells:
         raise UserError("the grid is empty after skipping pairs that do not fit")
     state = SweepState(run_dir, cfg, cells, store.finished_cells(run_dir))
@@ -263,12 +365,15 @@ def run_sweep(cfg: SweepConfig, out: Path, name: str, resume: Path | None = None
     executor = executor or LocalExecutor()
     interrupted = False
     with Progress(len(state.todo)) as progress, _sigterm_as_interrupt():
+
         def on_cell(row: dict, rows: list[dict]) -> None:
             store.write_cell(run_dir, row, rows)
             state.done.add(row["cell_id"])
             progress.cell_done()
             if row.get("spread_warning"):
-                progress.note(f"[yellow]warning:[/] {row['method']}@{row['budget']:g}: {row['spread_warning']}")
+                progress.note(
+                    f"[yellow]warning:[/] {row['method']}@{row['budget']:g}: {row['spread_warning']}"
+                )
 
         try:
             executor.run(state, on_cell, progress)
@@ -280,8 +385,10 @@ def run_sweep(cfg: SweepConfig, out: Path, name: str, resume: Path | None = None
     meta["complete"] = not interrupted and not state.todo
     store.write_meta(run_dir, meta)
     if interrupted:
-        console.log(f"interrupted: {len(state.done)} finished cells kept in {run_dir}; "
-                    f"resume with: adabench sweep --resume {run_dir}")
+        console.log(
+            f"interrupted: {len(state.done)} finished cells kept in {run_dir}; "
+            f"resume with: adabench sweep --resume {run_dir}"
+        )
         raise SystemExit(130)
     _summary(cells_df, as_json)
     console.log(f"results: {run_dir}")
@@ -325,10 +432,19 @@ def _summary(cells, as_json: bool) -> None:
     rows = []
     for _, c in cells.sort_values(["contention", "model", "method", "budget"]).iterrows():
         ratio = c["latency_ratio"]
-        rows.append({"contention": f"{c['contention']:g}", "model": c["model"], "method": c["method"],
-                     "budget": f"{c['budget']:g}", "accuracy": f"{c['accuracy']:.3f}",
-                     "flops_ratio": f"{c['flops_ratio']:.3f}",
-                     "latency_ms": f"{c['latency_ms_mean']:.2f} ± {c['latency_ms_std']:.2f}",
-                     "vs full": "n/a" if math.isnan(ratio) else f"{ratio:.2f}x",
-                     "slowdown": f"{c['achieved_slowdown']:.2f}x"})
-    console.print_table(rows, "sweep summary (latency relative to `full` at the same model and contention)")
+        rows.append(
+            {
+                "contention": f"{c['contention']:g}",
+                "model": c["model"],
+                "method": c["method"],
+                "budget": f"{c['budget']:g}",
+                "accuracy": f"{c['accuracy']:.3f}",
+                "flops_ratio": f"{c['flops_ratio']:.3f}",
+                "latency_ms": f"{c['latency_ms_mean']:.2f} ± {c['latency_ms_std']:.2f}",
+                "vs full": "n/a" if math.isnan(ratio) else f"{ratio:.2f}x",
+                "slowdown": f"{c['achieved_slowdown']:.2f}x",
+            }
+        )
+    console.print_table(
+        rows, "sweep summary (latency relative to `full` at the same model and contention)"
+    )

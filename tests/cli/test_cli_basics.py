@@ -29,7 +29,9 @@ def test_suites_show_unknown_suggests_and_exits_2():
 
 
 def test_suites_show_writes_sample_grid(tmp_path):
-    result = runner.invoke(app, ["suites", "show", "shapes", "--samples", "8", "--out", str(tmp_path), "--json"])
+    result = runner.invoke(
+        app, ["suites", "show", "shapes", "--samples", "8", "--out", str(tmp_path), "--json"]
+    )
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert info["prompt_example"].startswith("USER: <image>")
@@ -45,20 +47,32 @@ def test_suites_validate_passes():
 def test_methods_and_models_list():
     methods = json.loads(runner.invoke(app, ["methods", "list", "--json"]).stdout)
     names = {m["name"] for m in methods}
-    assert {"full", "layer-drop", "early-exit", "random-skip", "adallava-l", "adallava-h", "fastv", "prumerge"} <= names
+    assert {
+        "full",
+        "layer-drop",
+        "early-exit",
+        "random-skip",
+        "adallava-l",
+        "adallava-h",
+        "fastv",
+        "prumerge",
+    } <= names
     models = json.loads(runner.invoke(app, ["models", "list", "--json"]).stdout)
     assert {"tiny", "llava-1.5-7b", "llava-1.5-13b"} <= {m["name"] for m in models}
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--model", "tinyy"], "Did you mean 'tiny'"),
-    (["--method", "layer-dorp"], "Did you mean 'layer-drop'"),
-    (["--budget", "1.5"], "budget must be in (0.0, 1.0]"),
-    (["--budget", "0"], "budget must be in (0.0, 1.0]"),
-    (["--device", "cuda"], "CUDA is not available"),
-    (["--repeats", "0"], "repeats must be >= 1"),
-    (["--suite", "shapez"], "Did you mean 'shapes'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "tinyy"], "Did you mean 'tiny'"),
+        (["--method", "layer-dorp"], "Did you mean 'layer-drop'"),
+        (["--budget", "1.5"], "budget must be in (0.0, 1.0]"),
+        (["--budget", "0"], "budget must be in (0.0, 1.0]"),
+        (["--device", "cuda"], "CUDA is not available"),
+        (["--repeats", "0"], "repeats must be >= 1"),
+        (["--suite", "shapez"], "Did you mean 'shapes'"),
+    ],
+)
 def test_eval_errors_exit_2(args, message, random_llava_dir):
     import torch
 
@@ -78,8 +92,27 @@ def test_eval_errors_exit_2(args, message, random_llava_dir):
 def test_eval_json_has_cell_columns(random_llava_dir):
     from adabench.sweep.store import CELL_COLUMNS
 
-    result = runner.invoke(app, ["eval", "--model", str(random_llava_dir), "--method", "layer-drop", "--budget", "0.5",
-                                 "--limit", "3", "--repeats", "2", "--warmup", "1", "--device", "cpu", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            str(random_llava_dir),
+            "--method",
+            "layer-drop",
+            "--budget",
+            "0.5",
+            "--limit",
+            "3",
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--device",
+            "cpu",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     cell = json.loads(result.stdout)
     assert set(CELL_COLUMNS) - {"cell_id"} <= set(cell)

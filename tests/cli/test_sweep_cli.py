@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -18,9 +17,33 @@ runner = CliRunner()
 
 
 def _sweep_args(model_dir, out, name, extra=()):
-    return ["sweep", "--models", str(model_dir), "--methods", "full,layer-drop", "--suites", "shapes",
-            "--budgets", "0.5,1.0", "--contention", "0,0.5", "--limit", "4", "--repeats", "1", "--warmup", "0",
-            "--device", "cpu", "--out", str(out), "--name", name, "--no-report", *extra]
+    return [
+        "sweep",
+        "--models",
+        str(model_dir),
+        "--methods",
+        "full,layer-drop",
+        "--suites",
+        "shapes",
+        "--budgets",
+        "0.5,1.0",
+        "--contention",
+        "0,0.5",
+        "--limit",
+        "4",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--name",
+        name,
+        "--no-report",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +80,22 @@ def test_resume_of_a_finished_run_does_nothing(finished_run):
     assert result.exit_code == 0, result.output
     assert time.monotonic() - start < 20
     after = pd.read_parquet(finished_run / "cells.parquet")
-    pd.testing.assert_frame_equal(before.sort_values("cell_id").reset_index(drop=True),
-                                  after.sort_values("cell_id").reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        before.sort_values("cell_id").reset_index(drop=True),
+        after.sort_values("cell_id").reset_index(drop=True),
+    )
 
 
 def test_sigkilled_sweep_resumes_to_the_same_cells(random_llava_dir, finished_run, tmp_path):
-    cmd = [sys.executable, "-c", "from adabench.cli import run; run()",
-           *_sweep_args(random_llava_dir, tmp_path, "k")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-c",
+        "from adabench.cli import run; run()",
+        *_sweep_args(random_llava_dir, tmp_path, "k"),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     parts = None
     while time.monotonic() < deadline:
@@ -88,14 +119,17 @@ def test_sigkilled_sweep_resumes_to_the_same_cells(random_llava_dir, finished_ru
     assert (merged.flops == merged.flops_ref).all()
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--suites", "shapez"], "Did you mean 'shapes'"),
-    (["--budgets", "1.5"], "budget must be in (0.0, 1.0]"),
-    (["--contention", "2"], "contention level must be in [0.0, 1.0]"),
-    (["--methods", "layer-dorp"], "Did you mean 'layer-drop'"),
-    (["--models", "tinyy"], "Did you mean 'tiny'"),
-    (["--repeats", "-1"], "repeats must be >= 1"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--suites", "shapez"], "Did you mean 'shapes'"),
+        (["--budgets", "1.5"], "budget must be in (0.0, 1.0]"),
+        (["--contention", "2"], "contention level must be in [0.0, 1.0]"),
+        (["--methods", "layer-dorp"], "Did you mean 'layer-drop'"),
+        (["--models", "tinyy"], "Did you mean 'tiny'"),
+        (["--repeats", "-1"], "repeats must be >= 1"),
+    ],
+)
 def test_errors_exit_2_without_traceback(args, message, tmp_path):
     result = runner.invoke(app, ["sweep", "--out", str(tmp_path), "--device", "cpu", *args])
     assert result.exit_code == 2, result.output
@@ -104,9 +138,8 @@ def test_errors_exit_2_without_traceback(args, message, tmp_path):
 
 
 def test_existing_run_folder_is_never_overwritten(random_llava_dir, tmp_path):
-    from adabench.sweep.store import new_run_dir
-
     from adabench.errors import UserError
+    from adabench.sweep.store import new_run_dir
 
     first = new_run_dir(tmp_path, "same", now=__import__("datetime").datetime(2026, 1, 1))
     with pytest.raises(UserError):
@@ -115,6 +148,8 @@ def test_existing_run_folder_is_never_overwritten(random_llava_dir, tmp_path):
 
 
 def test_resume_refuses_changed_config(finished_run):
-    result = runner.invoke(app, ["sweep", "--resume", str(finished_run), "--limit", "9", "--no-report"])
+    result = runner.invoke(
+        app, ["sweep", "--resume", str(finished_run), "--limit", "9", "--no-report"]
+    )
     assert result.exit_code == 2
     assert "--force" in result.stderr

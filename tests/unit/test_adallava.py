@@ -3,7 +3,11 @@
 import pytest
 import torch
 
-from adabench.models.adallava.model import AdaLlavaConfig, AdaLlavaForConditionalGeneration, AdaLlavaHead
+from adabench.models.adallava.model import (
+    AdaLlavaConfig,
+    AdaLlavaForConditionalGeneration,
+    AdaLlavaHead,
+)
 from adabench.models.adallava.scheduler import plan_blocks, plan_heads, sample_blocks, sample_heads
 
 
@@ -52,7 +56,9 @@ def test_plan_heads_gqa_keeps_whole_kv_groups():
 def test_config_defaults_follow_the_paper():
     from transformers import LlamaConfig, LlavaConfig
 
-    cfg = LlavaConfig(text_config=LlamaConfig(num_hidden_layers=32, num_attention_heads=32, hidden_size=4096))
+    cfg = LlavaConfig(
+        text_config=LlamaConfig(num_hidden_layers=32, num_attention_heads=32, hidden_size=4096)
+    )
     c = AdaLlavaConfig.for_model(cfg, "H")
     assert (c.prefix_layers, c.group_size, c.units.selectable) == (16, 8, 64)
 
@@ -67,7 +73,9 @@ def test_save_load_round_trip(tmp_path):
     for (n1, p1), (_, p2) in zip(head.state_dict().items(), loaded.head.state_dict().items()):
         torch.testing.assert_close(p1, p2, atol=1e-3, rtol=1e-3, msg=n1)  # head stored in fp16
     assert loaded.head.config == head.config
-    assert (tmp_path / "adallava_config.json").exists() and (tmp_path / "model.safetensors").exists()
+    assert (tmp_path / "adallava_config.json").exists() and (
+        tmp_path / "model.safetensors"
+    ).exists()
 
 
 @pytest.mark.parametrize("variant", ["L", "H"])
@@ -83,7 +91,13 @@ def test_adallava_cell_respects_budget_and_plans_vary(random_adallava_dirs, vari
     method = f"adallava-{variant.lower()}"
     ratios = {}
     for b in (0.5, 0.75, 1.0):
-        cell, rows = run_cell(loaded, spec, samples, prepared, CellConfig(model="x", method=method, budget=b, warmup=0))
+        cell, rows = run_cell(
+            loaded,
+            spec,
+            samples,
+            prepared,
+            CellConfig(model="x", method=method, budget=b, warmup=0),
+        )
         assert cell["flops_ratio_max"] <= b + 1e-9
         ratios[b] = cell["flops_ratio"]
         if b == 0.75:

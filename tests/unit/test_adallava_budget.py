@@ -7,7 +7,9 @@ from adabench.models.adallava import budget
 from adabench.models.adallava.latency_encoder import LatencyEncoder, sinusoidal
 
 
-@pytest.mark.parametrize(("b", "blocks"), [(1.0, 16), (0.85, 11), (0.75, 8), (0.6, 3), (0.5, 0), (0.3, 0)])
+@pytest.mark.parametrize(
+    ("b", "blocks"), [(1.0, 16), (0.85, 11), (0.75, 8), (0.6, 3), (0.5, 0), (0.3, 0)]
+)
 def test_l_quantization_7b(b, blocks):
     u = budget.units("L", 32, 16)
     assert budget.selected_units(b, u) == blocks
@@ -38,7 +40,9 @@ def test_encoder_value_and_min_budget():
 def test_latency_encoder_shapes_and_sin_first():
     emb = sinusoidal(torch.tensor([0.0, 0.5]))
     assert emb.shape == (2, 256)
-    assert torch.all(emb[0, :128] == 0) and torch.all(emb[0, 128:] == 1)  # sin(0)=0 first, cos(0)=1 after
+    assert torch.all(emb[0, :128] == 0) and torch.all(
+        emb[0, 128:] == 1
+    )  # sin(0)=0 first, cos(0)=1 after
     enc = LatencyEncoder(64)
     assert enc(torch.tensor([0.1, 0.9])).shape == (2, 1, 64)
     assert enc.flops() == 2 * (256 * 64 + 64 * 64)

@@ -13,7 +13,11 @@ def _inputs(processor, question="what color is the circle ?"):
     from adabench.models.tiny import PROMPT
 
     item = synthetic.generate("test", 1)[0]
-    enc = processor(images=synthetic.render(item.scene), text=PROMPT.format(question=question), return_tensors="pt")
+    enc = processor(
+        images=synthetic.render(item.scene),
+        text=PROMPT.format(question=question),
+        return_tensors="pt",
+    )
     return enc["input_ids"], enc["pixel_values"]
 
 
@@ -37,7 +41,9 @@ def test_skipped_blocks_are_never_called():
     model, proc = build_random_llava(layers=6)
     calls = [0] * 6
     for i, layer in enumerate(model.model.language_model.layers):
-        layer.input_layernorm.register_forward_hook(lambda *a, i=i: calls.__setitem__(i, calls[i] + 1))
+        layer.input_layernorm.register_forward_hook(
+            lambda *a, i=i: calls.__setitem__(i, calls[i] + 1)
+        )
     ids, pix = _inputs(proc)
     runner = LlavaRunner(model)
     plan = Plan.from_kept_blocks(6, [0, 1, 2, 5])
@@ -74,8 +80,15 @@ def test_sliced_heads_equal_masked_computation(kv_heads):
     ids, pix = _inputs(proc)
     runner = LlavaRunner(model)
     heads = (0, 1) if kv_heads == 2 else (1, 3)  # whole kv groups under GQA
-    plan = Plan(layers=(LayerPlan(), LayerPlan(heads=heads, mlp_groups=(0, 2)), None,
-                        LayerPlan(heads=(), mlp_groups=(1,))), mlp_group_count=4)
+    plan = Plan(
+        layers=(
+            LayerPlan(),
+            LayerPlan(heads=heads, mlp_groups=(0, 2)),
+            None,
+            LayerPlan(heads=(), mlp_groups=(1,)),
+        ),
+        mlp_group_count=4,
+    )
     with torch.no_grad():
         embeds = _embeds(runner, ids, pix)
         sliced, state = prefill(runner, embeds, plan, ids.shape[1] + 2)
@@ -91,8 +104,17 @@ def test_kv_cache_decode_equals_recompute(kv_heads):
     model, proc = build_random_llava(kv_heads=kv_heads, layers=6)
     ids, pix = _inputs(proc)
     runner = LlavaRunner(model)
-    plan = Plan(layers=(LayerPlan(), LayerPlan(), LayerPlan(heads=(0, 1), mlp_groups=(3,)), None, LayerPlan(), None),
-                mlp_group_count=4)
+    plan = Plan(
+        layers=(
+            LayerPlan(),
+            LayerPlan(),
+            LayerPlan(heads=(0, 1), mlp_groups=(3,)),
+            None,
+            LayerPlan(),
+            None,
+        ),
+        mlp_group_count=4,
+    )
     with torch.no_grad():
         embeds = _embeds(runner, ids, pix)
         logits, state = prefill(runner, embeds, plan, embeds.shape[1] + 5)
@@ -122,7 +144,9 @@ def test_fastv_shortens_later_blocks_cache():
     vis = torch.nonzero(ids[0] == model.config.image_token_id).squeeze(1)
     plan = Plan.full(4).with_tokens(fastv_layer=2, fastv_removed=4)
     with torch.no_grad():
-        _, state = prefill(runner, _embeds(runner, ids, pix), plan, ids.shape[1] + 2, visual_positions=vis)
+        _, state = prefill(
+            runner, _embeds(runner, ids, pix), plan, ids.shape[1] + 2, visual_positions=vis
+        )
         decode_step(runner, torch.tensor([[5]]), state)
     t = ids.shape[1]
     assert [c.length for c in state.cache] == [t + 1, t + 1, t - 3, t - 3]

@@ -35,10 +35,16 @@ def test_unknown_suite_suggests():
 
 
 def test_include_merges_shared_parts(tmp_path):
-    (tmp_path / "_common.yaml").write_text("metric: exact_match\nmax_new_tokens: 3\nprompt: 'Q: {question}'\n")
-    (tmp_path / "mine.yaml").write_text("include: [_common.yaml]\nname: mine\nsource: {type: procedural}\nsplits: {test: 5}\nmax_new_tokens: 7\n")
+    (tmp_path / "_common.yaml").write_text(
+        "metric: exact_match\nmax_new_tokens: 3\nprompt: 'Q: {question}'\n"
+    )
+    (tmp_path / "mine.yaml").write_text(
+        "include: [_common.yaml]\nname: mine\nsource: {type: procedural}\nsplits: {test: 5}\nmax_new_tokens: 7\n"
+    )
     spec = parse_spec(tmp_path / "mine.yaml")
-    assert spec.metric == "exact_match" and spec.max_new_tokens == 7 and spec.prompt == "Q: {question}"
+    assert (
+        spec.metric == "exact_match" and spec.max_new_tokens == 7 and spec.prompt == "Q: {question}"
+    )
 
 
 def test_missing_key_is_a_clear_error(tmp_path):
@@ -53,7 +59,9 @@ def test_load_is_deterministic_and_differs_from_train():
     assert [(s.question, s.answers) for s in a] == [(s.question, s.answers) for s in b]
     assert all(np.array_equal(np.asarray(x.image), np.asarray(y.image)) for x, y in zip(a, b))
     train = load_suite("shapes", split="train", limit=40)
-    assert {(s.meta["scene"], s.question) for s in a}.isdisjoint({(s.meta["scene"], s.question) for s in train})
+    assert {(s.meta["scene"], s.question) for s in a}.isdisjoint(
+        {(s.meta["scene"], s.question) for s in train}
+    )
 
 
 def test_splits_are_disjoint_by_construction():

@@ -8,22 +8,38 @@ from adabench.sweep.grid import expand
 
 
 def test_grid_order_contention_outer_full_once():
-    cfg = SweepConfig(models=["a", "b"], methods=["full", "layer-drop"], suites=["shapes"], budgets=[0.5, 1.0],
-                      contention=[0.0, 0.5])
+    cfg = SweepConfig(
+        models=["a", "b"],
+        methods=["full", "layer-drop"],
+        suites=["shapes"],
+        budgets=[0.5, 1.0],
+        contention=[0.0, 0.5],
+    )
     cells, skipped = expand(cfg, variants={"a": None, "b": None})
     assert not skipped
     assert len(cells) == 2 * 2 * (1 + 2)
     assert [c.contention for c in cells] == [0.0] * 6 + [0.5] * 6
     assert [(c.model, c.method, c.budget) for c in cells[:6]] == [
-        ("a", "full", 1.0), ("a", "layer-drop", 0.5), ("a", "layer-drop", 1.0),
-        ("b", "full", 1.0), ("b", "layer-drop", 0.5), ("b", "layer-drop", 1.0)]
+        ("a", "full", 1.0),
+        ("a", "layer-drop", 0.5),
+        ("a", "layer-drop", 1.0),
+        ("b", "full", 1.0),
+        ("b", "layer-drop", 0.5),
+        ("b", "layer-drop", 1.0),
+    ]
     assert len({c.cell_id() for c in cells}) == len(cells)
 
 
 def test_adallava_methods_skip_models_without_scheduler():
-    cfg = SweepConfig(models=["tiny", "ada"], methods=["full", "adallava-l", "adallava-h"], budgets=[0.5])
+    cfg = SweepConfig(
+        models=["tiny", "ada"], methods=["full", "adallava-l", "adallava-h"], budgets=[0.5]
+    )
     cells, skipped = expand(cfg, variants={"tiny": None, "ada": "L"})
-    assert {(s.model, s.method) for s in skipped} == {("tiny", "adallava-l"), ("tiny", "adallava-h"), ("ada", "adallava-h")}
+    assert {(s.model, s.method) for s in skipped} == {
+        ("tiny", "adallava-l"),
+        ("tiny", "adallava-h"),
+        ("ada", "adallava-h"),
+    }
     assert all(not (c.model == "tiny" and c.method.startswith("adallava")) for c in cells)
 
 
@@ -45,13 +61,16 @@ def test_precedence_cli_over_yaml_over_defaults(tmp_path):
     assert cfg.suites == ["shapes"]  # default
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"budgets": [1.5]}, r"budget must be in \(0.0, 1.0\]"),
-    ({"budgets": [0.0]}, r"budget must be in \(0.0, 1.0\]"),
-    ({"contention": [-0.1]}, r"contention level must be in \[0.0, 1.0\]"),
-    ({"repeats": 0}, "repeats must be >= 1"),
-    ({"limit": 0}, "limit must be >= 1"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"budgets": [1.5]}, r"budget must be in \(0.0, 1.0\]"),
+        ({"budgets": [0.0]}, r"budget must be in \(0.0, 1.0\]"),
+        ({"contention": [-0.1]}, r"contention level must be in \[0.0, 1.0\]"),
+        ({"repeats": 0}, "repeats must be >= 1"),
+        ({"limit": 0}, "limit must be >= 1"),
+    ],
+)
 def test_bad_numbers_name_the_allowed_range(kwargs, message):
     with pytest.raises(UserError, match=message):
         SweepConfig(**kwargs)

@@ -25,7 +25,9 @@ class Units:
         return self.total - self.prefix
 
 
-def units(variant: str, num_layers: int, prefix_layers: int, num_heads: int = 1, group_size: int = 1) -> Units:
+def units(
+    variant: str, num_layers: int, prefix_layers: int, num_heads: int = 1, group_size: int = 1
+) -> Units:
     """Returns the unit geometry: blocks for "L", (r heads + r MLP groups) units for "H"."""
     if variant == "L":
         return Units(num_layers, prefix_layers)

@@ -16,7 +16,9 @@ NUM_FREQS = 128
 
 def sinusoidal(e: torch.Tensor) -> torch.Tensor:
     """Returns the 256-d sinusoidal embedding of encoder values `e` [B] (sin first)."""
-    freqs = 1.0 / (10000 ** (torch.arange(NUM_FREQS, dtype=torch.float32, device=e.device) / NUM_FREQS))
+    freqs = 1.0 / (
+        10000 ** (torch.arange(NUM_FREQS, dtype=torch.float32, device=e.device) / NUM_FREQS)
+    )
     x = 2 * math.pi * e.float()[:, None] * freqs[None]
     return torch.cat([torch.sin(x), torch.cos(x)], dim=-1)
 
@@ -37,4 +39,7 @@ class LatencyEncoder(nn.Module):
 
     def flops(self) -> int:
         """Returns the FLOPs of one token through the encoder (2 × MAC of both linears)."""
-        return 2 * (self.fc1.in_features * self.fc1.out_features + self.fc2.in_features * self.fc2.out_features)
+        return 2 * (
+            self.fc1.in_features * self.fc1.out_features
+            + self.fc2.in_features * self.fc2.out_features
+        )

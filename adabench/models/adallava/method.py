@@ -22,8 +22,12 @@ class _AdaLlava(Method):
 
     def request(self, sample_id, input_ids, image_features) -> Request:
         token = self.head.latency_token(self.k)  # the encoder runs per request (timed as overhead)
-        return Request(extra_embeds=token, decide=lambda h: self.head.plan(h, self.k),
-                       decide_at=self.head.config.prefix_layers, info={"units": self.k})
+        return Request(
+            extra_embeds=token,
+            decide=lambda h: self.head.plan(h, self.k),
+            decide_at=self.head.config.prefix_layers,
+            info={"units": self.k},
+        )
 
 
 class AdaLlavaL(_AdaLlava):
@@ -36,4 +40,6 @@ class AdaLlavaH(_AdaLlava):
     NAME = "adallava-h"
     VARIES = "heads + MLP neuron groups (learned, per input)"
     NEEDS_ADALLAVA = "H"
-    DESCRIPTION = "AdaLLaVA-H: scheduler picks units of r heads + r MLP groups; kept weights are sliced"
+    DESCRIPTION = (
+        "AdaLLaVA-H: scheduler picks units of r heads + r MLP groups; kept weights are sliced"
+    )

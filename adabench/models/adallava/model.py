@@ -19,7 +19,13 @@ from torch import nn
 
 from adabench.models.adallava import budget as budget_mod
 from adabench.models.adallava.latency_encoder import LatencyEncoder
-from adabench.models.adallava.scheduler import Scheduler, plan_blocks, plan_heads, sample_blocks, sample_heads
+from adabench.models.adallava.scheduler import (
+    Scheduler,
+    plan_blocks,
+    plan_heads,
+    sample_blocks,
+    sample_heads,
+)
 from adabench.models.plan import Plan
 
 CONFIG_NAME = "adallava_config.json"
@@ -43,12 +49,24 @@ class AdaLlavaConfig:
         if self.variant not in ("L", "H"):
             raise ValueError(f"variant must be 'L' or 'H', got {self.variant!r}")
         if not 0 < self.prefix_layers < self.num_layers:
-            raise ValueError(f"prefix_layers must be in [1, {self.num_layers - 1}], got {self.prefix_layers}")
-        if self.variant == "H" and (self.num_heads % self.group_size or self.group_size % self.kv_group):
-            raise ValueError("group_size must divide num_heads and be a multiple of the GQA group size")
+            raise ValueError(
+                f"prefix_layers must be in [1, {self.num_layers - 1}], got {self.prefix_layers}"
+            )
+        if self.variant == "H" and (
+            self.num_heads % self.group_size or self.group_size % self.kv_group
+        ):
+            raise ValueError(
+                "group_size must divide num_heads and be a multiple of the GQA group size"
+            )
 
     @classmethod
-    def for_model(cls, llava_config, variant: str, prefix_layers: int | None = None, group_size: int | None = None) -> AdaLlavaConfig:
+    def for_model(
+        cls,
+        llava_config,
+        variant: str,
+        prefix_layers: int | None = None,
+        group_size: int | None = None,
+    ) -> AdaLlavaConfig:
         """Returns the config for a Llava config: P = N/2 and r = 8 by default (r = H/2 when H < 16)."""
         text = llava_config.text_config
         n, h = text.num_hidden_layers, text.num_attention_heads
@@ -58,7 +76,9 @@ class AdaLlavaConfig:
 
     @property
     def units(self) -> budget_mod.Units:
-        return budget_mod.units(self.variant, self.num_layers, self.prefix_layers, self.num_heads, self.group_size)
+        return budget_mod.units(
+            self.variant, self.num_layers, self.prefix_layers, self.num_heads, self.group_size
+        )
 
 
 class AdaLlavaHead(nn.Module):
@@ -68,7 +88,12 @@ class AdaLlavaHead(nn.Module):
         super().__init__()
         self.config = config
         self.latency_encoder = LatencyEncoder(config.hidden_size)
-        self.scheduler = Scheduler(config.hidden_size, config.variant, config.num_layers - config.prefix_layers, config.num_heads)
+        self.scheduler = Scheduler(
+            config.hidden_size,
+            config.variant,
+            config.num_layers - config.prefix_layers,
+            config.num_heads,
+        )
 
     def k_for(self, budget: float) -> int:
         """Returns the number of selectable units that run at `budget`."""
@@ -79,7 +104,9 @@ class AdaLlavaHead(nn.Module):
 
     def latency_token(self, k: torch.Tensor | int) -> torch.Tensor:
         """Returns the latency token(s) [B, 1, D] for unit counts `k`."""
-        k = torch.as_tensor([k] if isinstance(k, int) else k, device=self.latency_encoder.fc1.weight.device)
+        k = torch.as_tensor(
+            [k] if isinstance(k, int) else k, device=self.latency_encoder.fc1.weight.device
+        )
         return self.latency_encoder(k.float() / (self.config.units.selectable + 1))
 
     def plan(self, hidden: torch.Tensor, k: int) -> Plan:
@@ -98,15 +125,27 @@ class AdaLlavaHead(nn.Module):
         if c.variant == "L":
             if sample:
                 return {"block": sample_blocks(logits, k, c.tau)}
-            return {"block": torch.stack([_dense_blocks(plan_blocks(lg, int(kk), c.num_layers, c.prefix_layers), c)
-                                          for lg, kk in zip(logits, k)]).to(hidden.device)}
+            return {
+                "block": torch.stack(
+                    [
+                        _dense_blocks(plan_blocks(lg, int(kk), c.num_layers, c.prefix_layers), c)
+                        for lg, kk in zip(logits, k)
+                    ]
+                ).to(hidden.device)
+            }
         if sample:
             heads, mlp = sample_heads(logits, k, c.group_size, c.tau)
             return {"heads": heads, "mlp": mlp}
-        dense = [_dense_heads(plan_heads(lg, int(kk), c.group_size, c.num_layers, c.prefix_layers, c.kv_group), c)
-                 for lg, kk in zip(logits, k)]
-        return {"heads": torch.stack([d[0] for d in dense]).to(hidden.device),
-                "mlp": torch.stack([d[1] for d in dense]).to(hidden.device)}
+        dense = [
+            _dense_heads(
+                plan_heads(lg, int(kk), c.group_size, c.num_layers, c.prefix_layers, c.kv_group), c
+            )
+            for lg, kk in zip(logits, k)
+        ]
+        return {
+            "heads": torch.stack([d[0] for d in dense]).to(hidden.device),
+            "mlp": torch.stack([d[1] for d in dense]).to(hidden.device),
+        }
 
     def overhead_flops(self) -> int:
         """Returns FLOPs of one latency-encoder + scheduler call (counted in `flops`, not the ratio)."""
@@ -116,7 +155,10 @@ class AdaLlavaHead(nn.Module):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         (path / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2))
-        save_file({k: v.detach().to(torch.float16).contiguous() for k, v in self.state_dict().items()}, str(path / WEIGHTS_NAME))
+        save_file(
+            {k: v.detach().to(torch.float16).contiguous() for k, v in self.state_dict().items()},
+            str(path / WEIGHTS_NAME),
+        )
 
     @classmethod
     def from_pretrained(cls, path: str | Path, model=None) -> AdaLlavaHead:
@@ -167,8 +209,14 @@ class AdaLlavaForConditionalGeneration(nn.Module):
         self.head.save_pretrained(path)
 
 
-def forward_masked(runner, head: AdaLlavaHead, embeds: torch.Tensor, lat_pos: torch.Tensor, k: torch.Tensor,
-                   sample: bool) -> torch.Tensor:
+def forward_masked(
+    runner,
+    head: AdaLlavaHead,
+    embeds: torch.Tensor,
+    lat_pos: torch.Tensor,
+    k: torch.Tensor,
+    sample: bool,
+) -> torch.Tensor:
     """Returns logits [B, T, V] of a batched full-compute forward with AdaLLaVA masks (training,
     reference runs): prefix blocks run in full, the scheduler reads the latency token's hidden
     state at the input of block P (`lat_pos[b]` is its position), masks gate the rest."""
@@ -189,5 +237,7 @@ def forward_masked(runner, head: AdaLlavaHead, embeds: torch.Tensor, lat_pos: to
             h, _ = runner.block(full[i], h, cos, sin, block_gate=masks["block"][:, j])
         else:
             neuron = masks["mlp"][:, j].repeat_interleave(inter // c.num_heads, dim=-1)
-            h, _ = runner.block(full[i], h, cos, sin, head_mask=masks["heads"][:, j], neuron_mask=neuron)
+            h, _ = runner.block(
+                full[i], h, cos, sin, head_mask=masks["heads"][:, j], neuron_mask=neuron
+            )
     return runner.logits(h)

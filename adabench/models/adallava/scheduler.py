@@ -24,7 +24,9 @@ NEG = -1e9
 class Scheduler(nn.Module):
     """Linear head from the latency token's hidden state to per-unit logits."""
 
-    def __init__(self, hidden_size: int, variant: str, selectable_layers: int, num_heads: int) -> None:
+    def __init__(
+        self, hidden_size: int, variant: str, selectable_layers: int, num_heads: int
+    ) -> None:
         super().__init__()
         self.variant, self.n_sel, self.num_heads = variant, selectable_layers, num_heads
         out = selectable_layers if variant == "L" else selectable_layers * 2 * num_heads
@@ -47,10 +49,16 @@ def plan_blocks(logits: torch.Tensor, k: int, num_layers: int, prefix: int) -> P
 
 
 def _group_scores(head_logits: torch.Tensor, kv_group: int) -> torch.Tensor:
-    return head_logits.view(*head_logits.shape[:-1], -1, kv_group).mean(-1) if kv_group > 1 else head_logits
+    return (
+        head_logits.view(*head_logits.shape[:-1], -1, kv_group).mean(-1)
+        if kv_group > 1
+        else head_logits
+    )
 
 
-def plan_heads(logits: torch.Tensor, k: int, r: int, num_layers: int, prefix: int, kv_group: int = 1) -> Plan:
+def plan_heads(
+    logits: torch.Tensor, k: int, r: int, num_layers: int, prefix: int, kv_group: int = 1
+) -> Plan:
     """Returns the H plan from `logits` [N−P, 2H]: k rounds of best entry → layer → top-r heads/groups."""
     n_sel, two_h = logits.shape
     h = two_h // 2
@@ -93,7 +101,9 @@ def _pick_top(entry_logits: torch.Tensor, picked: torch.Tensor, r: int, kv_group
     picked[torch.topk(scores, r).indices] = True
 
 
-def _gumbel_st(logits: torch.Tensor, blocked: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _gumbel_st(
+    logits: torch.Tensor, blocked: torch.Tensor, tau: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns (straight-through one-hot [B, n], hard one-hot bool) of one masked Gumbel-softmax draw."""
     u = torch.rand_like(logits).clamp_(1e-9, 1 - 1e-9)
     z = (logits - torch.log(-torch.log(u))) / tau
@@ -115,7 +125,9 @@ def sample_blocks(logits: torch.Tensor, k: torch.Tensor, tau: float = 5.0) -> to
     return mask
 
 
-def sample_heads(logits: torch.Tensor, k: torch.Tensor, r: int, tau: float = 5.0) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_heads(
+    logits: torch.Tensor, k: torch.Tensor, r: int, tau: float = 5.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns (head mask, MLP-group mask), each [B, N−P, H], with k[b] units (r heads + r groups each).
 
     Each round picks a layer by one Gumbel draw over all unpicked (layer, entry) pairs of layers

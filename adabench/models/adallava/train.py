@@ -19,7 +19,12 @@ import torch
 import torch.nn.functional as F
 
 from adabench.data import synthetic
-from adabench.models.adallava.model import AdaLlavaConfig, AdaLlavaForConditionalGeneration, AdaLlavaHead, forward_masked
+from adabench.models.adallava.model import (
+    AdaLlavaConfig,
+    AdaLlavaForConditionalGeneration,
+    AdaLlavaHead,
+    forward_masked,
+)
 from adabench.models.execution import LlavaRunner
 from adabench.models.tiny import PROMPT
 from adabench.models.training_data import Batch, batches, make_batch
@@ -38,12 +43,16 @@ class AdaTrainConfig:
     seed: int = field(default=0, metadata={"help": "seed"})
     batch_size: int = field(default=32, metadata={"help": "samples per step"})
     lr: float = field(default=3e-4, metadata={"help": "peak learning rate (LLM, projector)"})
-    head_lr: float = field(default=3e-3, metadata={"help": "learning rate of latency encoder + scheduler"})
+    head_lr: float = field(
+        default=3e-3, metadata={"help": "learning rate of latency encoder + scheduler"}
+    )
     warmup_frac: float = field(default=0.03, metadata={"help": "warm-up fraction (paper: 0.03)"})
     eval_every: int = field(default=200, metadata={"help": "steps between val evaluations"})
     val_size: int = field(default=300, metadata={"help": "val samples per budget"})
     prefix_layers: int | None = field(default=None, metadata={"help": "P (default N/2)"})
-    group_size: int | None = field(default=None, metadata={"help": "r for H (default 8, or H/2 for small models)"})
+    group_size: int | None = field(
+        default=None, metadata={"help": "r for H (default 8, or H/2 for small models)"}
+    )
 
 
 def insert_latency_token(runner: LlavaRunner, head: AdaLlavaHead, batch: Batch, k: torch.Tensor):
@@ -96,17 +105,23 @@ def train_adallava(cfg: AdaTrainConfig, progress=None) -> dict:
     torch.manual_seed(cfg.seed)
     loaded = load_model(cfg.base, device="cpu", dtype="float32")
     model, processor = loaded.model, loaded.processor
-    head = AdaLlavaHead(AdaLlavaConfig.for_model(model.config, cfg.variant, cfg.prefix_layers, cfg.group_size))
+    head = AdaLlavaHead(
+        AdaLlavaConfig.for_model(model.config, cfg.variant, cfg.prefix_layers, cfg.group_size)
+    )
     runner = LlavaRunner(model)
     for p in model.model.vision_tower.parameters():
         p.requires_grad_(False)
     model.train()
     head.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW([{"params": trainable, "lr": cfg.lr}, {"params": head.parameters(), "lr": cfg.head_lr}],
-                            weight_decay=0.0)
+    opt = torch.optim.AdamW(
+        [{"params": trainable, "lr": cfg.lr}, {"params": head.parameters(), "lr": cfg.head_lr}],
+        weight_decay=0.0,
+    )
     base_lrs = [cfg.lr, cfg.head_lr]
-    stream = batches(processor, "train", cfg.batch_size, cfg.seed + 17, PROMPT, families=synthetic.FAMILIES)
+    stream = batches(
+        processor, "train", cfg.batch_size, cfg.seed + 17, PROMPT, families=synthetic.FAMILIES
+    )
     val_items = synthetic.generate("val", cfg.val_size)
     sel = head.config.units.selectable
     start, step, total, history = time.monotonic(), 0, 10_000, []
@@ -117,7 +132,9 @@ def train_adallava(cfg: AdaTrainConfig, progress=None) -> dict:
             group["lr"] = base_lr * lr_scale(step, total, max(1, int(cfg.warmup_frac * total)))
         embeds, lat_pos, targets = insert_latency_token(runner, head, batch, k)
         logits = forward_masked(runner, head, embeds, lat_pos, k, sample=True)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable + list(head.parameters()), 1.0)
@@ -130,17 +147,32 @@ def train_adallava(cfg: AdaTrainConfig, progress=None) -> dict:
             progress(step, total, float(loss.detach()), elapsed)
         if step % cfg.eval_every == 0:
             model.eval()
-            history.append({"step": step, "loss": float(loss.detach()),
-                            **{str(b): val_accuracy(runner, head, processor, val_items, b)["overall"] for b in VAL_BUDGETS}})
+            history.append(
+                {
+                    "step": step,
+                    "loss": float(loss.detach()),
+                    **{
+                        str(b): val_accuracy(runner, head, processor, val_items, b)["overall"]
+                        for b in VAL_BUDGETS
+                    },
+                }
+            )
             model.train()
             print(json.dumps(history[-1]), flush=True)
     model.eval()
     head.eval()
     test_items = synthetic.generate("test", 1000)
-    summary = {"config": {k: str(v) for k, v in asdict(cfg).items()}, "steps": step,
-               "train_minutes": round((time.monotonic() - start) / 60, 2), "history": history,
-               "adallava": asdict(head.config),
-               "test": {str(b): val_accuracy(runner, head, processor, test_items, b) for b in (0.5, 0.6, 0.75, 0.85, 1.0)}}
+    summary = {
+        "config": {k: str(v) for k, v in asdict(cfg).items()},
+        "steps": step,
+        "train_minutes": round((time.monotonic() - start) / 60, 2),
+        "history": history,
+        "adallava": asdict(head.config),
+        "test": {
+            str(b): val_accuracy(runner, head, processor, test_items, b)
+            for b in (0.5, 0.6, 0.75, 0.85, 1.0)
+        },
+    }
     AdaLlavaForConditionalGeneration(model, head).save_pretrained(cfg.out)
     processor.save_pretrained(cfg.out)
     (Path(cfg.out) / "training.json").write_text(json.dumps(summary, indent=2))
