@@ -7,7 +7,7 @@ on which, so one representative plan per budget gives the exact figure:
   adallava-l                        P prefix + k = ⌊N·b⌋ − P blocks (any k blocks cost the same)
   adallava-h                        P·H/r prefix units + k units of r heads + r MLP groups
   head-prune                        the same units as adallava-h (static choice, no latency token)
-  fastv                             all blocks; blocks after K (arg k, default 2) run without R
+  fastv                             all blocks; blocks K, K+1, … (arg k, default 2) run without R
                                     visual tokens: R = ⌊r·image tokens⌋ with arg r, else the
                                     smallest R whose flops_ratio ≤ budget (as the method does)
   X+fastv (either order)            X at the budget, FastV at its default r = 0.5 (or arg r),
@@ -32,8 +32,8 @@ Paper check (ADALLAVA.md; LLaVA-1.5-7B, 576 image + 64 prompt tokens, adallava-l
   0.60    19/32   0.594   5.057                           5.049                        5.1
 Residual −1.0 / −0.2 / −0.8 % at s = 641 (−1.1 / −0.3 / −1.0 % at s = 640): the paper rounds to
 0.1 T and its counter (not published) may add the lm_head over all positions or non-matmul ops;
-ours counts matmuls only. FastV K = 2, r = 0.5 (adallava-l+fastv): 5.00 / 4.28 / 3.12 T against
-the paper's 4.9 / 4.2 / 3.0 (+2 / +2 / +4 %). 13B adallava-l: 16.60 / 14.11 / 9.96 T.
+ours counts matmuls only. FastV K = 2, r = 0.5 (adallava-l+fastv; blocks 0-1 see all tokens,
+blocks 2+ the shorter sequence): 4.88 / 4.16 / 3.00 T against the paper's 4.9 / 4.2 / 3.0. 13B adallava-l: 16.60 / 14.11 / 9.96 T.
 The ratios are exactly 27/32 and 19/32 because every block costs the same.
 """
 

@@ -350,7 +350,8 @@ def run_sweep(
     executor=None,
 ) -> Path:
     """Runs (or resumes) a sweep; prints the summary; returns the results folder."""
-    _validate_names(cfg)
+    if cfg is not None:
+        _validate_names(cfg)  # before a new folder is made: a typo must not leave an empty run behind
     run_dir, cfg = open_run(cfg, out, name, resume, force, argv or sys.argv, cli_overrides or {})
     cells, skipped = expand(cfg)
     if skipped:
