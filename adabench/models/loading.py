@@ -121,7 +121,9 @@ def load_model(
 ) -> LoadedModel:
     """Returns the loaded model `name` on `device` in `dtype` (eval mode)."""
     from transformers import LlavaForConditionalGeneration
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # our progress goes to stderr through rich; theirs is noise here
     path = resolve(name)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)

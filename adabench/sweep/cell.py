@@ -206,6 +206,13 @@ def _sample_row(loaded: LoadedModel, spec: SuiteSpec, sample: Sample, runs: list
     }
 
 
+def _noise_warning(rows: list[dict]) -> str:
+    """Returns a timing-noise warning from the spread of *repeats of the same sample* (samples
+    differ in length, so the spread across samples is not noise); "" with one repeat."""
+    normalized = [x / np.mean(r) for r in (row["latency_ms_repeats"] for row in rows) if len(r) > 1 for x in r]
+    return (spread_warning(normalized) or "") if normalized else ""
+
+
 def _cell_row(
     cfg: CellConfig, rows: list[dict], slowdown: float, peak_mem_mb: float, energy: float
 ) -> dict:
@@ -249,5 +256,5 @@ def _cell_row(
         "repeats": cfg.repeats,
         "distinct_plans": len({r["plan"] for r in rows}),
         "weights": rows[0].get("weights", "trained") if rows else "trained",
-        "spread_warning": spread_warning(raw) or "",
+        "spread_warning": _noise_warning(rows),
     }

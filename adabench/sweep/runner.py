@@ -74,24 +74,39 @@ class LocalExecutor:
                             stress.check()
                             if cfg.no_weights:
                                 _attach_random_head(loaded, cell, prepared, cfg)
-                            if cell.slo_ms is not None:
-                                row, rows = _run_slo(
-                                    loaded,
-                                    spec,
-                                    samples,
-                                    prepared,
-                                    cell,
-                                    slowdown,
-                                    stress,
-                                    driver,
-                                    state.run_dir,
-                                    progress,
-                                )
-                            else:
-                                row, rows = _run_one(
-                                    loaded, spec, samples, prepared, cell, slowdown, progress
-                                )
-                            on_cell(row, rows)
+                            result = _run_or_skip(
+                                loaded,
+                                spec,
+                                samples,
+                                prepared,
+                                cell,
+                                slowdown,
+                                stress,
+                                driver,
+                                state.run_dir,
+                                progress,
+                            )
+                            if result is not None:
+                                on_cell(*result)
+
+
+def _run_or_skip(
+    loaded, spec, samples, prepared, cell: CellConfig, slowdown, stress, driver, run_dir, progress
+):
+    """Returns (cell row, sample rows), or None when the cell cannot run (e.g. a budget the
+    method cannot reach on these inputs): that cell is skipped with a warning, the sweep goes on."""
+    try:
+        if cell.slo_ms is not None:
+            return _run_slo(
+                loaded, spec, samples, prepared, cell, slowdown, stress, driver, run_dir, progress
+            )
+        return _run_one(loaded, spec, samples, prepared, cell, slowdown, progress)
+    except UserError as exc:
+        progress.note(
+            f"[yellow]warning:[/] skipped {cell.model} · {cell.method}@{cell.budget:g}: {exc}"
+        )
+        progress.cell_done()
+        return None
 
 
 @contextmanager
@@ -351,7 +366,9 @@ def run_sweep(
 ) -> Path:
     """Runs (or resumes) a sweep; prints the summary; returns the results folder."""
     if cfg is not None:
-        _validate_names(cfg)  # before a new folder is made: a typo must not leave an empty run behind
+        _validate_names(
+            cfg
+        )  # before a new folder is made: a typo must not leave an empty run behind
     run_dir, cfg = open_run(cfg, out, name, resume, force, argv or sys.argv, cli_overrides or {})
     cells, skipped = expand(cfg)
     if skipped:
@@ -404,8 +421,10 @@ def _validate_names(cfg: SweepConfig) -> None:
     for suite in cfg.suites:
         get_spec(suite)
     for method in cfg.methods:
-        for part in method.split("+"):
-            METHODS.get(part)
+        if method not in METHODS:
+            from adabench.models.combine import split_name
+
+            split_name(method)  # validates both parts with did-you-mean
     for model in cfg.models:
         resolve(model)
 
