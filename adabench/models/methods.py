@@ -103,6 +103,7 @@ def evenly_spaced(n: int, k: int) -> list[int]:
 class Full(Method):
     NAME = "full"
     VARIES = "nothing (reference)"
+    MIN_BUDGET_TEXT = "any (runs everything)"
     DESCRIPTION = "every block, head and visual token; ignores the budget"
 
     @classmethod
@@ -117,6 +118,7 @@ class Full(Method):
 class LayerDrop(Method):
     NAME = "layer-drop"
     VARIES = "blocks (static)"
+    MIN_BUDGET_TEXT = "1/N"
     DESCRIPTION = "keep ⌊b·N⌋ evenly spaced blocks, first and last kept"
 
     def request(self, sample_id, input_ids, image_features) -> Request:
@@ -128,6 +130,7 @@ class LayerDrop(Method):
 class EarlyExit(Method):
     NAME = "early-exit"
     VARIES = "blocks (static)"
+    MIN_BUDGET_TEXT = "1/N"
     DESCRIPTION = "first ⌊b·N⌋ blocks, then the final norm and lm_head"
 
     def request(self, sample_id, input_ids, image_features) -> Request:
@@ -139,6 +142,7 @@ class EarlyExit(Method):
 class RandomSkip(Method):
     NAME = "random-skip"
     VARIES = "blocks (random per sample)"
+    MIN_BUDGET_TEXT = "P/N = 0.5"
     DESCRIPTION = (
         "first N/2 blocks kept (AdaLLaVA's prefix); the rest drawn at random per sample (seeded)"
     )

@@ -209,7 +209,9 @@ def _sample_row(loaded: LoadedModel, spec: SuiteSpec, sample: Sample, runs: list
 def _noise_warning(rows: list[dict]) -> str:
     """Returns a timing-noise warning from the spread of *repeats of the same sample* (samples
     differ in length, so the spread across samples is not noise); "" with one repeat."""
-    normalized = [x / np.mean(r) for r in (row["latency_ms_repeats"] for row in rows) if len(r) > 1 for x in r]
+    normalized = [
+        x / np.mean(r) for r in (row["latency_ms_repeats"] for row in rows) if len(r) > 1 for x in r
+    ]
     return (spread_warning(normalized) or "") if normalized else ""
 
 

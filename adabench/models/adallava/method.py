@@ -7,6 +7,7 @@ from adabench.models.methods import Method, Request
 
 class _AdaLlava(Method):
     VARIES = "blocks (learned, per input)"
+    MIN_BUDGET_TEXT = "P/N (0.5 by default)"
     ARGS: dict[str, str] = {}
 
     @classmethod
