@@ -36,7 +36,7 @@ class SweepConfig:
         default="compute", metadata={"help": "compute | memory | mixed | sm"}
     )
     split: str = field(default="test", metadata={"help": "suite split"})
-    limit: int | None = field(default=40, metadata={"help": "samples per suite (None = all)"})
+    limit: int | None = field(default=100, metadata={"help": "samples per suite (None = all)"})
     repeats: int = field(default=1, metadata={"help": "timed runs per sample"})
     warmup: int = field(default=2, metadata={"help": "untimed generations at cell start"})
     max_new_tokens: int | None = field(default=None, metadata={"help": "default: the suite's"})

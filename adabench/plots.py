@@ -63,7 +63,7 @@ def make_plots(
             for stem, fig in _figures(run, name, x):
                 for fmt in formats:
                     path = out / f"{stem}.{fmt}"
-                    fig.savefig(path)
+                    fig.savefig(path, bbox_inches="tight")
                     written.append(path)
                 plt.close(fig)
     return written
@@ -278,7 +278,9 @@ def _legend(fig, ax) -> None:
             if label not in labels and not label.startswith("_"):
                 handles.append(h)
                 labels.append(label)
-    fig.legend(handles, labels, loc="outside upper center", ncol=min(3, len(labels)),
+    # Long series names (model · method) get fewer columns so the legend stays inside the figure.
+    ncol = min(3 if max((len(x) for x in labels), default=0) <= 18 else 2, len(labels))
+    fig.legend(handles, labels, loc="outside upper center", ncol=ncol,
                handlelength=1.8, columnspacing=1.0, title=getattr(fig, "_adabench_title", None),
                title_fontproperties={"weight": "bold", "size": 8})  # fmt: skip
 

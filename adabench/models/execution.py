@@ -14,6 +14,7 @@ Attention: eager (explicit softmax) when the config asks for it, else torch SDPA
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,6 +49,17 @@ class KVEntry:
     k: torch.Tensor
     v: torch.Tensor
     length: int
+
+
+def _nbytes(bw: BlockWeights) -> int:
+    """Returns the bytes held by the sliced tensors of a prepared block."""
+    return sum(
+        t.numel() * t.element_size()
+        for part in (bw.q, bw.k, bw.v, bw.o, bw.gate, bw.up, bw.down)
+        if part is not None
+        for t in part
+        if t is not None
+    )
 
 
 def _wb(
@@ -106,7 +118,27 @@ class LlavaRunner:
         """Returns per-block weights for `plan`; slicing happens here, once per request."""
         if plan.num_layers != len(self.layers):
             raise ValueError(f"plan has {plan.num_layers} blocks, model has {len(self.layers)}")
-        return [self._prepare_block(i, lp, plan) for i, lp in enumerate(plan.layers)]
+        return [self._cached_block(i, lp, plan) for i, lp in enumerate(plan.layers)]
+
+    def _cached_block(self, i: int, lp: LayerPlan | None, plan: Plan) -> BlockWeights | None:
+        """Full and skipped blocks cost nothing to prepare; sliced ones are kept in a small LRU
+        keyed by (block, heads, groups), bounded to a quarter of the decoder's weight bytes, so a
+        plan that recurs across requests (plans repeat: a few per budget) is not sliced again."""
+        if lp is None or lp.is_full:
+            return self._prepare_block(i, lp, plan)
+        key = (i, lp.heads, lp.mlp_groups, plan.mlp_group_count)
+        cache = self.__dict__.setdefault("_slices", OrderedDict())
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        bw = self._prepare_block(i, lp, plan)
+        cache[key] = bw
+        limit = self.__dict__.setdefault(
+            "_slice_limit", sum(p.numel() * p.element_size() for p in self.layers.parameters()) // 4
+        )
+        while len(cache) > 1 and sum(_nbytes(b) for b in cache.values()) > limit:
+            cache.popitem(last=False)
+        return bw
 
     def _prepare_block(self, i: int, lp: LayerPlan | None, plan: Plan) -> BlockWeights | None:
         if lp is None:

@@ -408,7 +408,7 @@ def run_sweep(
             f"resume with: adabench sweep --resume {run_dir}"
         )
         raise SystemExit(130)
-    _summary(cells_df, as_json)
+    _summary(cells_df, as_json, random_weights=cfg.no_weights)
     console.log(f"results: {run_dir}")
     return run_dir
 
@@ -445,7 +445,7 @@ def _card(state: SweepState) -> None:
     console.err.print("\n".join(lines))
 
 
-def _summary(cells, as_json: bool) -> None:
+def _summary(cells, as_json: bool, random_weights: bool = False) -> None:
     if as_json:
         console.print_json(cells.to_dict(orient="records"))
         return
@@ -466,5 +466,7 @@ def _summary(cells, as_json: bool) -> None:
             }
         )
     console.print_table(
-        rows, "sweep summary (latency relative to `full` at the same model and contention)"
+        rows,
+        "sweep summary (latency relative to `full` at the same model and contention)"
+        + (" · weights: random — latency/FLOPs only, no accuracy" if random_weights else ""),
     )
