@@ -15,14 +15,44 @@ runner = CliRunner()
 
 
 def test_no_weights_latency_sweep_7b_short(tmp_path):
-    result = runner.invoke(app, [
-        "sweep", "--models", "llava-1.5-7b", "--no-weights", "--methods", "full,layer-drop,adallava-l,adallava-h",
-        "--budgets", "0.5,1.0", "--contention", "0,1.0", "--limit", "4", "--repeats", "2", "--warmup", "2",
-        "--max-new-tokens", "4", "--device", "cuda", "--dtype", "float16", "--out", str(tmp_path),
-        "--name", "gpu", "--no-report", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            "--models",
+            "llava-1.5-7b",
+            "--no-weights",
+            "--methods",
+            "full,layer-drop,adallava-l,adallava-h",
+            "--budgets",
+            "0.5,1.0",
+            "--contention",
+            "0,1.0",
+            "--limit",
+            "4",
+            "--repeats",
+            "2",
+            "--warmup",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--device",
+            "cuda",
+            "--dtype",
+            "float16",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "gpu",
+            "--no-report",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     cells = json.loads(result.stdout)
-    assert all(c["accuracy"] is None for c in cells)  # NaN → null: random weights never report accuracy
+    assert all(
+        c["accuracy"] is None for c in cells
+    )  # NaN → null: random weights never report accuracy
     by = {(c["method"], c["budget"], c["contention"]): c for c in cells}
     for method in ("layer-drop", "adallava-l"):
         assert by[(method, 0.5, 0.0)]["latency_ms_mean"] < by[("full", 1.0, 0.0)]["latency_ms_mean"]
@@ -35,10 +65,29 @@ def _weights_cached() -> bool:
     return bool(describe_shipped("llava-1.5-7b").get("weights_present"))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available() or not _weights_cached(),
-                    reason="needs CUDA and llava-hf/llava-1.5-7b-hf in the HF cache")
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or not _weights_cached(),
+    reason="needs CUDA and llava-hf/llava-1.5-7b-hf in the HF cache",
+)
 def test_paper_recipe_short(tmp_path):
-    result = runner.invoke(app, ["eval", "--model", "llava-1.5-7b", "--method", "layer-drop", "--budget", "0.75",
-                                 "--suite", "shapes", "--limit", "4", "--device", "cuda", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            "llava-1.5-7b",
+            "--method",
+            "layer-drop",
+            "--budget",
+            "0.75",
+            "--suite",
+            "shapes",
+            "--limit",
+            "4",
+            "--device",
+            "cuda",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["flops_ratio"] <= 0.75
