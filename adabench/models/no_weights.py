@@ -329,26 +329,13 @@ def build_synthetic_processor(config):
     """Returns an offline `LlavaProcessor` for `config`: a PIL CLIP image processor at the vision
     tower's resolution (CLIP mean/std) and a word-level tokenizer whose `<image>` id is the
     config's (text tokens are synthetic — only their count matters for a random model)."""
-    from tokenizers import Tokenizer, decoders, pre_tokenizers
-    from tokenizers.models import WordLevel
-    from transformers import LlavaProcessor, PreTrainedTokenizerFast
+    from transformers import LlavaProcessor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    from adabench.models.tiny import CHAT_TEMPLATE
+    from adabench.models.tiny import CHAT_TEMPLATE, build_tokenizer
 
     vision = config.vision_config
-    tok = Tokenizer(WordLevel(synthetic_vocabulary(config), unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        additional_special_tokens=["<image>"],
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer = build_tokenizer(synthetic_vocabulary(config))
     size = vision.image_size
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": size},

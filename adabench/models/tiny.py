@@ -69,12 +69,13 @@ def vocabulary() -> list[str]:
     return seen
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """Returns a word-level fast tokenizer (whitespace split) with the LLaVA image token."""
+def build_tokenizer(vocab: dict[str, int] | None = None) -> PreTrainedTokenizerFast:
+    """Returns a word-level fast tokenizer (whitespace split) with the LLaVA image token over
+    `vocab` (word → id; default: the shapes vocabulary, special tokens first)."""
     from tokenizers import Tokenizer, decoders, pre_tokenizers
     from tokenizers.models import WordLevel
 
-    vocab = {w: i for i, w in enumerate(vocabulary())}
+    vocab = vocab or {w: i for i, w in enumerate(vocabulary())}
     tok = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)

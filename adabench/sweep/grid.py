@@ -66,43 +66,40 @@ def expand(
                             )
                         continue
                     if cfg.slo_ms:  # SLO mode: one cell per target, the controller picks budgets
-                        for target in cfg.slo_ms:
-                            cells.append(
-                                CellConfig(
-                                    model=model,
-                                    method=method,
-                                    budget=1.0,
-                                    suite=suite,
-                                    split=cfg.split,
-                                    limit=cfg.limit,
-                                    repeats=cfg.repeats,
-                                    warmup=cfg.warmup,
-                                    max_new_tokens=cfg.max_new_tokens,
-                                    seed=cfg.seed,
-                                    method_args=dict(cfg.method_args),
-                                    contention=level,
-                                    contention_kind=cfg.contention_kind,
-                                    slo_ms=float(target),
-                                    schedule=cfg.contention_schedule or "",
-                                )
-                            )
+                        cells += [
+                            _cell(cfg, model, method, suite, level, 1.0, float(t))
+                            for t in cfg.slo_ms
+                        ]
                         continue
-                    for budget in [1.0] if method == "full" else cfg.budgets:
-                        cells.append(
-                            CellConfig(
-                                model=model,
-                                method=method,
-                                budget=budget,
-                                suite=suite,
-                                split=cfg.split,
-                                limit=cfg.limit,
-                                repeats=cfg.repeats,
-                                warmup=cfg.warmup,
-                                max_new_tokens=cfg.max_new_tokens,
-                                seed=cfg.seed,
-                                method_args=dict(cfg.method_args),
-                                contention=level,
-                                contention_kind=cfg.contention_kind,
-                            )
-                        )
+                    budgets = [1.0] if method == "full" else cfg.budgets
+                    cells += [_cell(cfg, model, method, suite, level, b) for b in budgets]
     return cells, skipped
+
+
+def _cell(
+    cfg: SweepConfig,
+    model: str,
+    method: str,
+    suite: str,
+    level: float,
+    budget: float,
+    slo_ms: float | None = None,
+) -> CellConfig:
+    """Returns one cell of the grid; measurement settings come from `cfg`."""
+    return CellConfig(
+        model=model,
+        method=method,
+        budget=budget,
+        suite=suite,
+        split=cfg.split,
+        limit=cfg.limit,
+        repeats=cfg.repeats,
+        warmup=cfg.warmup,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=cfg.seed,
+        method_args=dict(cfg.method_args),
+        contention=level,
+        contention_kind=cfg.contention_kind,
+        slo_ms=slo_ms,
+        schedule=(cfg.contention_schedule or "") if slo_ms is not None else "",
+    )
