@@ -82,11 +82,37 @@ def _figures(run: Run, suite: str, x: str):
         (f"cost_{suite}", lambda: cost_figure(cells, styles, title), True),
         (f"family_accuracy_{suite}", lambda: family_figure(samples, styles, title), has_accuracy),
         (f"slo_{suite}", lambda: slo_figure(cells, styles, title), True),
+        (f"slo_timeline_{suite}", lambda: slo_timeline_figure(samples, cells, styles, title), True),
     ]
     for stem, make, wanted in makers:
         fig = make() if wanted else None
         if fig is not None:
             yield stem, fig
+
+
+def slo_timeline_figure(samples: pd.DataFrame, cells: pd.DataFrame, styles: dict, title: str):
+    """SLO mode over time: latency vs the target, the budget the controller chose, and the stress
+    level, one line per series (x = seconds since the cell started). None without SLO samples."""
+    need = {"t_s", "chosen_budget"}
+    if not need <= set(samples.columns) or samples["t_s"].isna().all():
+        return None
+    frame = samples.dropna(subset=["t_s"]).sort_values("t_s")
+    fig, axes = plt.subplots(3, 1, figsize=(3.5, 4.6), sharex=True, layout="constrained")
+    fig._adabench_title = title + " · SLO over time"
+    for series, group in frame.groupby("series"):
+        colour, marker = styles.get(series, ("#555555", "o"))
+        axes[0].plot(group["t_s"], group["latency_ms"], color=colour, lw=0.8, label=series)
+        axes[1].step(group["t_s"], group["chosen_budget"], where="post", color=colour, lw=0.8)
+        if "contention_now" in group:
+            axes[2].step(group["t_s"], group["contention_now"], where="post", color=colour, lw=0.8)
+    for target in cells.get("slo_ms", pd.Series(dtype=float)).dropna().unique():
+        axes[0].axhline(target, color="black", ls=":", lw=0.8)
+    axes[0].set_ylabel("latency (ms)")
+    axes[1].set_ylabel("chosen budget")
+    axes[2].set_ylabel("stress level")
+    axes[2].set_xlabel("time in cell (s)")
+    _legend(fig, axes[0])
+    return fig
 
 
 def method_styles(series: Iterable[str]) -> dict[str, tuple[str, str]]:

@@ -1,6 +1,7 @@
 """Stage 0 of the tiny model's recipe: pre-train the CLIP tower to recognise each grid cell.
 
-A from-scratch CLIP tower inside a Llava gets almost no gradient while the decoder still ignores
+The probe also predicts each token's cell index (position), so the frozen features say where
+an object is as well as what it is. A from-scratch CLIP tower inside a Llava gets almost no gradient while the decoder still ignores
 the visual tokens (measured: vision-grad norm ~1e-3 of the decoder's, accuracy stuck at chance).
 Like CLIP pre-training gives LLaVA a tower that already sees, this stage trains the tower alone
 with a linear probe per patch (17 classes: 16 colour × shape objects + empty); the probe is then
@@ -33,12 +34,20 @@ def pretrain_vision(
     lr: float = 2e-3,
     seed: int = 0,
     log=None,
+    position: bool = True,
 ) -> float:
     """Trains `vision_tower` in place to classify every cell; returns the final probe accuracy."""
     rng = random.Random(seed)
     hidden = vision_tower.config.hidden_size
     probe = torch.nn.Linear(hidden, len(synthetic.OBJECTS) + 1)
-    params = list(vision_tower.parameters()) + list(probe.parameters())
+    # A second probe reads the cell index from each visual token, so the features keep *where*
+    # an object is (needed by the spatial family), not only what it is.
+    where = torch.nn.Linear(hidden, 9) if position else None
+    params = (
+        list(vision_tower.parameters())
+        + list(probe.parameters())
+        + (list(where.parameters()) if where else [])
+    )
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     vision_tower.train()
     acc = 0.0
@@ -51,6 +60,9 @@ def pretrain_vision(
         feats = vision_tower(pixels, output_hidden_states=True).hidden_states[-1][:, 1:]
         logits = probe(feats)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+        if where is not None:
+            cells = torch.arange(9).expand(len(scenes), 9)
+            loss = loss + F.cross_entropy(where(feats).reshape(-1, 9), cells.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
