@@ -55,6 +55,9 @@ def register(app: typer.Typer) -> None:
             float, typer.Option(help="Train the vision tower at lr × this (0 = frozen).")
         ] = 0.0,
         warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 150,
+        position_probe: Annotated[
+            bool, typer.Option(help="Stage 0 also predicts each visual token's cell.")
+        ] = False,
     ) -> None:
         """Train the tiny Llava from scratch. Example: adabench train base --out adabench/assets/tiny --minutes 30"""
         from adabench import console
@@ -75,6 +78,7 @@ def register(app: typer.Typer) -> None:
                     spatial_weight=spatial_weight,
                     vision_lr_scale=vision_lr_scale,
                     warmup_steps=warmup_steps,
+                    position_probe=position_probe,
                 ),
                 update,
             )

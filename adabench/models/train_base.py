@@ -37,6 +37,9 @@ class BaseTrainConfig:
     spatial_weight: int = field(
         default=1, metadata={"help": "how many times `spatial` appears in the family mix"}
     )
+    position_probe: bool = field(
+        default=False, metadata={"help": "stage 0 also predicts each token's cell"}
+    )
     vision_lr_scale: float = field(
         default=0.0, metadata={"help": "train the vision tower at lr × this (0 = frozen)"}
     )
@@ -120,6 +123,7 @@ def train_base(cfg: BaseTrainConfig, progress=None) -> dict:
             processor.image_processor,
             steps=cfg.vision_steps,
             seed=cfg.seed,
+            position=cfg.position_probe,
         )
     vision = list(model.model.vision_tower.parameters())
     for p in vision:

@@ -1,7 +1,8 @@
 """Stage 0 of the tiny model's recipe: pre-train the CLIP tower to recognise each grid cell.
 
-The probe also predicts each token's cell index (position), so the frozen features say where
-an object is as well as what it is. A from-scratch CLIP tower inside a Llava gets almost no gradient while the decoder still ignores
+With `position`, a second probe also predicts each token's cell index, so the frozen features
+say where an object is as well as what it is (an experiment for the spatial family; the shipped
+`tiny` was trained without it). A from-scratch CLIP tower inside a Llava gets almost no gradient while the decoder still ignores
 the visual tokens (measured: vision-grad norm ~1e-3 of the decoder's, accuracy stuck at chance).
 Like CLIP pre-training gives LLaVA a tower that already sees, this stage trains the tower alone
 with a linear probe per patch (17 classes: 16 colour × shape objects + empty); the probe is then
@@ -34,7 +35,7 @@ def pretrain_vision(
     lr: float = 2e-3,
     seed: int = 0,
     log=None,
-    position: bool = True,
+    position: bool = False,
 ) -> float:
     """Trains `vision_tower` in place to classify every cell; returns the final probe accuracy."""
     rng = random.Random(seed)
