@@ -52,6 +52,10 @@ class SweepConfig:
     contention_schedule: str | None = field(
         default=None, metadata={"help": "SLO mode: changing load, e.g. 0:30s,1.0:30s"}
     )
+    threads: int | None = field(
+        default=None,
+        metadata={"help": "torch CPU threads for the measured model (None = torch's default)"},
+    )
     no_weights: bool = field(
         default=False, metadata={"help": "random weights from the config (latency only)"}
     )
@@ -74,6 +78,8 @@ class SweepConfig:
             raise UserError(f"limit must be >= 1, got {self.limit}")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise UserError(f"max-new-tokens must be >= 1, got {self.max_new_tokens}")
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"threads must be >= 1, got {self.threads}")
         for s in self.slo_ms:
             if float(s) <= 0:
                 raise UserError(f"slo-ms must be > 0, got {s}")

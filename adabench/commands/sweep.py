@@ -47,6 +47,9 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="auto | float32 | float16 | bfloat16.")
         ] = None,
         seed: Annotated[int | None, typer.Option(help="Seed.")] = None,
+        threads: Annotated[
+            int | None, typer.Option(help="Torch CPU threads for the measured model.")
+        ] = None,
         slo_ms: Annotated[
             str | None, typer.Option(help="SLO mode: latency targets in ms, e.g. 120,200.")
         ] = None,
@@ -106,6 +109,7 @@ def register(app: typer.Typer) -> None:
             "device": device,
             "dtype": dtype,
             "seed": seed,
+            "threads": threads,
             "no_weights": no_weights,
             "slo_ms": parse_floats(slo_ms, "slo-ms"),
             "contention_schedule": contention_schedule,

@@ -53,6 +53,10 @@ class LocalExecutor:
 
         cfg = state.config
         device = resolve_device(cfg.device)
+        if cfg.threads:  # on CPU, fewer model threads fight less with the stress workers' cores
+            import torch
+
+            torch.set_num_threads(cfg.threads)
         stress_device = "cpu" if device.type == "cpu" else str(device)
         todo = state.todo
         for level, level_cells in groupby(todo, key=lambda c: c.contention):
