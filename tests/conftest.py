@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -106,6 +107,7 @@ def random_adallava_dirs(random_llava_dir, tmp_path_factory):
         AdaLlavaHead,
     )
     from adabench.models.loading import load_processor
+    from adabench.models.no_weights import center_random_scheduler_
 
     out = {}
     for variant in ("L", "H"):
@@ -117,9 +119,9 @@ def random_adallava_dirs(random_llava_dir, tmp_path_factory):
             head.latency_encoder.fc2.weight.zero_()  # same (zero) token at every budget
             head.latency_encoder.fc2.bias.zero_()
             # Centre the scheduler on typical inputs (bias = -W·mean h) so that a random head's
-            # plans depend on the input, as a trained one's do.
-            head.scheduler.proj.bias.copy_(
-                -head.scheduler.proj.weight @ _latency_hidden(model, head).mean(0)
+            # plans depend on the input, as a trained one's do (the --no-weights path does the same).
+            center_random_scheduler_(
+                SimpleNamespace(model=model, adallava=head), _prepared_test_samples()
             )
         path = tmp_path_factory.mktemp(f"random_adallava_{variant}")
         AdaLlavaForConditionalGeneration(model, head).save_pretrained(path, dtype=torch.float32)
@@ -128,41 +130,19 @@ def random_adallava_dirs(random_llava_dir, tmp_path_factory):
     return out
 
 
-def _latency_hidden(model, head, n: int = 8) -> torch.Tensor:
-    """Returns the latency token's hidden states [n, D] at the input of block P on n test samples."""
+def _prepared_test_samples(n: int = 8) -> list:
+    """Returns `n` shapes test samples as PreparedSample (processor outputs), for calibration."""
     from adabench.data import synthetic
-    from adabench.models.execution import LlavaRunner, prefill
-    from adabench.models.loading import load_processor
     from adabench.models.tiny import PROMPT, build_processor
+    from adabench.sweep.generate import PreparedSample
 
     processor = build_processor()
-    runner = LlavaRunner(model)
-    states = []
+    out = []
     for item in synthetic.generate("test", n):
         enc = processor(
             images=synthetic.render(item.scene),
             text=PROMPT.format(question=item.question),
             return_tensors="pt",
         )
-        embeds = torch.cat(
-            [
-                runner.embed(enc["input_ids"], runner.image_features(enc["pixel_values"])),
-                head.latency_token(1),
-            ],
-            dim=1,
-        )
-
-        def grab(h):
-            states.append(h[0])
-            return head.plan(h, 0)
-
-        prefill(
-            runner,
-            embeds,
-            None,
-            embeds.shape[1] + 1,
-            decide=grab,
-            decide_at=head.config.prefix_layers,
-        )
-    del load_processor
-    return torch.stack(states)
+        out.append(PreparedSample(item.id, enc["input_ids"], enc["pixel_values"]))
+    return out
