@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	  echo "[setup] no torch found: installing the CPU build $(TORCH_CPU)"; \
 	  $(VPY) -m pip install -q $(TORCH_CPU); \
 	fi
-	$(VPY) -m pip install -q -e '.[dev]'
+	$(VPY) -m pip install -q -e '.[dev,ray]'
 	@touch $(STAMP)
 
 demo: setup  ## run the main job on the embedded default (tiny model, shapes suite)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from adabench.analysis.adherence import budget_adherence
 from adabench.errors import UserError
-from adabench.sweep.store import Run, load_run
+from adabench.sweep.store import CELL_KEY, Run, devices, load_run
 
 CAPTIONS = {
     "pareto": "Accuracy vs cost per contention level; error bars are 95 % CIs, the grey band is "
@@ -78,16 +78,33 @@ def _sections(run: Run) -> dict[str, list[dict[str, str]]]:
                                         "seed", "weights"] if meta.get(k) is not None}  # fmt: skip
     summary.update(cells=len(run.cells), samples=len(run.samples))
     fingerprint = meta.get("fingerprint") or {}
-    return {
+    sections = {
         "Run": [{"key": k, "value": _text(v)} for k, v in summary.items()],
         "Environment": [{"key": k, "value": _text(v)} for k, v in _flatten(fingerprint).items()],
-        "Cells": _cell_rows(run.cells),
     }
+    by_device = len(devices(run.cells)) > 1
+    if by_device:  # a distributed run over several device models: never mix their latencies
+        sections["Devices"] = _device_rows(run.cells)
+    sections["Cells"] = _cell_rows(run.cells, by_device)
+    return sections
 
 
-def _cell_rows(cells: pd.DataFrame) -> list[dict[str, str]]:
+def _device_rows(cells: pd.DataFrame) -> list[dict[str, str]]:
+    rows = []
+    for name, group in cells.groupby("device_name"):
+        hosts = sorted(
+            str(h) for h in group.get("hostname", pd.Series(dtype=str)).dropna().unique()
+        )
+        rows.append({"device": str(name), "hosts": ", ".join(hosts), "cells": str(len(group)),
+                     "models": ", ".join(sorted(group["model"].unique()))})  # fmt: skip
+    return rows
+
+
+def _cell_rows(cells: pd.DataFrame, by_device: bool = False) -> list[dict[str, str]]:
     adh = budget_adherence(cells).set_index(["suite", "model", "method", "budget", "contention"])
     rows = []
+    if by_device:
+        cells = cells.sort_values(["device_name", *CELL_KEY], kind="stable")
     for c in cells.itertuples():
         realization = adh.loc[(c.suite, c.model, c.method, c.budget, c.contention), "realization"]
         realization = realization.iloc[0] if isinstance(realization, pd.Series) else realization
@@ -100,6 +117,8 @@ def _cell_rows(cells: pd.DataFrame) -> list[dict[str, str]]:
             "p90 ms": _num(c.latency_ms_p90, 1), "latency ratio": _num(c.latency_ratio, 3),
             "realization": _num(realization, 2), "slowdown": _num(c.achieved_slowdown, 2),
         })  # fmt: skip
+        if by_device:
+            rows[-1] = {"device": str(c.device_name), **rows[-1]}
     return rows
 
 
@@ -131,7 +150,7 @@ def _markdown(run: Run, sections: dict, figures: list[Path]) -> str:
     lines = [f"# adabench report: {run.name}", ""]
     warnings = run_warnings(run)
     lines += ["## Warnings", ""] + ([f"- {w}" for w in warnings] or ["None."]) + [""]
-    for title in ["Run", "Environment"]:
+    for title in [t for t in ("Run", "Environment", "Devices") if t in sections]:
         lines += [f"## {title}", "", *_md_table(sections[title]), ""]
     lines += ["## Figures", ""]
     for path in figures:
@@ -150,7 +169,7 @@ def _html(run: Run, sections: dict, figures: list[Path]) -> str:
         if warnings
         else "<p>None.</p>"
     )
-    for title in ["Run", "Environment"]:
+    for title in [t for t in ("Run", "Environment", "Devices") if t in sections]:
         parts += [f"<h2>{title}</h2>", _html_table(sections[title])]
     parts.append("<h2>Figures</h2>")
     for path in figures:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from adabench.errors import UserError
-from adabench.sweep.store import CELL_KEY, Run
+from adabench.sweep.store import CELL_KEY, Run, devices
 
 WORSE, BETTER, SAME, NA = "+", "-", "~", "x"
 
@@ -135,15 +135,17 @@ def compare_runs(
     compared exactly and reported, not counted as a regression. Raises UserError when the runs
     share no cell.
     """
-    keys = {_label(r): r for r in base.cells[CELL_KEY].to_dict("records")}
-    new_keys = {_label(r): r for r in new.cells[CELL_KEY].to_dict("records")}
+    key = match_key(base.cells, new.cells)
+    keys = {_label(r): r for r in base.cells[key].to_dict("records")}
+    new_keys = {_label(r): r for r in new.cells[key].to_dict("records")}
     common = [k for k in keys if k in new_keys]
     if not common:
         raise UserError(
-            f"runs {base.path} and {new.path} share no cell (matched on {', '.join(CELL_KEY)})."
+            f"runs {base.path} and {new.path} share no cell (matched on {', '.join(key)})."
         )
-    b_cells, n_cells = _by_label(base.cells), _by_label(new.cells)
-    b_samples, n_samples = _samples_by_label(base.samples), _samples_by_label(new.samples)
+    b_cells, n_cells = _by_label(base.cells, key), _by_label(new.cells, key)
+    b_samples = _samples_by_label(base.samples, base.cells, key)
+    n_samples = _samples_by_label(new.samples, new.cells, key)
     rows, paired = [], []
     for label in common:
         empty = pd.DataFrame(columns=["sample_id", "score"])
@@ -268,20 +270,34 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def match_key(base: pd.DataFrame, new: pd.DataFrame) -> list[str]:
+    """Returns the columns cells are matched on: CELL_KEY, plus ``device_name`` when either run
+    spans several device models (a distributed run), so a cell is compared on the same device."""
+    several = len(devices(base)) > 1 or len(devices(new)) > 1
+    if several and "device_name" in base.columns and "device_name" in new.columns:
+        return [*CELL_KEY, "device_name"]
+    return list(CELL_KEY)
+
+
 def _label(row: dict) -> str:
-    return f"{row['suite']}/{row['model']}/{row['method']}@{row['budget']:g}/c{row['contention']:g}"
+    label = (
+        f"{row['suite']}/{row['model']}/{row['method']}@{row['budget']:g}/c{row['contention']:g}"
+    )
+    return f"{label}/{row['device_name']}" if "device_name" in row else label
 
 
-def _by_label(cells: pd.DataFrame) -> pd.DataFrame:
+def _by_label(cells: pd.DataFrame, key: list[str] = CELL_KEY) -> pd.DataFrame:
     frame = cells.copy()
-    frame.index = [_label(r) for r in frame[CELL_KEY].to_dict("records")]
+    frame.index = [_label(r) for r in frame[key].to_dict("records")]
     return frame[~frame.index.duplicated(keep="last")]
 
 
-def _samples_by_label(samples: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def _samples_by_label(
+    samples: pd.DataFrame, cells: pd.DataFrame | None = None, key: list[str] = CELL_KEY
+) -> dict[str, pd.DataFrame]:
     if samples.empty:
         return {}
-    labels = pd.Series(
-        [_label(r) for r in samples[CELL_KEY].to_dict("records")], index=samples.index
-    )
+    if "device_name" in key and "device_name" not in samples.columns and cells is not None:
+        samples = samples.merge(cells[["cell_id", "device_name"]], on="cell_id", how="left")
+    labels = pd.Series([_label(r) for r in samples[key].to_dict("records")], index=samples.index)
     return {label: group for label, group in samples.groupby(labels)}

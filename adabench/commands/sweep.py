@@ -74,6 +74,21 @@ def register(app: typer.Typer) -> None:
         force: Annotated[
             bool, typer.Option(help="Resume even if the code or config changed.")
         ] = False,
+        executor: Annotated[
+            str, typer.Option(help="local (this process) | ray (cells spread over a Ray cluster).")
+        ] = "local",
+        ray_address: Annotated[
+            str, typer.Option(help="Ray: auto (running cluster) | local (start one) | HOST:PORT.")
+        ] = "auto",
+        gpus_per_task: Annotated[
+            int, typer.Option(help="Ray: whole GPUs per (model, contention) task.")
+        ] = 1,
+        cpus_per_task: Annotated[
+            int | None, typer.Option(help="Ray, CPU clusters: CPUs per task (default: a node).")
+        ] = None,
+        max_retries: Annotated[
+            int, typer.Option(help="Ray: resubmissions of a task whose worker died.")
+        ] = 2,
         report: Annotated[
             bool, typer.Option(help="Write plots and report.{md,html} at the end.")
         ] = True,
@@ -87,6 +102,7 @@ def register(app: typer.Typer) -> None:
           adabench sweep --models tiny --methods full,layer-drop --budgets 0.5,1.0 --contention 0,0.5 --limit 12
           adabench sweep --config sweeps/paper.yaml --device cuda
           adabench sweep --resume results/20260101-120000-demo
+          adabench sweep --executor ray --ray-address local --models tiny --limit 12
         """
         from adabench import console
         from adabench.config import SweepConfig, parse_floats, parse_names
@@ -114,6 +130,7 @@ def register(app: typer.Typer) -> None:
             "slo_ms": parse_floats(slo_ms, "slo-ms"),
             "contention_schedule": contention_schedule,
         }
+        runner = make_executor(executor, ray_address, gpus_per_task, cpus_per_task, max_retries)
         if resume is not None:
             cfg = None
         else:
@@ -127,6 +144,7 @@ def register(app: typer.Typer) -> None:
             as_json=json_,
             argv=sys.argv,
             cli_overrides=overrides if resume is not None else {},
+            executor=runner,
         )
         if report:
             try:
@@ -138,3 +156,23 @@ def register(app: typer.Typer) -> None:
                 console.warn(
                     f"plots/report failed ({exc}); run `adabench report {run_dir}` to retry"
                 )
+
+
+EXECUTORS = ("local", "ray")
+
+
+def make_executor(
+    name: str, address: str, gpus_per_task: int, cpus_per_task: int | None, max_retries: int
+):
+    """Returns the executor called `name`; UserError (did-you-mean) for an unknown one."""
+    from adabench.errors import did_you_mean
+
+    if name not in EXECUTORS:
+        raise did_you_mean(name, EXECUTORS, "executor")
+    if name == "local":
+        from adabench.sweep.runner import LocalExecutor
+
+        return LocalExecutor()
+    from adabench.sweep.ray_executor import RayExecutor, RayOptions
+
+    return RayExecutor(RayOptions(address, gpus_per_task, cpus_per_task, max_retries))

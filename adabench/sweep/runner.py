@@ -34,83 +34,133 @@ class SweepState:
     config: SweepConfig
     cells: list[CellConfig]
     done: set[str] = field(default_factory=set)
+    nodes: dict[str, dict] = field(default_factory=dict)
+    """hostname → placement and fingerprint of each machine that ran cells (into meta.json)."""
 
     @property
     def todo(self) -> list[CellConfig]:
         return [c for c in self.cells if c.cell_id() not in self.done]
 
 
+@dataclass
+class SweepEvent:
+    """One step of a running group of cells, streamed to the driver (locally or over Ray).
+
+    kind: "node" (message = this worker's placement, fingerprint in `result`), "note" (a line for
+    the log), "start" (cell about to run, `n` samples), "done" (cell finished: `result` is
+    (cell row, sample rows), or None when the cell was skipped with a warning note before it).
+    """
+
+    kind: str
+    cell: CellConfig | None = None
+    n: int = 0
+    result: tuple[dict, list[dict]] | dict | None = None
+    message: str = ""
+
+
+def iter_cells(
+    cfg: SweepConfig,
+    run_dir: Path,
+    cells: list[CellConfig],
+    on_sample: Callable[[int, float, float], None] | None = None,
+) -> Iterator[SweepEvent]:
+    """Runs `cells` in order in this process and yields their SweepEvents.
+
+    Cells must arrive grouped by contention level, then model, then suite (grid order): one
+    stress start per level, one model load per model, one sample preparation per suite. Each
+    finished cell row carries where it ran (`hostname`, `device_name`, `gpu_uuid`).
+    `on_sample(done, running_accuracy, running_latency_ms)` reports progress inside a cell.
+    """
+    from adabench.contention.calibrate import measure_slowdown
+    from adabench.contention.controller import Contention
+    from adabench.models.loading import resolve_device
+    from adabench.sweep.placement import placement
+
+    device = resolve_device(cfg.device)
+    if cfg.threads:  # on CPU, fewer model threads fight less with the stress workers' cores
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    where = placement(device)
+    yield SweepEvent("node", message=where["hostname"], result=where)
+    stress_device = "cpu" if device.type == "cpu" else str(device)
+    for level, level_cells in groupby(cells, key=lambda c: c.contention):
+        level_cells = list(level_cells)
+        with (
+            Contention(level, cfg.contention_kind, stress_device) as stress,
+            _schedule(stress, cfg) as driver,
+        ):
+            slowdown = measure_slowdown(stress) if level > 0 else 1.0
+            yield SweepEvent(
+                "note",
+                message=f"contention {level:g} ({cfg.contention_kind}) on {where['hostname']}: "
+                f"achieved slowdown {slowdown:.2f}x, workers {stress.pids or 'none'}",
+            )
+            for model_name, model_cells in groupby(level_cells, key=lambda c: c.model):
+                loaded = _load(model_name, cfg)
+                for suite_name, suite_cells in groupby(model_cells, key=lambda c: c.suite):
+                    spec, samples, prepared = _prepare(loaded, suite_name, cfg)
+                    for cell in suite_cells:
+                        stress.check()
+                        if cfg.no_weights:
+                            _attach_random_head(loaded, cell, prepared, cfg)
+                        yield SweepEvent("start", cell, n=len(samples))
+                        try:
+                            result = _run_cell(
+                                loaded, spec, samples, prepared, cell, slowdown, stress,
+                                driver, run_dir, on_sample,
+                            )  # fmt: skip
+                        except UserError as exc:  # e.g. a budget the method cannot reach here
+                            yield SweepEvent(
+                                "note",
+                                message=f"[yellow]warning:[/] skipped {cell.model} · "
+                                f"{cell.method}@{cell.budget:g}: {exc}",
+                            )
+                            yield SweepEvent("done", cell)
+                            continue
+                        row, sample_rows = result
+                        row.update({k: where[k] for k in PLACEMENT_COLUMNS})
+                        yield SweepEvent("done", cell, result=(row, sample_rows))
+
+
+PLACEMENT_COLUMNS = ("hostname", "device_name", "gpu_uuid")
+"""Extra cell columns saying where a cell ran (one GPU model per `device_name`)."""
+
+
+def dispatch(event: SweepEvent, on_cell: Callable[[dict, list[dict]], None], progress) -> None:
+    """Applies one SweepEvent to the driver: progress lines, and `on_cell` for finished cells."""
+    if event.kind == "note":
+        progress.note(event.message)
+    elif event.kind == "start":
+        progress.start_cell(event.cell, event.n)
+    elif event.kind == "done":
+        if event.result is None:
+            progress.cell_done()
+        else:
+            on_cell(*event.result)
+
+
 class LocalExecutor:
     """Runs cells in this process, in grid order. The interface a distributed executor implements:
-    `run(state, on_cell, progress)` calling `on_cell(cell_row, sample_rows)` once per finished cell."""
+    `run(state, on_cell, progress)` calling `on_cell(cell_row, sample_rows)` once per finished
+    cell (see `adabench.sweep.ray_executor` for the Ray one)."""
 
     name = "local"
 
     def run(self, state: SweepState, on_cell: Callable[[dict, list[dict]], None], progress) -> None:
-        from adabench.contention.calibrate import measure_slowdown
-        from adabench.contention.controller import Contention
-        from adabench.models.loading import resolve_device
-
-        cfg = state.config
-        device = resolve_device(cfg.device)
-        if cfg.threads:  # on CPU, fewer model threads fight less with the stress workers' cores
-            import torch
-
-            torch.set_num_threads(cfg.threads)
-        stress_device = "cpu" if device.type == "cpu" else str(device)
-        todo = state.todo
-        for level, level_cells in groupby(todo, key=lambda c: c.contention):
-            level_cells = list(level_cells)
-            with (
-                Contention(level, cfg.contention_kind, stress_device) as stress,
-                _schedule(stress, cfg) as driver,
-            ):
-                slowdown = measure_slowdown(stress) if level > 0 else 1.0
-                progress.note(
-                    f"contention {level:g} ({cfg.contention_kind}): achieved slowdown {slowdown:.2f}x, "
-                    f"workers {stress.pids or 'none'}"
-                )
-                for model_name, model_cells in groupby(level_cells, key=lambda c: c.model):
-                    loaded = _load(model_name, cfg)
-                    for suite_name, suite_cells in groupby(model_cells, key=lambda c: c.suite):
-                        spec, samples, prepared = _prepare(loaded, suite_name, cfg)
-                        for cell in suite_cells:
-                            stress.check()
-                            if cfg.no_weights:
-                                _attach_random_head(loaded, cell, prepared, cfg)
-                            result = _run_or_skip(
-                                loaded,
-                                spec,
-                                samples,
-                                prepared,
-                                cell,
-                                slowdown,
-                                stress,
-                                driver,
-                                state.run_dir,
-                                progress,
-                            )
-                            if result is not None:
-                                on_cell(*result)
+        for event in iter_cells(state.config, state.run_dir, state.todo, progress.sample):
+            if event.kind == "node":
+                state.nodes[event.message] = event.result
+            dispatch(event, on_cell, progress)
 
 
-def _run_or_skip(
-    loaded, spec, samples, prepared, cell: CellConfig, slowdown, stress, driver, run_dir, progress
+def _run_cell(
+    loaded, spec, samples, prepared, cell: CellConfig, slowdown, stress, driver, run_dir, on_sample
 ):
-    """Returns (cell row, sample rows), or None when the cell cannot run (e.g. a budget the
-    method cannot reach on these inputs): that cell is skipped with a warning, the sweep goes on."""
-    try:
-        if cell.slo_ms is not None:
-            return _run_slo(
-                loaded, spec, samples, prepared, cell, slowdown, stress, driver, run_dir, progress
-            )
-        return _run_one(loaded, spec, samples, prepared, cell, slowdown, progress)
-    except UserError as exc:
-        progress.note(
-            f"[yellow]warning:[/] skipped {cell.model} · {cell.method}@{cell.budget:g}: {exc}"
-        )
-        progress.cell_done()
-        return None
+    """Returns (cell row, sample rows); raises UserError when the cell cannot run here."""
+    if cell.slo_ms is not None:
+        return _run_slo(loaded, spec, samples, prepared, cell, slowdown, stress, driver, run_dir)
+    return _run_one(loaded, spec, samples, prepared, cell, slowdown, on_sample)
 
 
 @contextmanager
@@ -135,7 +185,6 @@ def _run_slo(
     stress,
     driver,
     run_dir: Path,
-    progress,
 ):
     """Runs one SLO cell; the latency model is profiled once per (model, method, suite) with the
     stress paused and cached as JSON in RUN_DIR/latency/."""
@@ -162,7 +211,6 @@ def _run_slo(
                 )
             path.parent.mkdir(parents=True, exist_ok=True)
             model.save(path)
-    progress.start_cell(cell, len(samples))
     return run_slo_cell(
         loaded,
         spec,
@@ -220,20 +268,20 @@ def _prepare(loaded, suite_name: str, cfg: SweepConfig):
     return spec, samples, prepare_samples(loaded, spec, samples)
 
 
-def _run_one(loaded, spec, samples, prepared, cell: CellConfig, slowdown: float, progress):
+def _run_one(loaded, spec, samples, prepared, cell: CellConfig, slowdown: float, on_sample=None):
     from adabench.sweep.cell import run_cell
 
-    progress.start_cell(cell, len(samples))
     scores: list[float] = []
     lat: list[float] = []
 
-    def on_sample(i: int, row: dict) -> None:
+    def sample_done(i: int, row: dict) -> None:
         scores.append(row["score"])
         lat.append(row["latency_ms"])
-        progress.sample(i + 1, sum(scores) / len(scores), sum(lat) / len(lat))
+        if on_sample is not None:
+            on_sample(i + 1, sum(scores) / len(scores), sum(lat) / len(lat))
 
     return run_cell(
-        loaded, spec, samples, prepared, cell, achieved_slowdown=slowdown, on_sample=on_sample
+        loaded, spec, samples, prepared, cell, achieved_slowdown=slowdown, on_sample=sample_done
     )
 
 
@@ -286,6 +334,17 @@ class Progress:
     def cell_done(self) -> None:
         self.bar.advance(self.overall)
 
+    def add_worker(self, label: str, total: int) -> int:
+        """Adds a line for one remote task (distributed executors); returns its id."""
+        return self.bar.add_task(label, total=total, status="")
+
+    def update_worker(self, row: int, label: str | None, completed: int | None = None) -> None:
+        """Updates a remote task's line: its label (None keeps it) and cells completed."""
+        fields = {} if label is None else {"description": label}
+        if completed is not None:
+            fields["completed"] = completed
+        self.bar.update(row, **fields)
+
 
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
@@ -332,7 +391,6 @@ def open_run(
                 "seed": cfg.seed,
                 "weights": "random" if cfg.no_weights else "trained",
                 "fingerprint": fingerprint(),
-                "executor": "local",
             },
         )
         return run_dir, cfg
@@ -386,6 +444,7 @@ def run_sweep(
     _card(state)
     executor = executor or LocalExecutor()
     interrupted = False
+    failure: BaseException | None = None
     with Progress(len(state.todo)) as progress, _sigterm_as_interrupt():
 
         def on_cell(row: dict, rows: list[dict]) -> None:
@@ -401,11 +460,18 @@ def run_sweep(
             executor.run(state, on_cell, progress)
         except KeyboardInterrupt:
             interrupted = True
+        except Exception as exc:  # finished cells are on disk: consolidate them, then re-raise
+            failure = exc
     cells_df = store.consolidate(run_dir)
     meta = store.read_meta(run_dir)
     meta["end"] = dt.datetime.now().isoformat(timespec="seconds")
-    meta["complete"] = not interrupted and not state.todo
+    meta["complete"] = not interrupted and failure is None and not state.todo
+    meta["executor"] = executor.name
+    meta.setdefault("nodes", {}).update(state.nodes)
+    meta.update(getattr(executor, "meta", {}))
     store.write_meta(run_dir, meta)
+    if failure is not None:
+        raise failure
     if interrupted:
         console.log(
             f"interrupted: {len(state.done)} finished cells kept in {run_dir}; "

@@ -193,11 +193,21 @@ def load_run(run_dir: Path) -> Run:
     return Run(run_dir, read_meta(run_dir), config, cells, samples)
 
 
+def devices(cells: pd.DataFrame) -> list[str]:
+    """Returns the distinct ``device_name`` values of `cells` (GPU or CPU model; [] if unknown)."""
+    if "device_name" not in cells.columns:
+        return []
+    return sorted(str(d) for d in cells["device_name"].dropna().unique())
+
+
 def add_latency_ratio(cells: pd.DataFrame) -> pd.DataFrame:
     """Returns `cells` with ``latency_ratio`` = latency_ms_mean ÷ the ``full`` cell's at the same
-    (suite, model, contention); NaN where the run has no ``full`` cell there."""
+    (suite, model, contention) — and device, when the run spans several device models; NaN
+    where the run has no ``full`` cell there."""
     cells = cells.copy()
     key = ["suite", "model", "contention"]
+    if len(devices(cells)) > 1:
+        key.append("device_name")
     full = cells[cells["method"] == "full"].groupby(key, dropna=False)["latency_ms_mean"].mean()
     ref = cells.join(full.rename("_ref_ms"), on=key)["_ref_ms"]
     cells["latency_ratio"] = (cells["latency_ms_mean"] / ref).astype(float)

@@ -172,3 +172,31 @@ def test_analysis_plots_report_do_not_import_torch():
             "adabench.plots, adabench.report, adabench.commands.analysis, sys; "
             "assert 'torch' not in sys.modules, 'torch imported'")  # fmt: skip
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _two_devices(run: Run) -> Run:
+    """The run as if a Ray sweep had put contention 0 on one GPU model and 0.5 on another."""
+    device = np.where(run.cells["contention"] == 0, "GPU-A", "GPU-B")
+    cells = run.cells.assign(device_name=device, hostname=np.where(device == "GPU-A", "n1", "n2"))
+    return Run(run.path, run.meta, run.config, cells, run.samples)
+
+
+def test_compare_and_report_group_by_device_when_a_run_spans_several(runs, tmp_path):
+    from adabench.report import _sections
+    from adabench.sweep.store import add_latency_ratio
+
+    base, worse = runs
+    spread = _two_devices(base)
+    result = compare_runs(spread, _two_devices(worse))
+    assert all(label.endswith(("/GPU-A", "/GPU-B")) for label in result.cells["cell"])
+    assert len(result.cells) == len(base.cells) and result.regressed
+    moved = Run(worse.path, worse.meta, worse.config, _two_devices(worse).cells.assign(
+        device_name="GPU-C"), worse.samples)  # fmt: skip
+    with pytest.raises(UserError, match="device_name"):
+        compare_runs(spread, moved)  # same coordinates, other device: nothing to match
+    sections = _sections(spread)
+    assert [r["device"] for r in sections["Devices"]] == ["GPU-A", "GPU-B"]
+    assert sections["Cells"][0]["device"] == "GPU-A"
+    assert "Devices" not in _sections(base)
+    ratios = add_latency_ratio(spread.cells)
+    assert (ratios.loc[ratios["method"] == "full", "latency_ratio"] == 1.0).all()
