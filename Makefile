@@ -6,7 +6,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_CPU := torch==2.13.0
 
-.PHONY: help setup demo test test-all test-gpu lint format bench clean
+.PHONY: help setup demo test test-all test-gpu lint format bench clean models
 
 help:  ## show this help
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,6 +56,15 @@ bench: setup  ## performance benchmarks (numbers reported, never asserted)
 	$(VPY) benchmarks/timer_overhead.py
 	$(VPY) benchmarks/harness_overhead.py
 	$(VPY) benchmarks/budget_speedup.py
+
+MODELS_OUT ?= adabench/assets
+models: setup  ## retrain the embedded checkpoints from scratch (~60 min on 2 CPU cores)
+	$(VENV)/bin/adabench train base --out $(MODELS_OUT)/.tiny-stage1 --minutes 25 --seed 0 --lr 7e-4 --position-probe
+	$(VENV)/bin/adabench train base --out $(MODELS_OUT)/tiny --init-from $(MODELS_OUT)/.tiny-stage1 \
+	  --minutes 20 --seed 1 --lr 5e-4 --spatial-weight 2
+	rm -rf $(MODELS_OUT)/.tiny-stage1
+	for v in l h; do V=$$(echo $$v | tr a-z A-Z); OMP_NUM_THREADS=1 $(VENV)/bin/adabench train adallava --variant $$V \
+	  --base $(MODELS_OUT)/tiny --out $(MODELS_OUT)/tiny-adallava-$$v --minutes 13 --seed 0 & done; wait
 
 clean:  ## remove the venv, caches and results
 	rm -rf $(VENV) .pytest_cache build *.egg-info results/*

@@ -4,7 +4,7 @@ Images are 48×48 RGB, a 3×3 grid of 16-pixel cells (one ViT patch per cell), e
 most one object (a colour × shape pair). Families mirror the paper's benchmark kinds:
   color    attribute QA        "what color is the triangle ?"            → red
   count    counting            "how many circles are there ?"            → 2
-  spatial  spatial yes/no      "is the red circle left of the blue cross ?" → yes
+  spatial  position yes/no      "is the red circle on the left side ?"   → yes (balanced)
   exist    POPE-style existence with random / popular / adversarial negatives → no
   choice   4-way multiple choice (ScienceQA/MMBench style)               → B
 Splits are disjoint by construction: every candidate (image, question) is hashed and the hash
@@ -120,15 +120,24 @@ def _q_count(scene: Scene, rng: random.Random) -> tuple[str, list[str], dict]:
     return f"how many {target} objects are there ?", [str(n)], {"target": target}
 
 
-def _q_spatial(scene: Scene, rng: random.Random) -> tuple[str, list[str], dict] | None:
-    if len(scene.objects) < 2:
-        return None
-    (ca, col_a, sh_a), (cb, col_b, sh_b) = rng.sample(list(scene.objects), 2)
-    relation = rng.choice(("left of", "right of", "above", "below"))
-    ra, rb, xa, xb = ca // 3, cb // 3, ca % 3, cb % 3
-    truth = {"left of": xa < xb, "right of": xa > xb, "above": ra < rb, "below": ra > rb}[relation]
-    q = f"is the {_name(col_a, sh_a)} {relation} the {_name(col_b, sh_b)} ?"
-    return q, ["yes" if truth else "no"], {"relation": relation}
+SIDES = {"left": (1, 0), "right": (1, 2), "top": (0, 0), "bottom": (0, 2)}  # (axis, index)
+
+
+def _q_spatial(scene: Scene, rng: random.Random) -> tuple[str, list[str], dict]:
+    """Absolute position, answers balanced: "is the red circle on the left side ?" → yes.
+
+    Side = the object's grid column (left/right) or row (top/bottom). The answer is drawn first
+    (yes/no with equal odds), so the family's prior is exactly chance (0.5).
+    """
+    _, color, shape = obj = rng.choice(list(scene.objects))
+    cell = obj[0]
+    rc = (cell // 3, cell % 3)
+    holds = [side for side, (axis, idx) in SIDES.items() if rc[axis] == idx]
+    fails = [side for side in SIDES if side not in holds]
+    truth = bool(holds) and rng.random() < 0.5
+    side = rng.choice(holds if truth else fails)
+    q = f"is the {_name(color, shape)} on the {side} side ?"
+    return q, ["yes" if truth else "no"], {"side": side}
 
 
 def _q_exist(scene: Scene, rng: random.Random) -> tuple[str, list[str], dict] | None:
@@ -169,8 +178,15 @@ def _q_describe(scene: Scene, rng: random.Random) -> tuple[str, list[str], dict]
     return "describe the image .", [" ".join(parts)], {}
 
 
+def _q_where(scene: Scene, rng: random.Random) -> tuple[str, list[str], dict]:
+    """Training-only grounding task: "where is the red circle ?" → its cell word (nw … se)."""
+    cell, color, shape = rng.choice(list(scene.objects))
+    return f"where is the {_name(color, shape)} ?", [CELL_WORDS[cell]], {}
+
+
 _MAKERS = {
     "describe": _q_describe,
+    "where": _q_where,
     "color": _q_color,
     "count": _q_count,
     "spatial": _q_spatial,

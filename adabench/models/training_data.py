@@ -55,7 +55,7 @@ def make_batch(
     )
 
 
-TRAIN_FAMILIES = ("describe", *synthetic.FAMILIES)
+TRAIN_FAMILIES = ("describe", "where", *synthetic.FAMILIES)
 
 
 def batches(

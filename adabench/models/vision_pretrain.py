@@ -1,8 +1,8 @@
 """Stage 0 of the tiny model's recipe: pre-train the CLIP tower to recognise each grid cell.
 
 With `position`, a second probe also predicts each token's cell index, so the frozen features
-say where an object is as well as what it is (an experiment for the spatial family; the shipped
-`tiny` was trained without it). A from-scratch CLIP tower inside a Llava gets almost no gradient while the decoder still ignores
+say where an object is as well as what it is (the shipped `tiny` uses it: the `spatial` and
+training-only `where` families read an object's row/column from its visual token). A from-scratch CLIP tower inside a Llava gets almost no gradient while the decoder still ignores
 the visual tokens (measured: vision-grad norm ~1e-3 of the decoder's, accuracy stuck at chance).
 Like CLIP pre-training gives LLaVA a tower that already sees, this stage trains the tower alone
 with a linear probe per patch (17 classes: 16 colour × shape objects + empty); the probe is then

@@ -19,7 +19,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from adabench.errors import UserError
-from adabench.slo.controller import SloController
+from adabench.slo.controller import DEFAULT_ALPHA, DEFAULT_K_DEV, DEFAULT_MARGIN, SloController
 from adabench.slo.latency_model import LatencyModel, budget_grid
 from adabench.slo.schedule import ScheduleDriver, format_schedule
 from adabench.sweep.cell import CellConfig, _cell_row, _nvml_index, _sample_row
@@ -32,7 +32,12 @@ def is_budgeted(method_name: str) -> bool:
 
 
 def slo_cell_id(
-    cfg: CellConfig, slo_ms: float, margin: float = 0.1, alpha: float = 0.3, schedule: str = ""
+    cfg: CellConfig,
+    slo_ms: float,
+    margin: float = DEFAULT_MARGIN,
+    alpha: float = DEFAULT_ALPHA,
+    schedule: str = "",
+    k_dev: float = DEFAULT_K_DEV,
 ) -> str:
     """Returns the id of an SLO cell: the cell's coordinates plus target, controller and schedule."""
     return cell_id(
@@ -41,6 +46,7 @@ def slo_cell_id(
             "slo_ms": float(slo_ms),
             "slo_margin": float(margin),
             "slo_alpha": float(alpha),
+            "slo_k_dev": float(k_dev),
             "contention_schedule": schedule,
         }
     )
@@ -56,9 +62,10 @@ def run_slo_cell(
     latency_model: LatencyModel | None,
     achieved_slowdown: float = math.nan,
     schedule_driver: ScheduleDriver | None = None,
-    margin: float = 0.1,
-    alpha: float = 0.3,
+    margin: float = DEFAULT_MARGIN,
+    alpha: float = DEFAULT_ALPHA,
     on_sample: Callable[[int, dict], None] | None = None,
+    k_dev: float = DEFAULT_K_DEV,
 ) -> tuple[dict, list[dict]]:
     """Runs the cell under the target `slo_ms` and returns (cell row, sample rows).
 
@@ -95,6 +102,7 @@ def run_slo_cell(
         achieved_slowdown,
         schedule_driver,
         budgeted,
+        k_dev,
     )
     runner, timer = LlavaRunner(loaded.model), Timer(loaded.device)
     eos = loaded.processor.tokenizer.eos_token_id
@@ -147,7 +155,8 @@ def run_slo_cell(
     cell = _cell_row(cfg, rows, achieved_slowdown, mem.peak_mem_mb, energy)
     schedule = format_schedule(schedule_driver.schedule) if schedule_driver is not None else ""
     cell.update(_slo_columns(rows, slo_ms, margin, alpha, schedule))
-    cell["cell_id"] = slo_cell_id(cfg, slo_ms, margin, alpha, schedule)
+    cell["slo_k_dev"] = float(k_dev)
+    cell["cell_id"] = slo_cell_id(cfg, slo_ms, margin, alpha, schedule, k_dev)
     return cell, rows
 
 
@@ -161,6 +170,7 @@ def _controller(
     achieved_slowdown: float,
     driver,
     budgeted: bool,
+    k_dev: float = DEFAULT_K_DEV,
 ) -> SloController | None:
     if latency_model is None:
         return None
@@ -175,6 +185,7 @@ def _controller(
         max_budget=grid[-1],
         budget_grid=grid,
         initial_slowdown=achieved_slowdown if known else 1.0,
+        k_dev=k_dev,
     )
 
 

@@ -8,8 +8,14 @@ remaining error shrinks by (1 − α) per request, to 5 % after ln 0.05 / ln(1 �
 at α = 0.3. Dividing by the prediction at the budget that actually ran keeps the estimate
 unbiased while the controller itself moves the budget.
 
-Decision: the largest grid budget b with predict(b) × s ≤ target × (1 − margin); when even the
-smallest reachable budget misses that, the smallest one runs and the request is flagged.
+Jitter: with `k_dev` > 0 the decision uses s + k_dev·d, where d is an EWMA (same α) of the
+absolute error |observed ratio − s| — Jacobson/Karels' mean-plus-deviation estimate (TCP's
+retransmission timer uses k = 4). Under bursty contention (CPU time slices of a few ms against
+requests of ~10 ms) the mean slowdown alone picks budgets whose *typical* latency fits while a
+third of requests miss; the deviation term buys headroom in proportion to the observed jitter.
+
+Decision: the largest grid budget b with predict(b) × s_eff ≤ target × (1 − margin); when even
+the smallest reachable budget misses that, the smallest one runs and the request is flagged.
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ import numpy as np
 
 from adabench.errors import UserError, check_range
 from adabench.slo.latency_model import LatencyModel
+
+DEFAULT_MARGIN = 0.1
+DEFAULT_ALPHA = 0.3
+DEFAULT_K_DEV = 0.0
 
 
 class Decision(NamedTuple):
@@ -39,17 +49,19 @@ class SloController:
         self,
         model: LatencyModel,
         target_ms: float,
-        margin: float = 0.1,
-        alpha: float = 0.3,
+        margin: float = DEFAULT_MARGIN,
+        alpha: float = DEFAULT_ALPHA,
         min_budget: float | None = None,
         max_budget: float = 1.0,
         budget_grid: list[float] | None = None,
         initial_slowdown: float = 1.0,
+        k_dev: float = DEFAULT_K_DEV,
     ) -> None:
         check_range(float(target_ms), 0.0, math.inf, "SLO target_ms", low_open=True)
         check_range(float(margin), 0.0, 0.99, "SLO margin")
         check_range(float(alpha), 0.0, 1.0, "SLO EWMA alpha", low_open=True)
         check_range(float(initial_slowdown), 0.0, math.inf, "initial slowdown", low_open=True)
+        check_range(float(k_dev), 0.0, 10.0, "SLO deviation weight k_dev")
         grid = list(budget_grid) if budget_grid is not None else list(model.budgets)
         lo = float(min_budget) if min_budget is not None else min(grid)
         check_range(lo, 0.0, 1.0, "SLO min_budget", low_open=True)
@@ -63,6 +75,8 @@ class SloController:
         self.margin = float(margin)
         self.alpha = float(alpha)
         self.slowdown = float(initial_slowdown)
+        self.k_dev = float(k_dev)
+        self.deviation = 0.0
         self._limit_ms = self.target_ms * (1.0 - self.margin)
         # Predictions are fixed per grid budget: precomputed so a decision is a short Python scan.
         self._pred_ms = {b: model.predict(b) for b in self.grid}
@@ -82,9 +96,9 @@ class SloController:
         return 0.0 if self.alpha >= 1.0 else -1.0 / math.log1p(-self.alpha)
 
     def choose(self) -> Decision:
-        """Returns the budget for the next request, the slowdown estimate it used, and whether
-        even the minimum budget is predicted to miss the target (flagged)."""
-        s = self.slowdown
+        """Returns the budget for the next request, the slowdown estimate it used (mean plus
+        k_dev deviations), and whether even the minimum budget is predicted to miss (flagged)."""
+        s = self.slowdown + self.k_dev * self.deviation
         for budget, pred_ms in self._descending:
             if pred_ms * s <= self._limit_ms:
                 return Decision(budget, s, False)
@@ -97,7 +111,9 @@ class SloController:
             return self.slowdown
         pred_ms = self._pred_ms.get(budget)
         ratio = latency_ms / (pred_ms if pred_ms is not None else self.model.predict(budget))
-        self.slowdown += self.alpha * (ratio - self.slowdown)
+        error = ratio - self.slowdown
+        self.slowdown += self.alpha * error
+        self.deviation += self.alpha * (abs(error) - self.deviation)
         return self.slowdown
 
 

@@ -83,15 +83,9 @@ class CellConfig:
         (the same id as `adabench.slo.cell.slo_cell_id` with the default controller settings)."""
         if self.slo_ms is None:
             return cell_id(self.coords())
-        return cell_id(
-            {
-                **self.coords(),
-                "slo_ms": float(self.slo_ms),
-                "slo_margin": 0.1,
-                "slo_alpha": 0.3,
-                "contention_schedule": self.schedule,
-            }
-        )
+        from adabench.slo.cell import slo_cell_id
+
+        return slo_cell_id(self, self.slo_ms, schedule=self.schedule)
 
 
 def prepare_samples(

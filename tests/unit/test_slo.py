@@ -130,6 +130,28 @@ def test_closed_loop_meets_slo_under_noisy_load_where_full_misses():
     assert np.mean(met_ctl) - np.mean(met_full) >= 0.3
 
 
+def test_deviation_term_buys_headroom_under_jitter():
+    """Bursty load (slowdown 1.6, ×1.4 for the 30 % of requests that lose a time slice): the
+    mean-only estimate (1.79) picks 0.75, whose bursts miss; mean + 2 deviations picks 0.5."""
+    attained = {}
+    for k in (0.0, 2.0):
+        rng = np.random.default_rng(1)
+        ctl = SloController(MODEL, target_ms=150.0, budget_grid=GRID, k_dev=k)
+        met = []
+        for _ in range(600):
+            slowdown = 1.6 * (1.4 if rng.random() < 0.3 else 1.0)
+            b, s_used, _ = ctl.choose()
+            latency = _plant(b, slowdown)
+            ctl.observe(b, latency)
+            met.append(latency <= 150.0)
+        attained[k] = float(np.mean(met))
+        if k:
+            assert ctl.deviation > 0 and s_used > ctl.slowdown
+    assert attained[2.0] >= 0.95 and attained[2.0] - attained[0.0] >= 0.1, attained
+    with pytest.raises(UserError, match="k_dev"):
+        SloController(MODEL, target_ms=80.0, k_dev=-1.0)
+
+
 def test_observe_ignores_bad_timings_and_overhead_is_small():
     ctl = SloController(MODEL, target_ms=80.0)
     for bad in (math.nan, math.inf, 0.0, -1.0):

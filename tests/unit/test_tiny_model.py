@@ -38,26 +38,35 @@ def test_loads_with_plain_transformers_and_answers(name):
     assert right >= len(samples) - 1  # plain HF generation answers the easy families
 
 
-def _accuracy(name, method, budget, limit=60):
+def _accuracy(name, method, budget, limit=60, rows_out=None):
     from adabench.data.suites import get_spec, load_suite
     from adabench.models.loading import load_model
     from adabench.sweep.cell import CellConfig, prepare_samples, run_cell
 
     loaded = load_model(name, device="cpu")
     spec, samples = get_spec("shapes"), load_suite("shapes", limit=limit)
-    cell, _ = run_cell(
+    cell, rows = run_cell(
         loaded,
         spec,
         samples,
         prepare_samples(loaded, spec, samples),
         CellConfig(model=name, method=method, budget=budget, warmup=0),
     )
+    if rows_out is not None:
+        rows_out.extend(rows)
     return cell
 
 
-def test_tiny_accuracy_floor():
-    # measured 0.923 on 300 samples (model card); floor with a margin for this 60-sample slice
-    assert _accuracy("tiny", "full", 1.0)["accuracy"] >= 0.8
+def test_tiny_accuracy_floor_and_every_family_above_chance():
+    # measured 0.997 on 300 samples, spatial 0.983 (model card); floors with a margin for this
+    # 60-sample slice (12 per family). Chance: spatial/exist 0.5, choice 0.25, colour 0.25.
+    from adabench.models.model_card import family_table
+
+    rows: list[dict] = []
+    assert _accuracy("tiny", "full", 1.0, rows_out=rows)["accuracy"] >= 0.9
+    table = family_table(rows)
+    assert set(table) == {"choice", "color", "count", "exist", "spatial", "overall"}
+    assert all(acc >= 0.75 for acc in table.values()), table
 
 
 @pytest.mark.parametrize(
