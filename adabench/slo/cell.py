@@ -154,8 +154,7 @@ def run_slo_cell(
         row["energy_j"] = energy
     cell = _cell_row(cfg, rows, achieved_slowdown, mem.peak_mem_mb, energy)
     schedule = format_schedule(schedule_driver.schedule) if schedule_driver is not None else ""
-    cell.update(_slo_columns(rows, slo_ms, margin, alpha, schedule))
-    cell["slo_k_dev"] = float(k_dev)
+    cell.update(_slo_columns(rows, slo_ms, margin, alpha, k_dev, schedule))
     cell["cell_id"] = slo_cell_id(cfg, slo_ms, margin, alpha, schedule, k_dev)
     return cell, rows
 
@@ -190,7 +189,7 @@ def _controller(
 
 
 def _slo_columns(
-    rows: list[dict], slo_ms: float, margin: float, alpha: float, schedule: str
+    rows: list[dict], slo_ms: float, margin: float, alpha: float, k_dev: float, schedule: str
 ) -> dict:
     chosen = np.array([r["chosen_budget"] for r in rows], dtype=float)
     met = [r["slo_met"] for r in rows]
@@ -207,5 +206,6 @@ def _slo_columns(
         "flagged_fraction": float(np.mean([r["flagged"] for r in rows])) if rows else nan,
         "slo_margin": float(margin),
         "slo_alpha": float(alpha),
+        "slo_k_dev": float(k_dev),
         "contention_schedule": schedule,
     }

@@ -88,8 +88,6 @@ def run_group(cfg_dict: dict, run_dir: str, cells: list[CellConfig]):
 def _undo_niceness() -> int:
     """Ray starts workers at nice 15; a measuring task wants 0. Returns the niceness it ends at
     (lowering it needs root or CAP_SYS_NICE; the cluster can set RAY_worker_niceness=0)."""
-    import os
-
     current = os.nice(0)
     if current > 0:
         with contextlib.suppress(OSError):
