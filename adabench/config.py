@@ -11,6 +11,7 @@ from adabench.errors import UserError, check_range
 
 DEMO_MODELS = ["tiny", "tiny-adallava-l", "tiny-adallava-h"]
 DEMO_METHODS = ["full", "layer-drop", "early-exit", "adallava-l", "adallava-h"]
+ORDERS = ("interleaved", "sequential")
 
 
 @dataclass
@@ -59,6 +60,33 @@ class SweepConfig:
     no_weights: bool = field(
         default=False, metadata={"help": "random weights from the config (latency only)"}
     )
+    order: str = field(
+        default="interleaved",
+        metadata={
+            "help": "interleaved: sample by sample, every arm of a group once per pass in a "
+            "seeded random order (paired in time) | sequential: one cell after another"
+        },
+    )
+    aa: bool = field(
+        default=True,
+        metadata={"help": "measure a second, hidden `full` arm per group: the A/A noise floor"},
+    )
+    target_ci: float | None = field(
+        default=None,
+        metadata={
+            "help": "add rounds until every arm's latency-ratio CI half-width <= this (e.g. 0.02)"
+        },
+    )
+    max_rounds: int = field(
+        default=5, metadata={"help": "rounds (passes over the samples) at most with target_ci"}
+    )
+    max_time_s: float | None = field(
+        default=None, metadata={"help": "seconds per group at most for extra rounds (target_ci)"}
+    )
+    chunk: int = field(
+        default=10,
+        metadata={"help": "samples per atomically written chunk (an interrupt loses at most one)"},
+    )
 
     def __post_init__(self) -> None:
         for name in ("models", "methods", "suites"):
@@ -80,6 +108,18 @@ class SweepConfig:
             raise UserError(f"max-new-tokens must be >= 1, got {self.max_new_tokens}")
         if self.threads is not None and self.threads < 1:
             raise UserError(f"threads must be >= 1, got {self.threads}")
+        if self.order not in ORDERS:
+            from adabench.errors import did_you_mean
+
+            raise did_you_mean(str(self.order), ORDERS, "order")
+        if self.target_ci is not None:
+            check_range(float(self.target_ci), 0.0, 1.0, "target-ci", low_open=True)
+        if self.max_rounds < 1:
+            raise UserError(f"max-rounds must be >= 1, got {self.max_rounds}")
+        if self.max_time_s is not None and self.max_time_s <= 0:
+            raise UserError(f"max-time must be > 0 seconds, got {self.max_time_s}")
+        if self.chunk < 1:
+            raise UserError(f"chunk must be >= 1, got {self.chunk}")
         for s in self.slo_ms:
             if float(s) <= 0:
                 raise UserError(f"slo-ms must be > 0, got {s}")

@@ -64,6 +64,29 @@ def register(app: typer.Typer) -> None:
                 help="Random weights from the config: latency/FLOPs only, accuracy NaN.",
             ),
         ] = None,
+        order: Annotated[
+            str | None,
+            typer.Option(
+                help="interleaved (default: every arm once per sample, seeded random order, "
+                "paired ratios) | sequential (one cell after another)."
+            ),
+        ] = None,
+        aa: Annotated[
+            bool | None,
+            typer.Option(
+                "--aa/--no-aa", help="Measure a hidden second `full` arm: the A/A noise floor."
+            ),
+        ] = None,
+        target_ci: Annotated[
+            float | None,
+            typer.Option(help="Add rounds until every latency-ratio CI half-width <= this."),
+        ] = None,
+        max_rounds: Annotated[
+            int | None, typer.Option(help="With --target-ci: rounds at most (default 5).")
+        ] = None,
+        max_time: Annotated[
+            float | None, typer.Option(help="With --target-ci: seconds per group at most.")
+        ] = None,
         out: Annotated[Path, typer.Option(help="Parent folder of the run folder.")] = Path(
             "results"
         ),
@@ -129,6 +152,11 @@ def register(app: typer.Typer) -> None:
             "no_weights": no_weights,
             "slo_ms": parse_floats(slo_ms, "slo-ms"),
             "contention_schedule": contention_schedule,
+            "order": order,
+            "aa": aa,
+            "target_ci": target_ci,
+            "max_rounds": max_rounds,
+            "max_time_s": max_time,
         }
         runner = make_executor(executor, ray_address, gpus_per_task, cpus_per_task, max_retries)
         if resume is not None:

@@ -64,6 +64,27 @@ class Run:
     elapsed_ms: float = float("nan")
 
 
+class Span:
+    """An inner region of a tracked block (prefill inside a generation, one decode step, the
+    method's decision). On CUDA it records a pair of events and never synchronises: its
+    `elapsed_ms` (GPU time, ms) is resolved when first read, after the outer `track()` block
+    has synchronised. On CPU it is `perf_counter_ns` wall time, known at exit."""
+
+    def __init__(self, fixed_ms: float = float("nan"), events: tuple | None = None) -> None:
+        self._ms = fixed_ms
+        self._events = events
+
+    @property
+    def elapsed_ms(self) -> float:
+        """Returns the region's duration in ms (on CUDA: waits for its end event once)."""
+        if self._events is not None:
+            start, end = self._events
+            end.synchronize()
+            self._ms = float(start.elapsed_time(end))
+            self._events = None
+        return self._ms
+
+
 class Timer:
     """Times code blocks on `device`: CUDA events bracketed by synchronisation on a CUDA
     device (GPU time of everything queued inside the block, host launch gaps included),
@@ -100,6 +121,27 @@ class Timer:
             yield run
             run.elapsed_ms = (time.perf_counter_ns() - start_ns) / 1e6
         self.values_ms.append(run.elapsed_ms)
+
+    @contextmanager
+    def span(self) -> Iterator[Span]:
+        """Yields a `Span` timing an inner region without adding a synchronisation (see Span).
+        Spans are not appended to `values_ms`; a fake timer gives spans NaN."""
+        if self._fake is not None:
+            span = Span()
+            yield span
+        elif self.is_cuda:
+            stream = torch.cuda.current_stream(self.device)
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record(stream)
+            span = Span(events=(start, end))
+            yield span
+            end.record(stream)
+        else:
+            start_ns = time.perf_counter_ns()
+            span = Span()
+            yield span
+            span._ms = (time.perf_counter_ns() - start_ns) / 1e6
 
     def _next_fake(self) -> float:
         try:
