@@ -169,11 +169,12 @@ def calibrate(
     levels (`sm`, whose level is fixed at start, restarts its worker per level instead).
     Keys: level, kind, device, achieved_slowdown (median of the `repeats` alone/stressed pair
     ratios), slowdown_min, slowdown_max, reference_ms_median (alone), stressed_ms_median,
-    repeats, workers, period_ms, threads (torch threads of the reference).
+    repeats, workers, period_ms, threads (torch threads of the reference), mps_active (the
+    workers were NVIDIA MPS clients: GPU stress then runs concurrently, not time-sliced).
     """
     specs = [Contention(lv, kind, device, period_ms, workers) for lv in levels]  # validate first
     samples = [SlowdownSample([], []) for _ in specs]
-    reference = ReferenceWorkload(device)
+    reference = ReferenceWorkload(specs[0].device)  # "cuda" resolved to the workers' cuda:i
     with _torch_threads(threads):
         if kind == "sm":
             for spec, sample in zip(specs, samples, strict=True):
@@ -195,6 +196,8 @@ def _calibrate_live(
     first = specs[0]
     with Contention(1.0, first.kind, first.device, first.period_ms, first.workers) as live:
         steps = _steps_per_block(reference, live)
+        for spec in specs:  # the rows report the live workers' MPS state
+            spec.mps_active = live.mps_active and spec.level > 0
         order = list(range(len(specs)))
         for r in range(repeats):
             for i in order if r % 2 == 0 else order[::-1]:
@@ -212,6 +215,7 @@ def _row(spec: Contention, sample: SlowdownSample, threads: int | None) -> dict:
         "level": spec.level,
         "kind": spec.kind,
         "device": spec.device,
+        "mps_active": spec.mps_active,
         "achieved_slowdown": sample.slowdown,
         "slowdown_min": min(ratios),
         "slowdown_max": max(ratios),

@@ -4,6 +4,12 @@
 waits for each one's `ready` line (a handshake, not a sleep), and stops them when the block
 ends, whatever the reason. `c.check()` raises `ContentionError` if a worker died; `c.pids`
 lets the measuring side tell its own stress from foreign load.
+
+On CUDA the device is resolved once to a concrete `cuda:i` (adabench/measure/device.py) and
+each worker's handshake names its GPU's UUID, which must equal the measuring process's: stress
+and model share one physical GPU. The handshake also says whether the worker is an NVIDIA MPS
+client (`c.mps_active`); `sm` contention refuses to run unless it is, because a client that
+cannot reach the MPS daemon ignores CUDA_MPS_ACTIVE_THREAD_PERCENTAGE and runs at full duty.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from adabench.contention.workers import CPU_KINDS, KINDS, READY, SINGLE_THREAD_ENV
+from adabench.contention.workers import CPU_KINDS, KINDS, SINGLE_THREAD_ENV, parse_ready
 from adabench.errors import UserError, check_range, did_you_mean
 
 MPS_HINT = "start the MPS daemon with `nvidia-cuda-mps-control -d` (see NVIDIA's MPS guide)"
@@ -29,10 +35,21 @@ class ContentionError(RuntimeError):
     """A stress worker failed to start or died while a measurement ran."""
 
 
-def mps_problem() -> str | None:
-    """Returns None when an NVIDIA MPS control daemon is running, else why `sm` mode cannot run."""
-    pipe_dir = os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps")
-    if os.path.exists(os.path.join(pipe_dir, "control")):
+def mps_problem(pipe_dir: str | None = None, uid: int | None = None) -> str | None:
+    """Returns None when an NVIDIA MPS control daemon of this user seems to run, else why `sm`
+    mode cannot run. A first check only: the worker's handshake proves the MPS connection."""
+    pipe_dir = pipe_dir or os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps")
+    control = os.path.join(pipe_dir, "control")
+    if os.path.exists(control):
+        owner = os.stat(control).st_uid
+        me = os.getuid() if uid is None else uid
+        if owner not in (me, 0) and me != 0:
+            # Another user's server does not accept our clients: they would wait, not fail.
+            return (
+                f"the MPS daemon at {pipe_dir} belongs to uid {owner}, not to this user "
+                f"(uid {me}); its server would make our CUDA clients wait. Use that user's "
+                "account or point CUDA_MPS_PIPE_DIRECTORY at a daemon of your own"
+            )
         return None
     with contextlib.suppress(OSError):
         for entry in os.listdir("/proc"):
@@ -44,16 +61,45 @@ def mps_problem() -> str | None:
 
 
 def check_device(device: str) -> str:
-    """Returns `device` if it is `cpu`, `cuda` or `cuda:N` and usable here, else raises UserError."""
+    """Returns "cpu", or the concrete "cuda:N" that `cuda` / `cuda:N` names here; raises
+    UserError for other names, without CUDA, or for an index that is not visible."""
+    from adabench.measure import device as devices
+
     if device == "cpu":
         return device
     if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError(f"device {device!r} needs CUDA, which is not available here; use cpu.")
-        return device
+        return devices.resolve(device).name
     raise UserError(f"unknown device {device!r}. Choose from: cpu, cuda, cuda:N.")
+
+
+def check_workers(kind: str, expected_uuid: str, reports: list[dict[str, str]]) -> bool:
+    """Checks the handshake reports of CUDA workers (see workers.parse_ready) and returns
+    whether they are MPS clients. Raises ContentionError when a worker runs on another GPU
+    than `expected_uuid` (the model's), UserError when `sm` stress is not provably under MPS."""
+    from adabench.measure.device import same_gpu
+
+    for info in reports:
+        uuid = info.get("uuid", "")
+        if expected_uuid and not same_gpu(expected_uuid, uuid):
+            raise ContentionError(
+                f"stress worker pid {info.get('pid')} runs on GPU {uuid or '?'}, not on the "
+                f"measured GPU {expected_uuid}: stress and model must share one GPU"
+            )
+    states = [info.get("mps", "unknown") for info in reports]
+    if kind == "sm" and any(state != "mps" for state in states):
+        why = {
+            "direct": "it runs as a plain CUDA process (the MPS daemon is not reachable: a stale "
+            "pipe, or another CUDA_MPS_PIPE_DIRECTORY)",
+            "unseen": "NVML does not list its pid (a container's PID namespace? run with "
+            "--pid=host)",
+            "unknown": "NVML cannot list MPS clients here",
+        }
+        state = next(s for s in states if s != "mps")
+        raise UserError(
+            f"contention kind 'sm' needs the stress worker to be an NVIDIA MPS client, but "
+            f"{why.get(state, state)}; without MPS its thread percentage is ignored. {MPS_HINT}."
+        )
+    return bool(states) and all(state == "mps" for state in states)
 
 
 def check_kind(kind: str, device: str) -> str:
@@ -100,6 +146,10 @@ class Contention:
     _procs: list[subprocess.Popen] = field(default_factory=list, init=False, repr=False)
     _logs: list = field(default_factory=list, init=False, repr=False)
     _paused: bool = field(default=False, init=False, repr=False)
+    gpu_uuid: str = field(default="", init=False, metadata={"help": "the workers' GPU (CUDA)"})
+    mps_active: bool = field(
+        default=False, init=False, metadata={"help": "the workers are NVIDIA MPS clients"}
+    )
 
     def __post_init__(self) -> None:
         check_range(float(self.level), 0.0, 1.0, "contention level")
@@ -130,6 +180,7 @@ class Contention:
         """Starts the workers and returns once each has reported it is running."""
         if self.level == 0 or self._procs:
             return
+        self.gpu_uuid, self.mps_active = "", False
         try:
             cores = _cores() if self.device == "cpu" else []
             for i in range(self.workers):
@@ -158,21 +209,31 @@ class Contention:
     def _handshake(self) -> None:
         deadline = time.monotonic() + self.start_timeout_s
         waiting = {p.stdout.fileno(): p for p in self._procs}
+        reports = []
         while waiting:
             left = deadline - time.monotonic()
             if left <= 0:
+                hint = f" (is NVIDIA MPS usable? {MPS_HINT})" if self.kind == "sm" else ""
                 raise ContentionError(
-                    f"{len(waiting)} stress worker(s) did not start within {self.start_timeout_s:g} s"
+                    f"{len(waiting)} stress worker(s) did not start within "
+                    f"{self.start_timeout_s:g} s{hint}"
                 )
             ready, _, _ = select.select(list(waiting), [], [], left)
             for fd in ready:
                 proc = waiting.pop(fd)
-                line = proc.stdout.readline().decode(errors="replace")
-                if not line.startswith(READY):
+                info = parse_ready(proc.stdout.readline().decode(errors="replace"))
+                if info is None:
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         proc.wait(timeout=5)
                     raise ContentionError(self._death_message(proc, "failed to start"))
                 proc.stdout.close()
+                reports.append(info)
+        if self.device != "cpu":
+            from adabench.measure.device import gpu_uuid
+
+            expected = gpu_uuid(int(self.device.split(":")[1]))
+            self.mps_active = check_workers(self.kind, expected, reports)
+            self.gpu_uuid = reports[0].get("uuid", "") if reports else expected
 
     def _death_message(self, proc: subprocess.Popen, what: str) -> str:
         tail = ""

@@ -2,8 +2,10 @@
 
 A worker is started by `adabench.contention.controller` as
 `python -m adabench.contention.workers --kind K --level L --device D ...`. It allocates its
-buffers, runs one chunk of work, prints `ready <pid>` on stdout (the handshake) and then loops:
-in each period (default 10 ms) it is busy for `level × period` and sleeps for the rest.
+buffers, runs one chunk of work, prints its `ready` line on stdout (the handshake, see
+`ready_line`) and then loops: in each period (default 10 ms) it is busy for `level × period`
+and sleeps for the rest. A CUDA worker's ready line names its GPU's UUID and whether it reaches
+the GPU through MPS, so the controller can check both instead of trusting them.
 
 A worker never outlives its parent: it asks the kernel for SIGKILL when the parent dies
 (Linux `PR_SET_PDEATHSIG`), a watchdog thread exits on EOF of stdin (a pipe whose only writer
@@ -100,11 +102,22 @@ def _cpu_steps(kind: str) -> Callable[[], None]:
     return {"compute": compute, "memory": memory, "mixed": mixed}[kind]
 
 
+def cuda_device(device: str, current: int = 0):
+    """Returns the torch device of "cuda" / "cuda:i" with an index (`current` for bare "cuda"):
+    torch.cuda.set_device refuses a device without one."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        raise ValueError(f"a CUDA stress worker needs a cuda device, got {device!r}")
+    return dev if dev.index is not None else torch.device("cuda", current)
+
+
 def _cuda_steps(kind: str, device: str) -> Callable[[], None]:
     """Returns a function doing one synchronised chunk (~0.2-1 ms on a datacenter GPU)."""
     import torch
 
-    dev = torch.device(device)
+    dev = cuda_device(device)
     torch.cuda.set_device(dev)
     dtype = torch.float16
     a = torch.randn(4096, 4096, device=dev, dtype=dtype)
@@ -128,6 +141,34 @@ def _cuda_steps(kind: str, device: str) -> Callable[[], None]:
 
     # `sm` is compute at full duty cycle, its share limited by CUDA_MPS_ACTIVE_THREAD_PERCENTAGE.
     return {"compute": compute, "memory": memory, "mixed": mixed, "sm": compute}[kind]
+
+
+def ready_line(pid: int, uuid: str | None = None, mps: str | None = None) -> str:
+    """Returns the handshake line: `ready PID` on CPU, `ready PID uuid=GPU-… mps=STATE` on CUDA
+    (STATE as in adabench.measure.device.mps_client_state)."""
+    extra = f" uuid={uuid or '?'} mps={mps or 'unknown'}" if uuid is not None else ""
+    return f"{READY} {pid}{extra}\n"
+
+
+def parse_ready(line: str) -> dict[str, str] | None:
+    """Returns {"pid", and "uuid"/"mps" for CUDA workers} of a handshake line, None if it is not one."""
+    parts = line.split()
+    if len(parts) < 2 or parts[0] != READY or not parts[1].isdigit():
+        return None
+    info = {"pid": parts[1]}
+    for part in parts[2:]:
+        key, _, value = part.partition("=")
+        info[key] = value
+    return info
+
+
+def _cuda_identity(device: str) -> tuple[str, str]:
+    """Returns (UUID, MPS state) of this process's CUDA device, after its context exists."""
+    from adabench.measure import device as devices
+
+    index = cuda_device(device).index
+    uuid = devices.gpu_uuid(index)
+    return uuid, devices.mps_state_of(os.getpid(), uuid)
 
 
 def duty_cycle(
@@ -179,7 +220,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         step = _cuda_steps(args.kind, args.device)
     step()  # warm-up: buffers touched, kernels loaded, before we say we are running
-    sys.stdout.write(f"{READY} {os.getpid()}\n")
+    identity = (None, None) if args.device == "cpu" else _cuda_identity(args.device)
+    sys.stdout.write(ready_line(os.getpid(), *identity))
     sys.stdout.flush()
     duty_cycle(step, levels, args.period_ms / 1000.0, args.parent_pid)
     os._exit(0)

@@ -12,6 +12,10 @@ the model's chat format. Data comes from a local copy first (`data_dir` argument
 a list of dicts), answer_format (list | single | index | letter), choices (list column) or
 choice_columns (one column per option), hint, family, ocr_tokens, image_id (join key into
 `source.images`), meta (columns copied into Sample.meta).
+
+Images are decoded lazily: each sample is a `LazySample` whose `image` is read from the
+(memory-mapped) dataset when accessed and never kept, so loading VQAv2's 214k questions holds
+row indices, not 214k decoded images.
 """
 
 from __future__ import annotations
@@ -121,6 +125,43 @@ def open_split(path: str, name: str | None, split: str, root: Path | None):
         ) from exc
 
 
+# ---------------------------------------------------------------- lazy images
+
+
+class ImageLoader:
+    """Decodes the image of row `index` of `images` (a one-column dataset view) when called."""
+
+    def __init__(self, images, index: int, column: str) -> None:
+        self.images, self.index, self.column = images, index, column
+
+    def __call__(self):
+        """Returns the row's image as an RGB PIL image (decoded now, not cached)."""
+        return self.images[self.index][self.column].convert("RGB")
+
+
+class LazySample(Sample):
+    """A Sample whose `image` is decoded from its dataset on every read (RGB PIL image) and not
+    kept. Assigning a PIL image (or another `ImageLoader`) replaces the source."""
+
+    @property
+    def image(self):
+        source = self.image_source
+        return source() if isinstance(source, ImageLoader) else source
+
+    @image.setter
+    def image(self, value) -> None:
+        self.__dict__["_image_source"] = value
+
+    @property
+    def image_source(self):
+        """Returns the `ImageLoader` (or the image itself), without decoding anything."""
+        return self.__dict__["_image_source"]
+
+
+def _image_source(sample: Sample):
+    return sample.image_source if isinstance(sample, LazySample) else sample.image
+
+
 # ---------------------------------------------------------------- rows → samples
 
 
@@ -205,9 +246,9 @@ def _rotations(sample: Sample, options: list[str]) -> list[Sample]:
             + "\n"
             + "\n".join(f"{string.ascii_uppercase[i]}. {o}" for i, o in enumerate(rotated))
         )
-        out.append(Sample(
+        out.append(LazySample(
             id=sample.id if k == 0 else f"{sample.id}@{k}",
-            image=sample.image,
+            image=_image_source(sample),
             question=spec_q + sample.meta["_post"],
             answers=[string.ascii_uppercase[(gold - k) % len(options)]],
             family=sample.family,
@@ -225,7 +266,7 @@ def _row_sample(spec: SuiteSpec, row: dict, index: int, image) -> Sample:
     if options:
         meta["options"] = options
     family = str(row[fields["family"]]) if "family" in fields else ""
-    sample = Sample(
+    sample = LazySample(
         _row_id(fields, row, index),
         image,
         build_question(spec, row, options),
@@ -267,14 +308,17 @@ class _ImageJoin:
 
     def __init__(self, spec: SuiteSpec, root: Path | None) -> None:
         cfg = spec.source["images"]
-        self.ds = open_split(spec.source["path"], cfg.get("name"), cfg["split"], root)
+        ds = open_split(spec.source["path"], cfg.get("name"), cfg["split"], root)
         self.column = cfg.get("image", "image")
-        self.index = {str(k): i for i, k in enumerate(self.ds[cfg.get("key", "id")])}
+        self.images = ds.select_columns([self.column])
+        keys = ds.select_columns([cfg.get("key", "id")])[cfg.get("key", "id")]
+        self.index = {str(k): i for i, k in enumerate(keys)}
 
-    def get(self, key: Any):
+    def loader(self, key: Any) -> ImageLoader:
+        """Returns the loader of the image whose key is `key`; UserError if there is none."""
         if str(key) not in self.index:
             raise UserError(f"image {key!r} not found in the images config of this suite")
-        return self.ds[self.index[str(key)]][self.column]
+        return ImageLoader(self.images, self.index[str(key)], self.column)
 
 
 def load_hf(
@@ -284,22 +328,24 @@ def load_hf(
 
     With `circular: true` (MMBench) each choice question yields one sample per rotation of its
     options (ids `ID`, `ID@1`, ...; meta `circular_group`, `circular_index`), so `limit` counts
-    questions, not samples. Images are RGB PIL images, unpadded (see `prepare_image`).
+    questions, not samples. Images are RGB PIL images, unpadded (see `prepare_image`), decoded
+    each time a sample's `image` is read (see `LazySample`).
     """
     root = data_root(spec, data_dir)
     entry = _split_entry(spec, split)
     ds = open_split(spec.source["path"], spec.source.get("name"), entry["split"], root)
     join = _ImageJoin(spec, root) if spec.source.get("images") else None
+    column = spec.fields.get("image", "image")
+    images = None if join else ds.select_columns([column])
+    rows = ds.remove_columns([column]) if column in ds.column_names else ds  # no decoding
     samples: list[Sample] = []
     seen: dict[str, int] = {}
     for i in _indices(ds, entry, limit):
-        row = ds[i]
+        row = rows[i]
         image = (
-            join.get(row[spec.fields["image_id"]])
-            if join
-            else row[spec.fields.get("image", "image")]
+            join.loader(row[spec.fields["image_id"]]) if join else ImageLoader(images, i, column)
         )
-        sample = _row_sample(spec, row, i, image.convert("RGB"))
+        sample = _row_sample(spec, row, i, image)
         if sample.id in seen:  # e.g. MME: two questions per image id
             seen[sample.id] += 1
             sample.id = f"{sample.id}#{seen[sample.id]}"

@@ -1,8 +1,11 @@
 """Peak memory of a code block: CUDA allocator peak on GPU, peak resident set (RSS) on CPU.
 
-On a CUDA device `peak_mem_mb` is `torch.cuda.max_memory_allocated` after a reset at entry:
-the allocator's peak during the block, weights and KV cache included (what must fit).
-On CPU it is the peak RSS growth over the RSS at entry. Linux's high-water mark (VmHWM,
+`peak_mem_mb` has one meaning on every device: the block's peak above what was in use at entry.
+Entered with the model loaded, that is the working memory of the requests (activations, KV
+cache, sliced-weight copies made inside the block) above the resident weights; the absolute
+peak (weights included, what must fit) is `peak_total_mb`, the entry level `start_mb`.
+On a CUDA device the peak is `torch.cuda.max_memory_allocated` after a reset at entry, minus
+`memory_allocated` at entry. On CPU it is the peak RSS growth over the RSS at entry. Linux's high-water mark (VmHWM,
 like `ru_maxrss`) only ever grows, so at entry it is reset by writing "5" to
 /proc/self/clear_refs; then peak = VmHWM at exit and growth = peak − RSS at entry. Where the
 reset is refused (or there is no /proc) the growth is VmHWM (or ru_maxrss) at exit minus the
@@ -25,7 +28,7 @@ MB = 2**20
 class MemoryResult:
     peak_mem_mb: float = field(
         default=float("nan"),
-        metadata={"help": "GPU: allocator peak in the block; CPU: peak RSS growth over entry"},
+        metadata={"help": "peak in the block above the level at entry (GPU allocator; CPU RSS)"},
     )
     peak_total_mb: float = field(
         default=float("nan"), metadata={"help": "absolute peak (allocated on GPU, RSS on CPU)"}
@@ -95,7 +98,7 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             r.peak_total_mb = torch.cuda.max_memory_allocated(self.device) / MB
-            r.peak_mem_mb = r.peak_total_mb
+            r.peak_mem_mb = max(r.peak_total_mb - r.start_mb, 0.0)
             return
         hwm_kb = _status_kb("VmHWM")
         r.peak_total_mb = hwm_kb / 1024 if hwm_kb is not None else _maxrss_mb()

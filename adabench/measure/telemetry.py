@@ -4,7 +4,9 @@ temperature, utilisation and throttle reasons (nvidia-ml-py, `import pynvml`).
 Without a GPU or NVML every field is NaN and one note is logged once per process; the sampler
 never raises. Energy comes from the GPU's total-energy counter (mJ, Volta and newer) read at
 entry and exit; where the counter is missing it is the trapezoid integral of sampled power.
-Energy and power are those of the whole GPU, so co-running work (contention) is included.
+Energy and power are those of the whole GPU, so co-running work (contention) is included;
+under MIG the sampler reads the physical GPU that holds the instance (see `nvml_index`), so
+they include the other instances' work too.
 """
 
 from __future__ import annotations
@@ -53,11 +55,13 @@ class Telemetry:
     mean_power_w: float = field(default=NAN, metadata={"help": "mean sampled power, W"})
     max_power_w: float = field(default=NAN, metadata={"help": "max sampled power, W"})
     duration_s: float = field(default=NAN, metadata={"help": "block wall time, s"})
-    mean_sm_clock_mhz: float = field(default=NAN, metadata={"help": "mean SM clock, MHz"})
+    sm_clock_mhz: float = field(default=NAN, metadata={"help": "mean sampled SM clock, MHz"})
     max_temperature_c: float = field(default=NAN, metadata={"help": "max temperature, °C"})
     mean_gpu_util_pct: float = field(default=NAN, metadata={"help": "mean utilisation, %"})
     throttled: bool = field(default=False, metadata={"help": "any throttle bit in THROTTLE_MASK"})
-    throttle_reasons: list[str] = field(default_factory=list, metadata={"help": "names seen"})
+    throttle_reasons: str = field(
+        default="", metadata={"help": "comma-separated THROTTLE_MASK reasons seen, '' if none"}
+    )
     energy_source: str = field(default="none", metadata={"help": "counter | power-integral | none"})
     samples: list[Sample] = field(default_factory=list, metadata={"help": "raw samples"})
     note: str | None = field(default=None, metadata={"help": "why fields are NaN, if they are"})
@@ -164,14 +168,14 @@ class NvmlSampler:
         r.duration_s = last.t_s
         powers = [s.power_w for s in samples]
         r.mean_power_w, r.max_power_w = _nanmean(powers), _nanmax(powers)
-        r.mean_sm_clock_mhz = _nanmean([s.sm_clock_mhz for s in samples])
+        r.sm_clock_mhz = _nanmean([s.sm_clock_mhz for s in samples])
         r.max_temperature_c = _nanmax([s.temperature_c for s in samples])
         r.mean_gpu_util_pct = _nanmean([s.gpu_util_pct for s in samples])
         bits = 0
         for s in samples:
             bits |= s.throttle_reasons
         r.throttled = bool(bits & THROTTLE_MASK)
-        r.throttle_reasons = [name for bit, name in _THROTTLE_NAMES.items() if bits & bit]
+        r.throttle_reasons = ",".join(name for bit, name in _THROTTLE_NAMES.items() if bits & bit)
         if not math.isnan(self._first.energy_mj) and not math.isnan(last.energy_mj):
             r.energy_j, r.energy_source = (last.energy_mj - self._first.energy_mj) / 1000, "counter"
         elif len(samples) >= 2 and not math.isnan(r.mean_power_w):
@@ -194,18 +198,25 @@ def _integrate(samples: list[Sample]) -> float:
 
 
 def nvml_index(cuda_index: int = 0) -> int:
-    """Returns the NVML index of CUDA device `cuda_index` (matched by UUID, since
-    CUDA_VISIBLE_DEVICES renumbers CUDA devices but not NVML ones); `cuda_index` if unknown."""
-    try:
-        import torch
+    """Returns the NVML index of the physical GPU behind CUDA device `cuda_index`, matched by
+    UUID (CUDA_VISIBLE_DEVICES renumbers CUDA devices but not NVML ones, and a MIG instance's
+    UUID names an instance of a GPU). Falls back to the CUDA_VISIBLE_DEVICES entry when it is
+    a number, else to `cuda_index`."""
+    from adabench.measure import device as devices
 
-        uuid = str(torch.cuda.get_device_properties(cuda_index).uuid)
-        nvml = _nvml()
-        for i in range(nvml.nvmlDeviceGetCount()):
-            nv_uuid = nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(i))
-            nv_uuid = nv_uuid.decode() if isinstance(nv_uuid, bytes) else nv_uuid
-            if nv_uuid.removeprefix("GPU-").removeprefix("MIG-") == uuid:
-                return i
+    try:
+        match = devices.nvml_match(devices.torch_uuid(cuda_index), devices.nvml())
+        if match is not None:
+            return match.index
     except Exception:
         pass
-    return cuda_index
+    return fallback_nvml_index(cuda_index)
+
+
+def fallback_nvml_index(cuda_index: int, environ: dict[str, str] | None = None) -> int:
+    """Returns the NVML index to assume when UUIDs cannot be matched: the numeric
+    CUDA_VISIBLE_DEVICES entry of `cuda_index`, else `cuda_index` itself."""
+    from adabench.measure.device import visible_entry
+
+    entry = visible_entry(cuda_index, environ)
+    return int(entry) if entry is not None and entry.isdigit() else cuda_index

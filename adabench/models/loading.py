@@ -75,18 +75,18 @@ def resolve(name: str) -> str:
 
 
 def resolve_device(device: str) -> torch.device:
-    """Returns the torch device for "auto" | "cpu" | "cuda[:i]"; asking for CUDA without one is a UserError."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError(
-                f"device {device!r} asked for, but CUDA is not available here; use --device cpu"
-            )
-        return torch.device(device)
-    if device == "cpu":
-        return torch.device("cpu")
-    raise UserError(f"device must be auto, cpu or cuda[:i], got {device!r}")
+    """Returns the concrete torch device for "auto" | "cpu" | "cuda[:i]": on CUDA always with
+    an index (`cuda:i`, see adabench.measure.device.resolve), made the current CUDA device so
+    that code creating tensors on bare "cuda" lands on the same GPU. Asking for CUDA without
+    one, or for an index that is not visible, is a UserError."""
+    from adabench.measure import device as devices
+
+    if device != "cpu":
+        devices.prefer_eager_module_loading()  # before the first CUDA call of this process
+    chosen = devices.resolve(device)
+    if chosen.index is not None:
+        torch.cuda.set_device(chosen.index)
+    return torch.device(chosen.name)
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:

@@ -10,7 +10,7 @@ def placement(device) -> dict[str, Any]:
     """Returns {"hostname", "device_name", "gpu_uuid", "fingerprint"} for `device` (a torch.device).
 
     `device_name` is the GPU model on CUDA and the CPU model on CPU; `gpu_uuid` is the CUDA
-    device's UUID ("GPU-…", as nvidia-smi prints it) and "" on CPU.
+    device's UUID ("GPU-…", or "MIG-…" for a MIG instance, as nvidia-smi prints it) and "" on CPU.
     """
     from adabench.measure.env import fingerprint
 
@@ -18,9 +18,10 @@ def placement(device) -> dict[str, Any]:
     if device.type == "cuda":
         import torch
 
+        from adabench.measure.device import gpu_uuid
+
         index = device.index if device.index is not None else torch.cuda.current_device()
-        props = torch.cuda.get_device_properties(index)
-        name, uuid = props.name, _uuid_text(getattr(props, "uuid", ""))
+        name, uuid = torch.cuda.get_device_properties(index).name, gpu_uuid(index)
     else:
         name, uuid = fp["cpu"].get("model") or "cpu", ""
     return {
@@ -29,8 +30,3 @@ def placement(device) -> dict[str, Any]:
         "gpu_uuid": uuid,
         "fingerprint": fp,
     }
-
-
-def _uuid_text(uuid: Any) -> str:
-    text = str(uuid)
-    return text if not text or text.startswith(("GPU-", "MIG-")) else f"GPU-{text}"

@@ -3,7 +3,9 @@
 Unit of work: one (model, contention level) group of cells per Ray task, in the local grid
 order. On GPU clusters a task holds `gpus_per_task` whole GPUs (an integer ≥ 1, so Ray's
 resource accounting — not luck — keeps two measuring tasks off one GPU; the task's stress
-workers run on that GPU). On CPU-only clusters a task holds `cpus_per_task` CPUs (default: the
+workers run on that GPU). Ray gives each task its GPUs through CUDA_VISIBLE_DEVICES, so inside a
+task `cuda:0` is its first GPU; RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES is refused, since
+then every task would see every GPU and measure on GPU 0. On CPU-only clusters a task holds `cpus_per_task` CPUs (default: the
 smallest node's CPU count, i.e. one measuring task per node).
 
 Each task is a Ray streaming generator of `SweepEvent`s (the same events the local executor
@@ -32,6 +34,32 @@ from adabench.sweep.cell import CellConfig
 from adabench.sweep.runner import SweepEvent, SweepState, dispatch, iter_cells
 
 INSTALL_HINT = "Ray is not installed: pip install 'adabench[ray]' (Ray >= 2.9)"
+NOSET_GPUS_ENV = "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"
+
+
+def refuse_shared_gpus(environ: dict[str, str] | None = None) -> None:
+    """Raises UserError when Ray is told not to set CUDA_VISIBLE_DEVICES per task (any
+    non-empty value, as Ray reads it): every task would then measure on GPU 0 together."""
+    env = os.environ if environ is None else environ
+    if env.get(NOSET_GPUS_ENV):
+        raise UserError(
+            f"{NOSET_GPUS_ENV} is set: Ray would not give each task its own GPU, so every task "
+            f"would measure on GPU 0 together. Unset it (on the driver and the cluster nodes)."
+        )
+
+
+def task_device(device: str, gpus_per_task: int) -> str:
+    """Returns the device a GPU task uses: `cuda:i` among the task's `gpus_per_task` GPUs
+    (Ray renumbers them from 0); "auto" and "cuda" mean the task's first GPU, `cuda:0`."""
+    if device in ("auto", "cuda"):
+        return "cuda:0"
+    index = int(device[5:]) if device.startswith("cuda:") and device[5:].isdigit() else -1
+    if not 0 <= index < gpus_per_task:
+        raise UserError(
+            f"--device {device} with --gpus-per-task {gpus_per_task}: inside a Ray task the "
+            f"task's GPUs are cuda:0 … cuda:{gpus_per_task - 1}; use one of those (or cuda)."
+        )
+    return device
 
 
 @dataclass
@@ -75,6 +103,7 @@ def run_group(cfg_dict: dict, run_dir: str, cells: list[CellConfig]):
     """The Ray task body: yields the SweepEvents of `cells` run on this worker."""
     from adabench.config import SweepConfig
 
+    refuse_shared_gpus()  # the node may have been started with it
     nice = _undo_niceness()
     if nice > 0:
         yield SweepEvent(
@@ -120,6 +149,7 @@ class RayExecutor:
             raise UserError(INSTALL_HINT) from None
         if not state.todo:
             return
+        refuse_shared_gpus()
         self._connect(ray)
         try:
             device, resources = self._resources(ray, state.config.device)
@@ -175,8 +205,7 @@ class RayExecutor:
                 raise UserError(
                     f"no Ray node has {need} GPUs (--gpus-per-task); nodes have {sorted(gpus)}."
                 )
-            # Ray sets CUDA_VISIBLE_DEVICES per task: inside it, its first GPU is cuda:0.
-            return "cuda", {"num_gpus": need, "num_cpus": 1}
+            return task_device(device, need), {"num_gpus": need, "num_cpus": 1}
         need = self.options.cpus_per_task or min(c for c in cpus if c > 0)
         if max(cpus, default=0) < need:
             raise UserError(

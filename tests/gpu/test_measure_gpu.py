@@ -64,7 +64,7 @@ def test_nvml_sampler_reads_power_and_energy():
         time.sleep(0.2)
     print(
         f"samples={len(tel.samples)} power={tel.mean_power_w:.0f} W energy={tel.energy_j:.1f} J "
-        f"({tel.energy_source}) sm={tel.mean_sm_clock_mhz:.0f} MHz throttle={tel.throttle_reasons}"
+        f"({tel.energy_source}) sm={tel.sm_clock_mhz:.0f} MHz throttle={tel.throttle_reasons}"
     )
     assert tel.note is None
     assert len(tel.samples) >= 0.5 * 20 * tel.duration_s

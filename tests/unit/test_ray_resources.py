@@ -23,8 +23,15 @@ def _resources(nodes, device="auto", **opts):
 
 def test_gpu_cluster_gets_whole_gpus_per_task():
     nodes = [{"CPU": 32, "GPU": 4}, {"CPU": 32, "GPU": 8}]
-    assert _resources(nodes) == ("cuda", {"num_gpus": 1, "num_cpus": 1})
-    assert _resources(nodes, "cuda:3", gpus_per_task=8) == ("cuda", {"num_gpus": 8, "num_cpus": 1})
+    # Tasks get a concrete index among their own GPUs (Ray renumbers them from cuda:0).
+    assert _resources(nodes) == ("cuda:0", {"num_gpus": 1, "num_cpus": 1})
+    assert _resources(nodes, "cuda") == ("cuda:0", {"num_gpus": 1, "num_cpus": 1})
+    assert _resources(nodes, "cuda:3", gpus_per_task=8) == (
+        "cuda:3",
+        {"num_gpus": 8, "num_cpus": 1},
+    )
+    with pytest.raises(UserError, match=r"cuda:0 … cuda:1"):
+        _resources(nodes, "cuda:3", gpus_per_task=2)
     with pytest.raises(UserError, match="no Ray node has 16 GPUs"):
         _resources(nodes, gpus_per_task=16)
 
