@@ -40,9 +40,18 @@ test: setup chromium  ## run the test suite (fails if no test ran)
 test-all: setup  ## tests including the slow ones
 	$(VPY) -m pytest -q -m "not gpu" --run-slow
 
-test-gpu:  ## GPU tests (skip cleanly without CUDA); system Python + PYTHONPATH=. when no .venv
-	@if [ -x $(VPY) ]; then PY=$(VPY); else PY=$(PYTHON); fi; \
-	ADABENCH_IMAGE_BACKEND=pil PYTHONPATH=. $$PY -m pytest -q tests/gpu -p no:cacheprovider
+test-gpu:  ## GPU tests (marker gpu); fails in one line when no Python here sees CUDA
+	@PY=; for p in $(VPY) $(PYTHON); do \
+	  if command -v $$p >/dev/null 2>&1 && \
+	     $$p -c "import sys, torch; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then \
+	    PY=$$p; break; fi; \
+	done; \
+	if [ -z "$$PY" ]; then \
+	  echo "test-gpu: CUDA is not available to $(VPY) or $(PYTHON) (torch.cuda.is_available() is False); run it on a GPU machine" >&2; \
+	  exit 1; \
+	fi; \
+	CUDA_MODULE_LOADING=$${CUDA_MODULE_LOADING:-EAGER} ADABENCH_IMAGE_BACKEND=pil PYTHONPATH=. \
+	  $$PY -m pytest -q -m gpu tests/gpu -p no:cacheprovider
 
 lint: setup  ## ruff lint + format check
 	$(VENV)/bin/ruff check adabench tests benchmarks
