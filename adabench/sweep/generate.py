@@ -13,11 +13,22 @@ from adabench.models.methods import Method
 
 @dataclass
 class PreparedSample:
-    """Processor outputs of one sample, on the model's device (made once per suite, reused by cells)."""
+    """Processor outputs of one sample (made once per suite and model, reused by every arm).
+    Kept on the host; `to(device)` gives the copy a timed generation reads."""
 
     sample_id: str
     input_ids: torch.Tensor
     pixel_values: torch.Tensor
+
+    def to(self, device: torch.device) -> PreparedSample:
+        """Returns this sample with its tensors on `device` (itself when already there)."""
+        if self.input_ids.device == device and self.pixel_values.device == device:
+            return self
+        return PreparedSample(
+            self.sample_id,
+            self.input_ids.to(device, non_blocking=True),
+            self.pixel_values.to(device, non_blocking=True),
+        )
 
 
 @dataclass

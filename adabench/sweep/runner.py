@@ -24,6 +24,7 @@ from adabench.errors import UserError
 from adabench.sweep import store
 from adabench.sweep.cell import CellConfig
 from adabench.sweep.grid import expand
+from adabench.sweep.group import GroupData
 
 
 @dataclass
@@ -62,16 +63,16 @@ def iter_cells(
     cfg: SweepConfig,
     run_dir: Path,
     cells: list[CellConfig],
-    on_sample: Callable[[int, float, float], None] | None = None,
+    on_sample: Callable[[int, int], None] | None = None,
 ) -> Iterator[SweepEvent]:
-    """Runs `cells` in order in this process and yields their SweepEvents.
+    """Runs `cells` in this process and yields their SweepEvents.
 
     Cells must arrive grouped by contention level, then model, then suite (grid order): one
-    stress start per level, one model load per model, one sample preparation per suite. Each
-    finished cell row carries where it ran (`hostname`, `device_name`, `gpu_uuid`).
-    `on_sample(done, running_accuracy, running_latency_ms)` reports progress inside a cell.
+    stress start per level, one model load per model (the previous one freed first), one
+    sample preparation per suite; the cells of one (level, model, suite) run together as a
+    group (adabench/sweep/group.py). Each finished cell row carries where it ran (`hostname`,
+    `device_name`, `gpu_uuid`). `on_sample(done, total)` reports progress inside a group.
     """
-    from adabench.contention.calibrate import measure_slowdown
     from adabench.contention.controller import Contention
     from adabench.models.loading import resolve_device
     from adabench.sweep.placement import placement
@@ -85,54 +86,159 @@ def iter_cells(
     yield SweepEvent("node", message=where["hostname"], result=where)
     stress_device = "cpu" if device.type == "cpu" else str(device)
     for level, level_cells in groupby(cells, key=lambda c: c.contention):
-        level_cells = list(level_cells)
         with (
             Contention(level, cfg.contention_kind, stress_device) as stress,
             _schedule(stress, cfg) as driver,
         ):
-            slowdown = measure_slowdown(stress) if level > 0 else 1.0
             yield SweepEvent(
                 "note",
                 message=f"contention {level:g} ({cfg.contention_kind}) on {where['hostname']}: "
-                f"achieved slowdown {slowdown:.2f}x, workers {stress.pids or 'none'}",
+                f"workers {stress.pids or 'none'}",
             )
             for model_name, model_cells in groupby(level_cells, key=lambda c: c.model):
+                loaded = None  # free the previous model before the next one is loaded
+                _free_device_memory()
                 loaded = _load(model_name, cfg)
                 for suite_name, suite_cells in groupby(model_cells, key=lambda c: c.suite):
                     spec, samples, prepared = _prepare(loaded, suite_name, cfg)
-                    for cell in suite_cells:
-                        stress.check()
-                        if cfg.no_weights:
-                            _attach_random_head(loaded, cell, prepared, cfg)
-                        yield SweepEvent("start", cell, n=len(samples))
-                        try:
-                            result = _run_cell(
-                                loaded, spec, samples, prepared, cell, slowdown, stress,
-                                driver, run_dir, on_sample,
-                            )  # fmt: skip
-                        except UserError as exc:  # e.g. a budget the method cannot reach here
-                            yield SweepEvent(
-                                "note",
-                                message=f"[yellow]warning:[/] skipped {cell.model} · "
-                                f"{cell.method}@{cell.budget:g}: {exc}",
-                            )
-                            yield SweepEvent("done", cell)
-                            continue
-                        row, sample_rows = result
-                        row.update({k: where[k] for k in PLACEMENT_COLUMNS})
-                        yield SweepEvent("done", cell, result=(row, sample_rows))
+                    suite_cells = list(suite_cells)
+                    plain = [c for c in suite_cells if c.slo_ms is None]
+                    if plain:
+                        data = GroupData(loaded, spec, samples, prepared,
+                                         cfg.max_new_tokens or int(spec.max_new_tokens),
+                                         swap_heads=cfg.no_weights)  # fmt: skip
+                        yield from _run_group(cfg, run_dir, data, plain, stress, where, on_sample)
+                    for cell in (c for c in suite_cells if c.slo_ms is not None):
+                        yield from _run_slo_event(
+                            loaded, spec, samples, prepared, cell, stress, driver, run_dir, where
+                        )
+                del prepared
+
+
+def _free_device_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _run_group(cfg: SweepConfig, run_dir: Path, data, cells, stress, where, on_sample):
+    """Yields the events of one group: its arms measured together, paired sample by sample."""
+    from adabench.contention.calibrate import measure_slowdown
+    from adabench.sweep import chunks
+    from adabench.sweep.group import assemble, group_id, iter_arms
+
+    arms, notes = _arms(cfg, data, cells)
+    yield from notes
+    if not arms:
+        return
+    level, gid = cells[0].contention, group_id(cells[0], cfg.order)
+    stress.check()
+    start = measure_slowdown(stress) if level > 0 else 1.0
+    label = f"{cells[0].model} · {cells[0].suite} · c={level:g} · {len(arms)} arms"
+    yield SweepEvent("start", cells[0], n=len(data.samples) * cfg.repeats * len(arms),
+                     message=label)  # fmt: skip
+    run = iter_arms(data, arms, order=cfg.order, warmup=cfg.warmup, repeats=cfg.repeats,
+                    seed=cfg.seed, gid=gid, done=chunks.read_chunks(run_dir, gid),
+                    chunk=cfg.chunk, target_ci=cfg.target_ci, max_rounds=cfg.max_rounds,
+                    max_time_s=cfg.max_time_s)  # fmt: skip
+    while True:
+        try:
+            item = next(run)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        if item[0] == "chunk":
+            stress.check()
+            yield SweepEvent("chunk", message=gid, result={"name": item[1], "rows": item[2]})
+        elif on_sample is not None:
+            on_sample(item[1], item[2])
+    end = measure_slowdown(stress) if level > 0 else 1.0
+    if level > 0 and abs(end / start - 1) > 0.10:
+        yield SweepEvent("note", message=f"[yellow]warning:[/] {label}: the stress slowdown "
+                         f"moved from {start:.2f}x to {end:.2f}x during the group; the load was "
+                         "not steady (other programs?)")  # fmt: skip
+    if result.rounds > 1 or cfg.target_ci is not None:
+        yield SweepEvent("note", message=f"{label}: {result.rounds} round(s), {result.stop_reason}")
+    extra = {"mps_active": bool(getattr(stress, "mps_active", False))}
+    for _, row, rows in assemble(data, arms, result, order=cfg.order, seed=cfg.seed,
+                                 slowdown=(start, end), extra_columns=extra):  # fmt: skip
+        row.update({k: where[k] for k in PLACEMENT_COLUMNS})
+        yield SweepEvent("done", row_cell(arms, row), result=(row, rows))
+    yield SweepEvent("group_done", message=gid)
+
+
+def row_cell(arms, row: dict) -> CellConfig:
+    """Returns the CellConfig of the arm that produced `row`."""
+    return next(a.cell for a in arms if a.key == row["cell_id"])
+
+
+def _arms(cfg: SweepConfig, data, cells: list[CellConfig]):
+    """Returns (arms, skip notes): one arm per cell whose method can run here, the `full`
+    partner (hidden when the `full` cell is not among them) and the hidden A/A arm."""
+    from dataclasses import replace
+
+    from adabench.models.methods import build_method
+    from adabench.sweep.group import AA, REF, Arm
+
+    arms, notes = [], []
+    for cell in cells:
+        try:
+            head = (
+                _attach_random_head(data.loaded, cell, data.prepared, cfg)
+                if cfg.no_weights
+                else None
+            )
+            method = build_method(
+                cell.method, data.loaded, cell.budget, cell.method_args, cell.seed
+            )
+        except UserError as exc:  # e.g. a budget the method cannot reach here
+            notes += [
+                SweepEvent("note", message=f"[yellow]warning:[/] skipped {cell.model} · "
+                           f"{cell.method}@{cell.budget:g}: {exc}"),
+                SweepEvent("done", cell),
+            ]  # fmt: skip
+            continue
+        arms.append(Arm(cell.cell_id(), cell, method, adallava=head))
+    if not arms or "full" not in cfg.methods:
+        return arms, notes
+    full_cell = replace(cells[0], method="full", budget=1.0, method_args={})
+    if not any(a.cell.method == "full" for a in arms):
+        arms.append(
+            Arm(REF, full_cell, build_method("full", data.loaded, 1.0, {}, cfg.seed), hidden=True)
+        )
+    if cfg.aa:
+        arms.append(
+            Arm(AA, full_cell, build_method("full", data.loaded, 1.0, {}, cfg.seed), hidden=True)
+        )
+    return arms, notes
 
 
 PLACEMENT_COLUMNS = ("hostname", "device_name", "gpu_uuid")
 """Extra cell columns saying where a cell ran (one GPU model per `device_name`)."""
 
 
-def dispatch(event: SweepEvent, on_cell: Callable[[dict, list[dict]], None], progress) -> None:
-    """Applies one SweepEvent to the driver: progress lines, and `on_cell` for finished cells."""
+def dispatch(
+    event: SweepEvent,
+    on_cell: Callable[[dict, list[dict]], None],
+    progress,
+    run_dir: Path | None = None,
+) -> None:
+    """Applies one SweepEvent to the driver: progress lines, chunks of a group in progress
+    written into `run_dir` (atomically), and `on_cell` for finished cells."""
+    from adabench.sweep import chunks
+
     if event.kind == "note":
         progress.note(event.message)
     elif event.kind == "start":
-        progress.start_cell(event.cell, event.n)
+        progress.start_group(event.message, event.n)
+    elif event.kind == "chunk" and run_dir is not None:
+        chunks.write_chunk(run_dir, event.message, event.result["name"], event.result["rows"])
+    elif event.kind == "group_done" and run_dir is not None:
+        chunks.remove_group(run_dir, event.message)
     elif event.kind == "done":
         if event.result is None:
             progress.cell_done()
@@ -151,16 +257,29 @@ class LocalExecutor:
         for event in iter_cells(state.config, state.run_dir, state.todo, progress.sample):
             if event.kind == "node":
                 state.nodes[event.message] = event.result
-            dispatch(event, on_cell, progress)
+            dispatch(event, on_cell, progress, state.run_dir)
 
 
-def _run_cell(
-    loaded, spec, samples, prepared, cell: CellConfig, slowdown, stress, driver, run_dir, on_sample
-):
-    """Returns (cell row, sample rows); raises UserError when the cell cannot run here."""
-    if cell.slo_ms is not None:
-        return _run_slo(loaded, spec, samples, prepared, cell, slowdown, stress, driver, run_dir)
-    return _run_one(loaded, spec, samples, prepared, cell, slowdown, on_sample)
+def _run_slo_event(loaded, spec, samples, prepared, cell, stress, driver, run_dir, where):
+    """Yields the events of one SLO cell (its own sequential group, with the controller's
+    choose/observe hooks in the same sample loop)."""
+    from adabench.contention.calibrate import measure_slowdown
+
+    stress.check()
+    slowdown = measure_slowdown(stress) if cell.contention > 0 and driver is None else 1.0
+    yield SweepEvent("start", cell, n=len(samples) * cell.repeats,
+                     message=f"{cell.model} · {cell.method} · SLO {cell.slo_ms:g} ms")  # fmt: skip
+    try:
+        row, rows = _run_slo(
+            loaded, spec, samples, prepared, cell, slowdown, stress, driver, run_dir
+        )
+    except UserError as exc:
+        yield SweepEvent("note", message=f"[yellow]warning:[/] skipped {cell.model} · "
+                         f"{cell.method} SLO {cell.slo_ms:g}: {exc}")  # fmt: skip
+        yield SweepEvent("done", cell)
+        return
+    row.update({k: where[k] for k in PLACEMENT_COLUMNS})
+    yield SweepEvent("done", cell, result=(row, rows))
 
 
 @contextmanager
@@ -224,8 +343,9 @@ def _run_slo(
     )
 
 
-def _attach_random_head(loaded, cell: CellConfig, prepared, cfg: SweepConfig) -> None:
-    """--no-weights: give the random model the random AdaLLaVA head the cell's method needs."""
+def _attach_random_head(loaded, cell: CellConfig, prepared, cfg: SweepConfig):
+    """--no-weights: gives the random model the random AdaLLaVA head the cell's method needs
+    and returns it (None for methods without one)."""
     from adabench.models.no_weights import (
         adallava_settings_for,
         build_random_head,
@@ -247,6 +367,7 @@ def _attach_random_head(loaded, cell: CellConfig, prepared, cfg: SweepConfig) ->
         loaded.adallava = heads[variant]
         center_random_scheduler_(loaded, prepared)
     loaded.adallava = heads.get(variant) if variant else None
+    return loaded.adallava
 
 
 def _load(model_name: str, cfg: SweepConfig):
@@ -266,23 +387,6 @@ def _prepare(loaded, suite_name: str, cfg: SweepConfig):
     spec = get_spec(suite_name)
     samples = load_suite(suite_name, split=cfg.split, limit=cfg.limit, seed=0)
     return spec, samples, prepare_samples(loaded, spec, samples)
-
-
-def _run_one(loaded, spec, samples, prepared, cell: CellConfig, slowdown: float, on_sample=None):
-    from adabench.sweep.cell import run_cell
-
-    scores: list[float] = []
-    lat: list[float] = []
-
-    def sample_done(i: int, row: dict) -> None:
-        scores.append(row["score"])
-        lat.append(row["latency_ms"])
-        if on_sample is not None:
-            on_sample(i + 1, sum(scores) / len(scores), sum(lat) / len(lat))
-
-    return run_cell(
-        loaded, spec, samples, prepared, cell, achieved_slowdown=slowdown, on_sample=sample_done
-    )
 
 
 class Progress:
@@ -322,14 +426,13 @@ class Progress:
     def note(self, message: str) -> None:
         self.bar.console.print(message)
 
-    def start_cell(self, cell: CellConfig, n: int) -> None:
-        desc = f"{cell.model} · {cell.method}@{cell.budget:g} · c={cell.contention:g}"
-        self.bar.reset(self.current, total=n, description=desc, status="")
+    def start_group(self, label: str, n: int) -> None:
+        """Starts the line of a group: `n` timed generations."""
+        self.bar.reset(self.current, total=n, description=label, status="")
 
-    def sample(self, done: int, accuracy: float, latency_ms: float) -> None:
-        self.bar.update(
-            self.current, completed=done, status=f"acc {accuracy:.2f} · {latency_ms:.1f} ms"
-        )
+    def sample(self, done: int, total: int) -> None:
+        """Moves the group's line to `done` of `total` timed generations."""
+        self.bar.update(self.current, completed=done, total=total)
 
     def cell_done(self) -> None:
         self.bar.advance(self.overall)

@@ -225,7 +225,9 @@ def _read_parts(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     samples = pd.concat(
         [pd.read_parquet(parts / f"{i}.samples.parquet") for i in ids], ignore_index=True
     )
-    cells = add_latency_ratio(cells).sort_values(CELL_KEY, kind="stable", ignore_index=True)
+    if "latency_ratio_ci_low" not in cells.columns:  # runs before paired ratios (v0.2)
+        cells = add_latency_ratio(cells)
+    cells = cells.sort_values(CELL_KEY, kind="stable", ignore_index=True)
     return cells, samples
 
 

@@ -1,0 +1,430 @@
+"""The one sample loop: every arm of a group measured on the same samples, paired in time.
+
+`run_arms` serves `adabench eval` (one arm), the sweep (a group of cells sharing contention
+level, model and suite, plus the hidden A/A `full` arm) and SLO cells (one arm whose method is
+chosen per sample by a controller: the `choose`/`observe` hooks). The order of the steps comes
+from `adabench.sweep.pairing.steps`; measurements are flushed in chunks (`on_chunk`) so an
+interrupt loses at most one chunk; `assemble` turns the measurements into the sample and cell
+rows with paired ratios to `full` (docs/measurement.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Generator, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from adabench.data.suites import Sample, SuiteSpec
+from adabench.measure.memory import PeakMemory
+from adabench.measure.telemetry import NvmlSampler, Telemetry
+from adabench.measure.timing import Timer
+from adabench.models.execution import LlavaRunner
+from adabench.models.loading import LoadedModel
+from adabench.models.methods import Method
+from adabench.sweep import pairing
+from adabench.sweep.cell_config import CellConfig
+from adabench.sweep.generate import PreparedSample, generate
+from adabench.sweep.rows import cell_row, sample_content
+
+REF = "ref"
+"""Arm key of the hidden `full` partner when the `full` cell itself is not being measured."""
+AA = "aa"
+"""Arm key of the hidden second `full` arm: the A/A noise floor."""
+
+
+@dataclass
+class Arm:
+    """One measured configuration of a group: a cell, or a hidden `full` arm (ref / aa)."""
+
+    key: str = field(metadata={"help": "cell id, or REF / AA for hidden arms"})
+    cell: CellConfig = field(metadata={"help": "coordinates (hidden arms: a `full` cell)"})
+    method: Method | None = field(default=None, metadata={"help": "fixed method of the arm"})
+    hidden: bool = field(default=False, metadata={"help": "measured but never written"})
+    adallava: object = field(default=None, metadata={"help": "--no-weights: this arm's head"})
+    choose: Callable[[int], Method] | None = field(
+        default=None,
+        metadata={"help": "SLO: sample index → method (every repeat; −1 = warm-up, no decision)"},
+    )
+    observe: Callable[[int, list[float]], dict] | None = field(
+        default=None,
+        metadata={"help": "SLO: (sample index, latencies ms of its repeats) → extra row fields"},
+    )
+
+
+@dataclass
+class GroupData:
+    """What every arm of a group shares: the model, the suite and its prepared samples."""
+
+    loaded: LoadedModel
+    spec: SuiteSpec
+    samples: list[Sample]
+    prepared: list[PreparedSample]
+    max_new_tokens: int
+    swap_heads: bool = False
+    """--no-weights: each arm brings its own random AdaLLaVA head (set before each run)."""
+
+
+@dataclass
+class GroupResult:
+    """Measurements of a group (one dict per timed generation) and how the rounds ended."""
+
+    measurements: list[dict]
+    rounds: int
+    stop_reason: str
+    telemetry: Telemetry
+
+
+def group_id(cell: CellConfig, order: str) -> str:
+    """Returns the id of the group of `cell`: what its arms share, and the order they run in."""
+    from adabench.sweep.store import cell_id
+
+    keys = ("suite", "split", "limit", "model", "contention", "contention_kind", "seed")
+    coords = {k: getattr(cell, k) for k in keys}
+    return cell_id({**coords, "order": order, "repeats": cell.repeats, "group": True})
+
+
+def full_partner(arms: list[Arm]) -> str | None:
+    """Returns the key of the arm whose latency every ratio divides by (`full`), or None."""
+    for arm in arms:
+        if arm.cell.method == "full" and not arm.cell.method_args and arm.key != AA:
+            return arm.key
+    return None
+
+
+def iter_arms(
+    data: GroupData,
+    arms: list[Arm],
+    *,
+    order: str,
+    warmup: int,
+    repeats: int,
+    seed: int,
+    gid: str,
+    done: list[dict] | None = None,
+    chunk: int = 10,
+    target_ci: float | None = None,
+    max_rounds: int = 1,
+    max_time_s: float | None = None,
+    timer: Timer | None = None,
+) -> Generator[tuple, None, GroupResult]:
+    """Runs every arm on every sample; yields ("chunk", name, rows) for each finished chunk of
+    samples and ("step", done, total) after each timed generation; returns the GroupResult.
+
+    `done` holds measurements of an interrupted run (their steps are skipped, the pairing and
+    order stay those of the first run). With `target_ci`, rounds (passes over the samples) are
+    added until every arm's latency-ratio CI half-width is at most `target_ci`, or
+    `max_rounds` / `max_time_s` stops it; `stop_reason` says which."""
+    loaded = data.loaded
+    runner, timer = LlavaRunner(loaded.model), timer or Timer(loaded.device)
+    measured = {_key(m): m for m in (done or [])}
+    _warm_up(data, arms, runner, timer, warmup, seed, gid)
+    sampler = NvmlSampler(_nvml_index(loaded)) if loaded.device.type == "cuda" else nullcontext()
+    start, rounds, reason = time.perf_counter(), 0, "one round"
+    with sampler as tel:
+        for round_ in range(max_rounds if target_ci is not None else 1):
+            yield from _run_round(data, arms, runner, timer, measured, order, repeats, seed,
+                                  gid, round_, chunk)  # fmt: skip
+            rounds = round_ + 1
+            if target_ci is None:
+                break
+            worst = worst_half_width(list(measured.values()), arms, seed)
+            if worst <= target_ci:
+                reason = f"target CI ±{target_ci:g} reached (worst ±{worst:.3f})"
+                break
+            reason = f"max rounds {max_rounds} (worst ±{worst:.3f})"
+            if max_time_s is not None and time.perf_counter() - start >= max_time_s:
+                reason = f"max time {max_time_s:g} s (worst ±{worst:.3f})"
+                break
+    telemetry = tel if isinstance(tel, Telemetry) else Telemetry()
+    return GroupResult(list(measured.values()), rounds, reason, telemetry)
+
+
+def run_arms(data: GroupData, arms: list[Arm], on_step=None, **kwargs) -> GroupResult:
+    """`iter_arms` run to the end in this process; `on_step(done, total)` reports progress."""
+    gen = iter_arms(data, arms, **kwargs)
+    while True:
+        try:
+            item = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if item[0] == "step" and on_step is not None:
+            on_step(item[1], item[2])
+
+
+def _key(m: dict) -> tuple:
+    return (m["arm"], m["sample"], m["round"], m["repeat"])
+
+
+def _warm_up(data, arms, runner, timer, warmup, seed, gid) -> None:
+    """Untimed generations: `warmup` per arm, interleaved, so every arm's kernels, caches and
+    prepared state exist before its first timed run."""
+    n = len(data.prepared)
+    for w in range(warmup):
+        for a in pairing.arm_order(seed, gid, -1 - w, 0, 0, len(arms)):
+            arm = arms[a]
+            ps = data.prepared[w % n].to(data.loaded.device)
+            _generate(data, arm, runner, timer, ps, -1)
+
+
+def _run_round(data, arms, runner, timer, measured, order, repeats, seed, gid, round_, chunk):
+    """Yields ("step", done, total) per timed generation and ("chunk", name, rows) per chunk."""
+    n = len(data.samples)
+    total = n * repeats * len(arms)
+    count = 0
+    for first in range(0, n, chunk):
+        indices = list(range(first, min(first + chunk, n)))
+        rows: list[dict] = []
+        on_device: dict[int, PreparedSample] = {}
+        latencies: dict[tuple[int, int], list[float]] = {}
+        for step in pairing.steps(order, len(arms), indices, round_, repeats, seed, gid):
+            count += 1
+            arm = arms[step.arm]
+            if (arm.key, step.sample, round_, step.repeat) in measured:
+                continue
+            if step.sample not in on_device:  # host → device outside the timed region
+                on_device = {step.sample: data.prepared[step.sample].to(data.loaded.device)}
+            row = _measure(data, arm, runner, timer, on_device[step.sample], step)
+            lat = latencies.setdefault((step.arm, step.sample), [])
+            lat.append(row["latency_ms"])
+            if arm.observe is not None and len(lat) == repeats:
+                row["extra"] = json.dumps(arm.observe(step.sample, lat))
+            measured[_key(row)] = row
+            rows.append(row)
+            yield ("step", count, total)
+        if rows:
+            yield ("chunk", f"{round_}-{first}-{len(indices)}", rows)
+
+
+def _generate(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, sample: int):
+    """Returns (method, Generation) of one run of `arm`; sample −1 is a warm-up run."""
+    method = arm.method if arm.choose is None else arm.choose(sample)
+    if data.swap_heads:
+        data.loaded.adallava = arm.adallava
+    eos = data.loaded.processor.tokenizer.eos_token_id
+    return method, generate(runner, method, ps, data.max_new_tokens, eos, timer)
+
+
+def _measure(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, step) -> dict:
+    """Runs one timed generation; returns its measurement row (times in ms)."""
+    with PeakMemory(data.loaded.device) as mem:
+        method, g = _generate(data, arm, runner, timer, ps, step.sample)
+    parts = getattr(g, "overhead_parts_ms", {}) or {}
+    row = {
+        "arm": arm.key,
+        "sample": step.sample,
+        "round": step.round_,
+        "repeat": step.repeat,
+        "latency_ms": g.latency_ms,
+        "prefill_ms": g.prefill_ms,
+        "decode_ms": float(sum(g.decode_ms)),
+        "decode_ms_per_token": float(np.mean(g.decode_ms)) if g.decode_ms else math.nan,
+        "overhead_ms": g.overhead_ms,
+        **{f"overhead_{k}_ms": float(v) for k, v in parts.items()},
+        "peak_mem_mb": mem.peak_mem_mb,
+        "t_s": time.time(),
+        "content": None,
+        "extra": None,
+    }
+    if step.round_ == 0 and step.repeat == 0:
+        sample = data.samples[step.sample]
+        row["content"] = json.dumps(sample_content(data.loaded, data.spec, sample, g, method))
+    return row
+
+
+def _nvml_index(loaded: LoadedModel) -> int:
+    from adabench.measure.telemetry import nvml_index
+
+    return nvml_index(loaded.device.index or 0)
+
+
+# ---- from measurements to rows ---------------------------------------------------------------
+
+
+def _by_arm(measurements: list[dict]) -> dict[str, dict[int, list[dict]]]:
+    out: dict[str, dict[int, list[dict]]] = {}
+    for m in measurements:
+        out.setdefault(m["arm"], {}).setdefault(int(m["sample"]), []).append(m)
+    for per_sample in out.values():
+        for ms in per_sample.values():
+            ms.sort(key=lambda m: (m["round"], m["repeat"]))
+    return out
+
+
+def _partner_values(ms: list[dict], ref: dict[tuple, dict], column: str) -> list[float]:
+    return [
+        float(ref[(m["sample"], m["round"], m["repeat"])][column])
+        if (m["sample"], m["round"], m["repeat"]) in ref
+        else math.nan
+        for m in ms
+    ]
+
+
+def _ref_index(by_arm: dict, ref_key: str | None) -> dict[tuple, dict]:
+    if ref_key is None or ref_key not in by_arm:
+        return {}
+    return {
+        (m["sample"], m["round"], m["repeat"]): m for ms in by_arm[ref_key].values() for m in ms
+    }
+
+
+def arm_ratios(
+    measurements: list[dict], arm_key: str, ref_key: str | None
+) -> dict[str, list[float]]:
+    """Returns per-sample paired ratios of `arm_key` to `ref_key` for latency, prefill and
+    decode per token: {"latency": [...], "prefill": [...], "decode": [...]} (sample order)."""
+    by_arm = _by_arm(measurements)
+    ref = _ref_index(by_arm, ref_key)
+    out: dict[str, list[float]] = {"latency": [], "prefill": [], "decode": []}
+    for s in sorted(by_arm.get(arm_key, {})):
+        ms = by_arm[arm_key][s]
+        for name, col in (("latency", "latency_ms"), ("prefill", "prefill_ms"),
+                          ("decode", "decode_ms_per_token")):  # fmt: skip
+            values = [float(m[col]) for m in ms]
+            out[name].append(pairing.per_sample_ratio(values, _partner_values(ms, ref, col)))
+    return out
+
+
+def worst_half_width(measurements: list[dict], arms: list[Arm], seed: int) -> float:
+    """Returns the widest latency-ratio CI half-width over the arms (the A/A arm included)."""
+    ref_key = full_partner(arms)
+    if ref_key is None:
+        return 0.0
+    widths = []
+    for arm in arms:
+        if arm.key == ref_key:
+            continue
+        ratios = arm_ratios(measurements, arm.key, ref_key)["latency"]
+        _, lo, hi = pairing.ratio_summary(ratios, seed)
+        widths.append(pairing.half_width(lo, hi))
+    return max(widths, default=0.0)
+
+
+def ratio_columns(measurements: list[dict], arm_key: str, ref_key: str | None, seed: int) -> dict:
+    """Returns the cell's paired-ratio columns: latency_ratio, prefill_ratio, decode_ratio and
+    their `_ci_low` / `_ci_high` (NaN without a `full` partner)."""
+    ratios = arm_ratios(measurements, arm_key, ref_key)
+    cols = {}
+    for name in ("latency", "prefill", "decode"):
+        value, lo, hi = pairing.ratio_summary(ratios[name], seed)
+        cols.update({f"{name}_ratio": value, f"{name}_ratio_ci_low": lo,
+                     f"{name}_ratio_ci_high": hi})  # fmt: skip
+    return cols
+
+
+def sample_rows(
+    data: GroupData, measurements: list[dict], arm_key: str, ref_key: str | None
+) -> list[dict]:
+    """Returns one row per sample of `arm_key`: the first pass's answer and plan, every pass's
+    raw times, and the paired `full` latencies of the same passes."""
+    by_arm = _by_arm(measurements)
+    ref = _ref_index(by_arm, ref_key)
+    rows = []
+    for s in sorted(by_arm.get(arm_key, {})):
+        ms = by_arm[arm_key][s]
+        content = next((json.loads(m["content"]) for m in ms if m.get("content")), {})
+        extra = next((json.loads(m["extra"]) for m in ms if m.get("extra")), {})
+        lat = [float(m["latency_ms"]) for m in ms]
+        full_lat = _partner_values(ms, ref, "latency_ms")
+        per_token = [float(m["decode_ms_per_token"]) for m in ms]
+        finite_tokens = [x for x in per_token if math.isfinite(x)]
+        row = {
+            **content,
+            "sample_id": data.samples[s].id,
+            "latency_ms": float(np.mean(lat)),
+            "latency_ms_repeats": lat,
+            "full_latency_ms_repeats": full_lat,
+            "latency_ratio": pairing.per_sample_ratio(lat, full_lat),
+            "prefill_ms": float(np.mean([m["prefill_ms"] for m in ms])),
+            "prefill_ms_repeats": [float(m["prefill_ms"]) for m in ms],
+            "decode_ms": float(np.mean([m["decode_ms"] for m in ms])),
+            "decode_ms_per_token": float(np.mean(finite_tokens)) if finite_tokens else math.nan,
+            "overhead_ms": float(np.mean([m["overhead_ms"] for m in ms])),
+            **{
+                k: float(np.mean([m.get(k, math.nan) for m in ms]))
+                for k in ("overhead_encoder_ms", "overhead_scheduler_ms", "overhead_plan_ms")
+                if any(k in m for m in ms)
+            },
+            "peak_mem_mb": float(np.nanmax([m["peak_mem_mb"] for m in ms])),
+            "passes": len(ms),
+            **extra,
+        }
+        rows.append(row)
+    return rows
+
+
+def assemble(
+    data: GroupData,
+    arms: list[Arm],
+    result: GroupResult,
+    *,
+    order: str,
+    seed: int,
+    slowdown: tuple[float, float] = (math.nan, math.nan),
+    extra_columns: dict | None = None,
+) -> Iterator[tuple[Arm, dict, list[dict]]]:
+    """Yields (arm, cell row, sample rows) for every visible arm of the group, with the paired
+    ratio columns, the group's A/A floor (`aa_ratio*`) and how the group was measured."""
+    ref_key = full_partner(arms)
+    aa = {"aa_ratio": math.nan, "aa_ratio_ci_low": math.nan, "aa_ratio_ci_high": math.nan}
+    if ref_key is not None and any(a.key == AA for a in arms):
+        ratios = arm_ratios(result.measurements, AA, ref_key)["latency"]
+        aa = dict(zip(aa, pairing.ratio_summary(ratios, seed), strict=True))
+    tel = result.telemetry
+    for arm in arms:
+        if arm.hidden:
+            continue
+        rows = sample_rows(data, result.measurements, arm.key, ref_key)
+        if not rows:
+            continue
+        latency_s = float(np.mean([x for r in rows for x in r["latency_ms_repeats"]])) / 1e3
+        energy = tel.mean_power_w * latency_s if math.isfinite(tel.mean_power_w) else math.nan
+        for r in rows:
+            r["energy_j"] = energy
+        peak = float(np.nanmax([r["peak_mem_mb"] for r in rows]))
+        row = cell_row(arm.cell, rows, slowdown[0], peak, energy)
+        row.update(ratio_columns(result.measurements, arm.key, ref_key, seed))
+        row.update(aa)
+        row.update(
+            {
+                "order": order,
+                "paired_in_time": order == "interleaved" and ref_key is not None,
+                "rounds": result.rounds,
+                "rounds_stop": result.stop_reason,
+                "achieved_slowdown_end": slowdown[1],
+                "throttled": bool(getattr(tel, "throttled", False)),
+                "sm_clock_mhz": float(getattr(tel, "mean_sm_clock_mhz", math.nan)),
+                **(extra_columns or {}),
+            }
+        )
+        yield arm, row, rows
+
+
+def run_single(
+    loaded: LoadedModel,
+    spec: SuiteSpec,
+    samples: list[Sample],
+    prepared: list[PreparedSample],
+    cfg: CellConfig,
+    achieved_slowdown: float = math.nan,
+    on_step: Callable[[int, int], None] | None = None,
+) -> tuple[dict, list[dict]]:
+    """Runs one cell as a group of one arm (`adabench eval`); returns (cell row, sample rows)."""
+    from adabench.models.methods import build_method
+
+    method = build_method(cfg.method, loaded, cfg.budget, cfg.method_args, cfg.seed)
+    data = GroupData(
+        loaded, spec, samples, prepared, cfg.max_new_tokens or int(spec.max_new_tokens)
+    )
+    arms = [Arm(cfg.cell_id(), cfg, method)]
+    gid = group_id(cfg, "sequential")
+    result = run_arms(data, arms, on_step, order="sequential", warmup=cfg.warmup,
+                      repeats=cfg.repeats, seed=cfg.seed, gid=gid)  # fmt: skip
+    cells = assemble(data, arms, result, order="sequential", seed=cfg.seed,
+                     slowdown=(achieved_slowdown, math.nan))  # fmt: skip
+    _, row, rows = next(iter(cells))
+    return row, rows
