@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 from typing import Any
 
@@ -40,10 +41,42 @@ def print_table(rows: list[dict[str, Any]], title: str | None = None) -> None:
     table = Table(title=title, show_lines=False)
     columns = list(rows[0].keys()) if rows else []
     for col in columns:
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # wrap a long name rather than cut it to "adall…"
     for row in rows:
         table.add_row(*[_fmt(row.get(c)) for c in columns])
     out.print(table)
+
+
+def width() -> int:
+    """Returns the output width: the terminal's, else $COLUMNS, else 80 (piped output, CI logs)."""
+    return shutil.get_terminal_size((80, 24)).columns
+
+
+def fit_columns(
+    rows: list[dict[str, str]],
+    right: set[str] = frozenset(),
+    optional: list[str] = (),
+    max_width: int | None = None,
+    gap: int = 2,
+) -> list[str]:
+    """Returns `rows` as aligned text lines (a header, then one line per row) no wider than
+    `max_width` when possible: the `optional` columns are dropped, last first, until the table
+    fits. Cells are never cut, so names stay whole; columns in `right` are right-aligned."""
+    if not rows:
+        return []
+    max_width = max_width or width()
+    columns = list(rows[0])
+    sizes = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+    dropped = list(optional)
+    while sum(sizes[c] for c in columns) + gap * (len(columns) - 1) > max_width and dropped:
+        columns.remove(dropped.pop())
+
+    def line(values: dict[str, str]) -> str:
+        cells = [values[c].rjust(sizes[c]) if c in right else values[c].ljust(sizes[c])
+                 for c in columns]  # fmt: skip
+        return (" " * gap).join(cells).rstrip()
+
+    return [line({c: c for c in columns}), *(line(r) for r in rows)]
 
 
 def _fmt(value: Any) -> str:
