@@ -1,6 +1,6 @@
 """Latency-SLO mode: a measured latency model, a closed-loop budget controller, contention schedules.
 
-`adabench.slo.cell.run_slo_cell` (imported on its own: it needs torch) runs one cell under a target.
+The pieces are pure; `adabench.sweep.slo_cell.run_slo_cell` runs one cell under a target.
 """
 
 from adabench.slo.controller import Decision, SloController, decision_overhead_us

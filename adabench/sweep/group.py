@@ -111,6 +111,7 @@ def iter_arms(
     max_rounds: int = 1,
     max_time_s: float | None = None,
     timer: Timer | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> Generator[tuple, None, GroupResult]:
     """Runs every arm on every sample; yields ("chunk", name, rows) for each finished chunk of
     samples and ("step", done, total) after each timed generation; returns the GroupResult.
@@ -123,6 +124,8 @@ def iter_arms(
     runner, timer = LlavaRunner(loaded.model), timer or Timer(loaded.device)
     measured = {_key(m): m for m in (done or [])}
     _warm_up(data, arms, runner, timer, warmup, seed, gid)
+    if on_start is not None:
+        on_start()
     sampler = NvmlSampler(_nvml_index(loaded)) if loaded.device.type == "cuda" else nullcontext()
     start, rounds, reason = time.perf_counter(), 0, "one round"
     with sampler as tel:

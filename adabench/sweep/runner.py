@@ -307,8 +307,8 @@ def _run_slo(
 ):
     """Runs one SLO cell; the latency model is profiled once per (model, method, suite) with the
     stress paused and cached as JSON in RUN_DIR/latency/."""
-    from adabench.slo.cell import is_budgeted, run_slo_cell
     from adabench.slo.latency_model import LatencyModel, profile_latency
+    from adabench.sweep.slo_cell import is_budgeted, run_slo_cell
 
     model = None
     if is_budgeted(cell.method):

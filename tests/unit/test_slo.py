@@ -269,7 +269,7 @@ def test_budget_grid_and_profile(tiny_l):
 
 
 def test_slo_cell_drops_budget_when_slower_than_predicted(tiny_l, tmp_path):
-    from adabench.slo.cell import run_slo_cell
+    from adabench.sweep.slo_cell import run_slo_cell
     from adabench.sweep import store
     from adabench.sweep.cell import CellConfig
 

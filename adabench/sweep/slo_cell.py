@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 
 import numpy as np
 
@@ -22,34 +21,12 @@ from adabench.errors import UserError
 from adabench.slo.controller import DEFAULT_ALPHA, DEFAULT_K_DEV, DEFAULT_MARGIN, SloController
 from adabench.slo.latency_model import LatencyModel, budget_grid
 from adabench.slo.schedule import ScheduleDriver, format_schedule
-from adabench.sweep.cell import CellConfig, _cell_row, _nvml_index, _sample_row
-from adabench.sweep.store import cell_id
+from adabench.sweep.cell_config import CellConfig, slo_cell_id
 
 
 def is_budgeted(method_name: str) -> bool:
     """Returns True when the method takes a budget (runs under the controller); False for `full`."""
     return method_name != "full"
-
-
-def slo_cell_id(
-    cfg: CellConfig,
-    slo_ms: float,
-    margin: float = DEFAULT_MARGIN,
-    alpha: float = DEFAULT_ALPHA,
-    schedule: str = "",
-    k_dev: float = DEFAULT_K_DEV,
-) -> str:
-    """Returns the id of an SLO cell: the cell's coordinates plus target, controller and schedule."""
-    return cell_id(
-        {
-            **cfg.coords(),
-            "slo_ms": float(slo_ms),
-            "slo_margin": float(margin),
-            "slo_alpha": float(alpha),
-            "slo_k_dev": float(k_dev),
-            "contention_schedule": schedule,
-        }
-    )
 
 
 def run_slo_cell(
@@ -64,99 +41,94 @@ def run_slo_cell(
     schedule_driver: ScheduleDriver | None = None,
     margin: float = DEFAULT_MARGIN,
     alpha: float = DEFAULT_ALPHA,
-    on_sample: Callable[[int, dict], None] | None = None,
+    on_sample: Callable[[int, int], None] | None = None,
     k_dev: float = DEFAULT_K_DEV,
 ) -> tuple[dict, list[dict]]:
     """Runs the cell under the target `slo_ms` and returns (cell row, sample rows).
 
+    The sample loop is the sweep's (adabench/sweep/group.py) with two hooks: `choose` asks the
+    controller for a budget before each sample, `observe` feeds it the sample's mean latency.
     `latency_model` is required for budgeted methods (optional for `full`, where it only feeds
     the recorded slowdown estimate). Under `schedule_driver` the cycle restarts when the timed
     samples start, so every cell sees the same load sequence; without one the estimator starts
     from `achieved_slowdown` (the sweep's reference measurement) when it is known."""
-    from adabench.measure.memory import PeakMemory
-    from adabench.measure.telemetry import NvmlSampler, Telemetry
-    from adabench.measure.timing import Timer
-    from adabench.models.execution import LlavaRunner
     from adabench.models.methods import build_method
-    from adabench.sweep.generate import generate
+    from adabench.sweep.group import Arm, GroupData, assemble, group_id, run_arms
 
     if not (slo_ms > 0 and math.isfinite(slo_ms)):
         raise UserError(f"slo-ms must be > 0, got {slo_ms}")
     budgeted = is_budgeted(cfg.method)
     if budgeted and latency_model is None:
         raise UserError(f"SLO mode for {cfg.method!r} needs a latency model (profile_latency)")
-    methods: dict[float, object] = {}
-
-    def method_at(budget: float):
-        if budget not in methods:
-            methods[budget] = build_method(cfg.method, loaded, budget, cfg.method_args, cfg.seed)
-        return methods[budget]
-
-    controller = _controller(
-        loaded,
-        cfg,
-        slo_ms,
-        latency_model,
-        margin,
-        alpha,
-        achieved_slowdown,
-        schedule_driver,
-        budgeted,
-        k_dev,
+    controller = _controller(loaded, cfg, slo_ms, latency_model, margin, alpha,
+                             achieved_slowdown, schedule_driver, budgeted, k_dev)  # fmt: skip
+    hooks = _SloHooks(controller, budgeted, cfg, schedule_driver, slo_ms, build_method, loaded)
+    data = GroupData(
+        loaded, spec, samples, prepared, cfg.max_new_tokens or int(spec.max_new_tokens)
     )
-    runner, timer = LlavaRunner(loaded.model), Timer(loaded.device)
-    eos = loaded.processor.tokenizer.eos_token_id
-    max_new = cfg.max_new_tokens or int(spec.max_new_tokens)
-    top = controller.max_budget if controller else 1.0
-    for i in range(cfg.warmup):
-        generate(runner, method_at(top), prepared[i % len(prepared)], max_new, eos, timer)
-    rows: list[dict] = []
-    sampler = (
-        NvmlSampler(_nvml_index(loaded))
-        if loaded.device.type == "cuda"
-        else nullcontext(Telemetry())
-    )
-    if schedule_driver is not None:
-        schedule_driver.restart()
-    start = time.perf_counter()
-    with PeakMemory(loaded.device) as mem, sampler as tel:
-        for i, (sample, ps) in enumerate(zip(samples, prepared, strict=True)):
-            if schedule_driver is not None:
-                schedule_driver.check()
-            level = (
-                schedule_driver.current_level() if schedule_driver is not None else cfg.contention
-            )
-            t_s = time.perf_counter() - start
-            if budgeted:
-                budget, slowdown, flagged = controller.choose()
-            else:
-                budget, flagged = 1.0, False
-                slowdown = controller.slowdown if controller else math.nan
-            method = method_at(budget)
-            runs = [generate(runner, method, ps, max_new, eos, timer) for _ in range(cfg.repeats)]
-            row = _sample_row(loaded, spec, sample, runs, method)
-            if controller is not None:
-                controller.observe(budget, row["latency_ms"])
-            row.update(
-                chosen_budget=budget,
-                estimated_slowdown=slowdown,
-                flagged=bool(flagged),
-                slo_met=bool(row["latency_ms"] <= slo_ms),
-                contention_now=float(level),
-                t_s=t_s,
-            )
-            rows.append(row)
-            if on_sample:
-                on_sample(i, row)
-    n_gen = len(rows) * cfg.repeats
-    energy = tel.energy_j / n_gen if n_gen and not math.isnan(tel.energy_j) else math.nan
-    for row in rows:
-        row["energy_j"] = energy
-    cell = _cell_row(cfg, rows, achieved_slowdown, mem.peak_mem_mb, energy)
+    arm = Arm(cfg.cell_id(), cfg, choose=hooks.choose, observe=hooks.observe)
+    result = run_arms(data, [arm], on_sample, order="sequential", warmup=cfg.warmup,
+                      repeats=cfg.repeats, seed=cfg.seed, gid=group_id(cfg, "slo"),
+                      on_start=hooks.start)  # fmt: skip
+    _, cell, rows = next(iter(assemble(data, [arm], result, order="sequential", seed=cfg.seed,
+                                       slowdown=(achieved_slowdown, math.nan))))  # fmt: skip
     schedule = format_schedule(schedule_driver.schedule) if schedule_driver is not None else ""
     cell.update(_slo_columns(rows, slo_ms, margin, alpha, k_dev, schedule))
     cell["cell_id"] = slo_cell_id(cfg, slo_ms, margin, alpha, schedule, k_dev)
     return cell, rows
+
+
+class _SloHooks:
+    """The controller's side of the sample loop: a budget per sample, an observation after it."""
+
+    def __init__(self, controller, budgeted, cfg, driver, slo_ms, build_method, loaded) -> None:
+        self.controller, self.budgeted, self.cfg = controller, budgeted, cfg
+        self.driver, self.slo_ms = driver, slo_ms
+        self.methods: dict[float, object] = {}
+        self.build = lambda b: build_method(cfg.method, loaded, b, cfg.method_args, cfg.seed)
+        self.decisions: dict[int, tuple] = {}
+        self.t0 = time.perf_counter()
+
+    def method_at(self, budget: float):
+        if budget not in self.methods:
+            self.methods[budget] = self.build(budget)
+        return self.methods[budget]
+
+    def start(self) -> None:
+        """Called when the timed samples start: the schedule's cycle restarts here."""
+        if self.driver is not None:
+            self.driver.restart()
+        self.t0 = time.perf_counter()
+
+    def choose(self, sample: int):
+        if sample < 0:  # warm-up: the largest budget, no decision
+            return self.method_at(self.controller.max_budget if self.controller else 1.0)
+        if sample not in self.decisions:  # one decision per sample, shared by its repeats
+            if self.driver is not None:
+                self.driver.check()
+            level = self.driver.current_level() if self.driver is not None else self.cfg.contention
+            t_s = time.perf_counter() - self.t0
+            if self.budgeted:
+                budget, slowdown, flagged = self.controller.choose()
+            else:
+                budget, flagged = 1.0, False
+                slowdown = self.controller.slowdown if self.controller else math.nan
+            self.decisions[sample] = (budget, slowdown, flagged, level, t_s)
+        return self.method_at(self.decisions[sample][0])
+
+    def observe(self, sample: int, latencies_ms: list[float]) -> dict:
+        budget, slowdown, flagged, level, t_s = self.decisions[sample]
+        mean_ms = float(np.mean(latencies_ms))
+        if self.controller is not None:
+            self.controller.observe(budget, mean_ms)
+        return {
+            "chosen_budget": budget,
+            "estimated_slowdown": slowdown,
+            "flagged": bool(flagged),
+            "slo_met": bool(mean_ms <= self.slo_ms),
+            "contention_now": float(level),
+            "t_s": t_s,
+        }
 
 
 def _controller(
