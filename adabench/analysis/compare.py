@@ -1,6 +1,10 @@
-"""Compare two runs cell by cell (CI regression check): paired accuracy test, Mann–Whitney U on
-latency repeats, exact FLOPs. Marks in the asv manner: ``+`` worse, ``-`` better, ``~`` not
-significant, ``x`` not comparable. Pure Python/numpy statistics (no scipy).
+"""Compare two runs cell by cell (CI regression check). Accuracy: the paired tests of
+`significance` on the samples both runs answered (McNemar exact, or sign-flip on fractional
+scores), Benjamini–Hochberg over the cells; a bootstrap when the samples differ. Latency: the
+paired ratios to `full` when both runs have them — a change counts only when the two ratio CIs
+are apart by more than the A/A noise floor — else Mann–Whitney U on the raw repeats (and always
+for `full` itself). FLOPs exactly. Marks in the asv manner: ``+`` worse, ``-`` better, ``~``
+not significant, ``x`` not comparable. Pure Python/numpy statistics (no scipy).
 """
 
 from __future__ import annotations
@@ -11,6 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from adabench.analysis.significance import (
+    benjamini_hochberg,
+    intervals_overlap,
+    mcnemar_exact_p,
+    paired_test,
+)
 from adabench.errors import UserError
 from adabench.sweep.store import CELL_KEY, Run, devices
 
@@ -43,16 +53,24 @@ def summary_rows(result: Comparison) -> list[dict[str, str]]:
     for r in result.cells.to_dict("records"):
         rows.append({
             "": r["mark"], "cell": r["cell"],
-            "accuracy": f"{r['acc_mark']} {_f(r['acc_base'], 3)}→{_f(r['acc_new'], 3)} p={_f(r['acc_p'], 3)}",
-            "latency ms": f"{r['lat_mark']} {_f(r['lat_base_ms'], 1)}→{_f(r['lat_new_ms'], 1)} "
-                          f"×{_f(r['lat_ratio'], 2)} p={_f(r['lat_p'], 3)}",
+            "accuracy": f"{r['acc_mark']} {_f(r['acc_base'], 3)}→{_f(r['acc_new'], 3)} "
+                        f"p={_f(r['acc_p'], 3)} q={_f(r['acc_q'], 3)}",
+            "latency": _latency_text(r),
             "GFLOPs": f"{r['flops_mark']} {_f(r['flops_base'] / 1e9, 3)}→{_f(r['flops_new'] / 1e9, 3)}",
         })  # fmt: skip
     pooled = result.pooled
     rows.append({"": pooled["mark"], "cell": f"pooled ({pooled['n']} paired samples)",
                  "accuracy": f"{pooled['mark']} Δ {_f(pooled['acc_delta'], 3)} p={_f(pooled['acc_p'], 3)}",
-                 "latency ms": "", "GFLOPs": ""})  # fmt: skip
+                 "latency": "", "GFLOPs": ""})  # fmt: skip
     return rows
+
+
+def _latency_text(r: dict) -> str:
+    if r["lat_test"] == RATIO_TEST:
+        return (f"{r['lat_mark']} ×full {_f(r['ratio_base'], 2)}→{_f(r['ratio_new'], 2)} "
+                f"[{_f(r['ratio_new_ci_low'], 2)}, {_f(r['ratio_new_ci_high'], 2)}]")  # fmt: skip
+    return (f"{r['lat_mark']} {_f(r['lat_base_ms'], 1)}→{_f(r['lat_new_ms'], 1)} ms "
+            f"×{_f(r['lat_ratio'], 2)} p={_f(r['lat_p'], 3)}")  # fmt: skip
 
 
 def to_markdown(result: Comparison) -> str:
@@ -66,7 +84,10 @@ def to_markdown(result: Comparison) -> str:
     lines += [
         "| " + " | ".join(f"`{r[c]}`" if c == "" else r[c] for c in cols) + " |" for r in rows
     ]
-    lines += ["", "Marks: `+` worse, `-` better, `~` not significant, `x` not comparable."]
+    lines += ["", "Marks: `+` worse, `-` better, `~` not significant, `x` not comparable. "
+              "Accuracy q: Benjamini–Hochberg over the cells. Latency ×full: paired ratio to "
+              "`full` [new run's 95 % CI]; a change counts when both runs' CIs and the A/A "
+              "noise floor lie apart."]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -83,11 +104,7 @@ def _f(value: float, digits: int) -> str:
 
 def sign_test_p(n_worse: int, n_better: int) -> float:
     """Returns the exact two-sided sign-test p-value (= exact McNemar on binary scores)."""
-    n = n_worse + n_better
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, k) for k in range(min(n_worse, n_better) + 1))
-    return min(1.0, 2 * tail / 2**n)
+    return mcnemar_exact_p(n_worse, n_better)
 
 
 def mann_whitney_u(a, b) -> tuple[float, float]:
@@ -158,30 +175,44 @@ def compare_runs(
         row["regressed"] = WORSE in (acc["acc_mark"], lat["lat_mark"])
         row["mark"] = _overall(acc["acc_mark"], lat["lat_mark"])
         rows.append(row)
+    frame = _apply_fdr(pd.DataFrame(rows), max_acc_drop, alpha)
     return Comparison(
-        cells=pd.DataFrame(rows),
+        cells=frame,
         pooled=_pooled(paired, max_acc_drop, alpha),
         only_base=[k for k in keys if k not in new_keys],
         only_new=[k for k in new_keys if k not in keys],
     )
 
 
+def _apply_fdr(frame: pd.DataFrame, max_drop: float, alpha: float) -> pd.DataFrame:
+    """Adds BH q-values over the cells' accuracy tests and marks accuracy by q < alpha."""
+    if frame.empty:
+        return frame
+    frame["acc_q"] = benjamini_hochberg(frame["acc_p"])
+    frame["acc_mark"] = [
+        NA if m == NA else _mark(-d, max_drop, q, alpha)
+        for m, d, q in zip(frame["acc_mark"], frame["acc_delta"], frame["acc_q"], strict=True)
+    ]
+    frame["regressed"] = (frame["acc_mark"] == WORSE) | (frame["lat_mark"] == WORSE)
+    frame["mark"] = [_overall(a, b) for a, b in zip(frame["acc_mark"], frame["lat_mark"],
+                                                    strict=True)]  # fmt: skip
+    return frame
+
+
 def _accuracy(bc, nc, bs, ns, max_drop: float, alpha: float) -> dict:
     out = {"acc_base": float(bc["accuracy"]), "acc_new": float(nc["accuracy"]),
-           "acc_delta": math.nan, "acc_p": math.nan, "acc_test": "none", "acc_mark": NA,
-           "_diffs": np.array([])}  # fmt: skip
+           "acc_delta": math.nan, "acc_ci_low": math.nan, "acc_ci_high": math.nan,
+           "acc_p": math.nan, "acc_test": "none", "acc_mark": NA, "_diffs": np.array([])}  # fmt: skip
     if math.isnan(out["acc_base"]) or math.isnan(out["acc_new"]):
         return out
     b_ids, n_ids = set(bs["sample_id"]), set(ns["sample_id"])
     if b_ids and b_ids == n_ids and bs["sample_id"].is_unique and ns["sample_id"].is_unique:
         merged = bs[["sample_id", "score"]].merge(ns[["sample_id", "score"]], on="sample_id")
+        test = paired_test(merged["score_x"].to_numpy(float), merged["score_y"].to_numpy(float))
         diffs = (merged["score_y"] - merged["score_x"]).to_numpy(float)
-        diffs = diffs[~np.isnan(diffs)]
-        delta, p = (
-            float(diffs.mean()) if len(diffs) else math.nan,
-            sign_test_p(int((diffs < 0).sum()), int((diffs > 0).sum())),
-        )
-        out.update(acc_test="sign", _diffs=diffs)
+        delta, p = test.delta, test.p
+        out.update(acc_test=test.test, acc_ci_low=test.ci_low, acc_ci_high=test.ci_high,
+                   _diffs=diffs[~np.isnan(diffs)])  # fmt: skip
     elif len(bs) and len(ns):
         delta, p = bootstrap_delta(bs["score"].dropna(), ns["score"].dropna())
         out["acc_test"] = "bootstrap"
@@ -191,16 +222,62 @@ def _accuracy(bc, nc, bs, ns, max_drop: float, alpha: float) -> dict:
     return out
 
 
+RATIO_TEST = "paired ratio CIs + A/A"
+RATIO_COLUMNS = ["latency_ratio", "latency_ratio_ci_low", "latency_ratio_ci_high"]
+
+
 def _latency(bc, nc, bs, ns, max_slowdown: float, alpha: float) -> dict:
     base_ms, new_ms = _repeats(bs), _repeats(ns)
     b_mean, n_mean = float(bc["latency_ms_mean"]), float(nc["latency_ms_mean"])
     ratio = n_mean / b_mean if b_mean > 0 else math.nan
     out = {"lat_base_ms": b_mean, "lat_new_ms": n_mean, "lat_ratio": ratio, "lat_p": math.nan,
-           "lat_mark": NA}  # fmt: skip
+           "lat_test": "Mann–Whitney U", "lat_mark": NA}  # fmt: skip
+    if bc["method"] != "full" and _has_ratio_ci(bc) and _has_ratio_ci(nc):
+        return {**out, **_ratio_change(bc, nc, max_slowdown)}
     if len(base_ms) and len(new_ms) and not math.isnan(ratio):
         _, p = mann_whitney_u(new_ms, base_ms)
         out.update(lat_p=p, lat_mark=_mark(math.log(ratio), math.log(max_slowdown), p, alpha))
     return out
+
+
+def _has_ratio_ci(cell) -> bool:
+    return all(c in cell.index and not _isnan(cell[c]) for c in RATIO_COLUMNS)
+
+
+def _ratio_change(bc, nc, max_slowdown: float) -> dict:
+    """A change of the paired ratio to `full` counts only when the two runs' CIs are apart and
+    the gap exceeds either run's A/A noise floor (its half-width, on the log scale)."""
+    rb, rn = float(bc["latency_ratio"]), float(nc["latency_ratio"])
+    apart = not intervals_overlap(bc["latency_ratio_ci_low"], bc["latency_ratio_ci_high"],
+                                  nc["latency_ratio_ci_low"], nc["latency_ratio_ci_high"])  # fmt: skip
+    gap = abs(math.log(rn / rb))
+    change = rn / rb
+    if not apart or gap <= max(_aa_half_width(bc), _aa_half_width(nc)):
+        mark = SAME
+    elif change > max_slowdown:
+        mark = WORSE
+    elif change < 1 / max_slowdown:
+        mark = BETTER
+    else:
+        mark = SAME
+    return {"lat_test": RATIO_TEST, "lat_mark": mark, "ratio_base": rb, "ratio_new": rn,
+            "ratio_new_ci_low": float(nc["latency_ratio_ci_low"]),
+            "ratio_new_ci_high": float(nc["latency_ratio_ci_high"])}  # fmt: skip
+
+
+def _aa_half_width(cell) -> float:
+    """Half the A/A band's width on the log scale; 0 when the run has no A/A arm."""
+    low, high = cell.get("aa_ratio_ci_low", math.nan), cell.get("aa_ratio_ci_high", math.nan)
+    if _isnan(low) or _isnan(high) or low <= 0:
+        return 0.0
+    return math.log(float(high) / float(low)) / 2
+
+
+def _isnan(value) -> bool:
+    try:
+        return value is None or math.isnan(float(value))
+    except (TypeError, ValueError):
+        return True
 
 
 def _flops(bc, nc) -> dict:

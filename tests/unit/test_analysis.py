@@ -135,7 +135,7 @@ def test_compare_identical_runs_has_no_regression(runs):
     base, _ = runs
     result = compare_runs(base, base)
     assert not result.regressed and result.regressions == []
-    assert set(result.cells["mark"]) == {"~"} and set(result.cells["acc_test"]) == {"sign"}
+    assert set(result.cells["mark"]) == {"~"} and set(result.cells["acc_test"]) == {"McNemar exact"}
 
 
 def test_compare_degraded_run_names_regressed_cells(runs):
@@ -200,3 +200,48 @@ def test_compare_and_report_group_by_device_when_a_run_spans_several(runs, tmp_p
     assert "Devices" not in _sections(base)
     ratios = add_latency_ratio(spread.cells)
     assert (ratios.loc[ratios["method"] == "full", "latency_ratio"] == 1.0).all()
+
+
+@pytest.fixture(scope="module")
+def paired_runs(tmp_path_factory) -> tuple[Run, Run]:
+    base = make_run.make_run(tmp_path_factory.mktemp("pbase"), paired=True)
+    slow = make_run.make_run(tmp_path_factory.mktemp("pslow"), paired=True, latency_scale=2.0)
+    return load_run(base), load_run(slow)
+
+
+def test_compare_paired_run_with_itself_finds_nothing(paired_runs):
+    base, _ = paired_runs
+    result = compare_runs(base, base)
+    assert not result.regressed and set(result.cells["mark"]) == {"~"}
+    tests = result.cells.set_index("method")["lat_test"]
+    assert set(tests.drop("full")) == {"paired ratio CIs + A/A"}
+    assert set(tests.loc[["full"]]) == {"Mann–Whitney U"}
+    assert (result.cells["acc_q"] == 1.0).all()
+
+
+def test_compare_uniform_slowdown_moves_only_full(paired_runs):
+    base, slow = paired_runs  # a 2× slower machine: ratios to full do not change
+    result = compare_runs(base, slow)
+    assert sorted(result.regressions) == ["shapes/tiny/full@1/c0", "shapes/tiny/full@1/c0.5"]
+
+
+def _shifted(run: Run, factor: float, aa: tuple[float, float] | None = None) -> Run:
+    cells = run.cells.copy()
+    at = (cells["method"] == "layer-drop") & (cells["budget"] == 0.5)  # a tight CI
+    for col in ["latency_ratio", "latency_ratio_ci_low", "latency_ratio_ci_high"]:
+        cells.loc[at, col] *= factor
+    if aa is not None:
+        cells["aa_ratio_ci_low"], cells["aa_ratio_ci_high"] = aa
+    return Run(run.path, run.meta, run.config, cells, run.samples)
+
+
+def test_compare_ratio_change_counts_only_outside_cis_and_aa_band(paired_runs):
+    base, _ = paired_runs
+    slower = compare_runs(base, _shifted(base, 1.3))
+    assert sorted(slower.regressions) == ["shapes/tiny/layer-drop@0.5/c0",
+                                          "shapes/tiny/layer-drop@0.5/c0.5"]  # fmt: skip
+    assert not compare_runs(base, _shifted(base, 1 / 1.3)).regressed
+    # a 6 % change with CIs apart: a regression on a quiet machine, noise under a ±10 % A/A band
+    assert compare_runs(base, _shifted(base, 1.06)).regressed
+    noisy = _shifted(base, 1.0, aa=(0.9, 1.1))
+    assert not compare_runs(noisy, _shifted(noisy, 1.06)).regressed
