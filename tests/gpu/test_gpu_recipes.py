@@ -3,14 +3,19 @@ the paper recipe on real llava-1.5-7b weights when they are in the HF cache (iss
 Skipped without CUDA (and without the weights for the paper recipe)."""
 
 import json
+import math
 
+import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from adabench.cli import app
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+]
 runner = CliRunner()
 
 
@@ -57,6 +62,15 @@ def test_no_weights_latency_sweep_7b_short(tmp_path):
     for method in ("layer-drop", "adallava-l"):
         assert by[(method, 0.5, 0.0)]["latency_ms_mean"] < by[("full", 1.0, 0.0)]["latency_ms_mean"]
     assert by[("full", 1.0, 1.0)]["achieved_slowdown"] > 1.05
+    assert all(math.isfinite(c["energy_j_mean"]) and c["energy_j_mean"] > 0 for c in cells)
+    # The latency (wall time of the synced generation) is what the spans add up to: prefill +
+    # every decode step, within 5 %, so no sync or host work is left uncounted or doubled.
+    samples = pd.concat(pd.read_parquet(p) for p in tmp_path.glob("*/parts/*.samples.parquet"))
+    for method, rows in samples.groupby("method"):
+        wall, parts = rows["latency_ms"].sum(), (rows["prefill_ms"] + rows["decode_ms"]).sum()
+        print(f"{method}: wall {wall:.1f} ms, prefill + decode {parts:.1f} ms")
+        if method in ("full", "layer-drop"):  # AdaLLaVA adds its scheduler (overhead_ms)
+            assert parts == pytest.approx(wall, rel=0.05), method
 
 
 def _weights_cached() -> bool:

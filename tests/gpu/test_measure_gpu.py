@@ -1,14 +1,22 @@
-"""Measurement core on a real GPU: CUDA-event timing vs wall clock, NVML sampler, peak memory."""
+"""Measurement core on a real GPU: wall time vs CUDA events, NVML sampler (energy), peak memory
+above the weights, and the GPU UUID under CUDA_VISIBLE_DEVICES."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 import torch
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+]
 
 
 def _busy(ms_target: float = 50.0) -> None:
@@ -29,11 +37,14 @@ def test_cuda_event_timing_agrees_with_wall_clock():
         with timer.track() as run:
             _busy(100)
         wall_ms = (time.perf_counter() - wall) * 1e3
-        # events see only GPU time, wall clock adds the syncs and the launch of the first kernel
-        assert 0 < run.elapsed_ms <= wall_ms * 1.02 + 0.5
-        assert run.elapsed_ms >= 0.8 * wall_ms - 2.0
+        # the latency is the wall time of the synced block; events see only the GPU timeline
+        assert 0 < run.elapsed_ms <= wall_ms
+        assert run.elapsed_ms >= 0.95 * wall_ms - 1.0
+        assert 0 < run.gpu_ms <= run.elapsed_ms * 1.01 + 0.1
+        assert run.gpu_ms >= 0.8 * run.elapsed_ms - 2.0
     lat = timer.latency()
     assert lat.count == 3 and lat.p50 <= lat.p99 and math.isfinite(lat.std)
+    assert len(timer.gpu_values_ms) == 3
 
 
 def test_cuda_timer_on_async_work_waits_for_the_gpu():
@@ -45,14 +56,31 @@ def test_cuda_timer_on_async_work_waits_for_the_gpu():
     assert run.elapsed_ms > 20
 
 
-def test_peak_memory_tracks_a_cuda_allocation():
+def test_peak_memory_is_above_what_was_resident():
     from adabench.measure.memory import PeakMemory
 
+    weights = torch.empty(512 * 2**20, dtype=torch.uint8, device="cuda")
     with PeakMemory("cuda") as mem:
         block = torch.empty(256 * 2**20, dtype=torch.uint8, device="cuda")
         del block
-    assert mem.peak_mem_mb >= 256
-    assert mem.peak_mem_mb - mem.start_mb == pytest.approx(256, abs=8)
+    assert mem.start_mb >= 512 and mem.peak_total_mb >= 512 + 256
+    assert mem.peak_mem_mb == pytest.approx(256, abs=8)
+    assert mem.peak_mem_mb == pytest.approx(mem.peak_total_mb - mem.start_mb)
+    del weights
+
+
+def test_peak_memory_of_a_model_run_counts_its_weights():
+    from adabench.measure.memory import PeakMemory
+    from adabench.models.loading import load_model
+
+    loaded = load_model("tiny", device="cuda", dtype="float16")
+    weight_mb = sum(p.numel() * p.element_size() for p in loaded.model.parameters()) / 2**20
+    vocab = loaded.config.text_config.vocab_size
+    ids = torch.randint(3, min(100, vocab), (1, 64), device=loaded.device)
+    with torch.no_grad(), PeakMemory(loaded.device) as mem:
+        loaded.model.model.language_model(input_ids=ids)
+    assert mem.start_mb >= weight_mb and mem.peak_total_mb >= weight_mb
+    assert 0 < mem.peak_mem_mb < mem.peak_total_mb
 
 
 def test_nvml_sampler_reads_power_and_energy():
@@ -68,7 +96,9 @@ def test_nvml_sampler_reads_power_and_energy():
     )
     assert tel.note is None
     assert len(tel.samples) >= 0.5 * 20 * tel.duration_s
-    assert tel.mean_power_w > 0 and tel.energy_j > 0
+    assert tel.mean_power_w > 0 and math.isfinite(tel.energy_j) and tel.energy_j > 0
+    assert math.isfinite(tel.sm_clock_mhz) and tel.sm_clock_mhz > 0
+    assert isinstance(tel.throttle_reasons, str)
     assert tel.energy_source in ("counter", "power-integral")
 
 
@@ -82,3 +112,35 @@ def test_fingerprint_sees_the_gpu():
     print(gpu)
     assert gpu["name"] and gpu.get("memory_gb")
     print("spec:", lookup(gpu["name"]))
+
+
+_PROBE = """
+import json
+from adabench.contention.controller import Contention
+from adabench.models.loading import resolve_device
+from adabench.sweep.placement import placement
+device = resolve_device("cuda")
+with Contention(0.3, "compute", str(device)) as c:
+    print(json.dumps({"device": str(device), "gpu_uuid": placement(device)["gpu_uuid"],
+                      "stress_uuid": c.gpu_uuid}))
+"""
+
+
+def test_gpu_uuid_is_right_when_cuda_visible_devices_is_not_0():
+    from adabench.measure.device import nvml, same_gpu
+
+    nv = nvml()
+    count = nv.nvmlDeviceGetCount()
+    physical = count - 1  # the last GPU; with one GPU, name it by UUID instead of "0"
+    uuid = nv.nvmlDeviceGetUUID(nv.nvmlDeviceGetHandleByIndex(physical))
+    uuid = uuid.decode() if isinstance(uuid, bytes) else uuid
+    visible = str(physical) if physical > 0 else uuid
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible, "PYTHONPATH": os.getcwd()}
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"CUDA_VISIBLE_DEVICES={visible}:", seen)
+    assert seen["device"] == "cuda:0"
+    assert same_gpu(seen["gpu_uuid"], uuid) and same_gpu(seen["stress_uuid"], uuid)
