@@ -77,21 +77,22 @@ def per_sample_ratio(values: Sequence[float], partners: Sequence[float]) -> floa
     return math.exp(sum(logs) / len(logs)) if logs else math.nan
 
 
-def _mean_axis(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(x, axis=axis)
+def _median_axis(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.median(x, axis=axis)
 
 
 def ratio_summary(ratios: Sequence[float], seed: int = 0) -> tuple[float, float, float]:
-    """Returns (ratio, ci_low, ci_high): the geometric mean of per-sample ratios and its 95 %
-    percentile-bootstrap CI over samples (computed on log ratios). NaNs when none is finite.
+    """Returns (ratio, ci_low, ci_high): the median of per-sample ratios, taken on the log
+    scale, and its 95 % percentile-bootstrap CI over samples. NaNs when none is finite.
 
-    The geometric mean, not the arithmetic one: ratios multiply, so A÷B and B÷A must be
-    reciprocal, and one 3× outlier must not weigh like three normal samples."""
+    The median, not a mean: one pass hit by a GC pause or by a load that starts mid-pass makes
+    one sample's ratio 3× off, which moves a mean of 60 samples by ~2 % and the median not at
+    all. On the log scale, so that A÷B and B÷A are exactly reciprocal (docs/measurement.md)."""
     logs = [math.log(r) for r in ratios if r > 0 and math.isfinite(r)]
     if not logs:
         return math.nan, math.nan, math.nan
-    lo, hi = bootstrap_ci(logs, stat=_mean_axis, seed=seed)
-    return math.exp(float(np.mean(logs))), math.exp(lo), math.exp(hi)
+    lo, hi = bootstrap_ci(logs, stat=_median_axis, seed=seed)
+    return math.exp(float(np.median(logs))), math.exp(lo), math.exp(hi)
 
 
 def half_width(ci_low: float, ci_high: float) -> float:

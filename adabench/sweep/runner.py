@@ -470,52 +470,23 @@ def _code_version() -> dict:
 
 
 def open_run(
-    cfg: SweepConfig,
+    cfg: SweepConfig | None,
     out: Path,
     name: str,
     resume: Path | None,
     force: bool,
     argv: list[str],
     cli_overrides: dict,
-) -> tuple[Path, SweepConfig]:
-    """Returns (run folder, config): a new folder, or the resumed one with its stored config."""
-    if resume is None:
-        run_dir = store.new_run_dir(Path(out), name)
-        store.write_config(run_dir, cfg.to_dict())
-        from adabench.measure.env import fingerprint
+    config_path: Path | None = None,
+    extend: bool = False,
+):
+    """Context manager yielding (run folder, config) under the folder's lock: a new folder, or
+    the resumed one with its stored (or `extend`-ed) config — see `adabench.sweep.resume`."""
+    from adabench.sweep import resume as resuming
 
-        store.write_meta(
-            run_dir,
-            {
-                "adabench_version": __version__,
-                "code": _code_version(),
-                "command": argv,
-                "start": dt.datetime.now().isoformat(timespec="seconds"),
-                "seed": cfg.seed,
-                "weights": "random" if cfg.no_weights else "trained",
-                "fingerprint": fingerprint(),
-            },
-        )
-        return run_dir, cfg
-    run_dir = Path(resume)
-    if not (run_dir / "config.yaml").exists():
-        raise UserError(f"--resume: {run_dir} is not a results folder (no config.yaml)")
-    stored = SweepConfig(**store.read_config(run_dir))
-    meta = store.read_meta(run_dir)
-    problems = []
-    if meta.get("code", {}).get("adabench") != __version__:
-        problems.append(f"adabench version {meta.get('code', {}).get('adabench')} → {__version__}")
-    changed = {
-        k: v for k, v in cli_overrides.items() if v is not None and getattr(stored, k, None) != v
-    }
-    if changed:
-        problems.append(f"config differs from the stored one in {', '.join(sorted(changed))}")
-    if problems and not force:
-        raise UserError(
-            f"cannot resume {run_dir}: {'; '.join(problems)} — results would not be comparable. "
-            "Pass --force to resume anyway."
-        )
-    return run_dir, stored
+    return resuming.open_run(
+        cfg, out, name, resume, force, argv, cli_overrides, config_path=config_path, extend=extend
+    )
 
 
 def run_sweep(
@@ -528,13 +499,18 @@ def run_sweep(
     argv: list[str] | None = None,
     cli_overrides: dict | None = None,
     executor=None,
+    config_path: Path | None = None,
+    extend: bool = False,
 ) -> Path:
-    """Runs (or resumes) a sweep; prints the summary; returns the results folder."""
-    if cfg is not None:
-        _validate_names(
-            cfg
-        )  # before a new folder is made: a typo must not leave an empty run behind
-    run_dir, cfg = open_run(cfg, out, name, resume, force, argv or sys.argv, cli_overrides or {})
+    """Runs (or resumes) a sweep while holding the run folder's lock (a second process on the
+    same folder is refused); prints the summary; returns the results folder."""
+    args = (cfg, out, name, resume, force, argv or sys.argv, cli_overrides or {})
+    with open_run(*args, config_path=config_path, extend=extend) as (run_dir, cfg):
+        return _run_locked(run_dir, cfg, as_json, executor)
+
+
+def _run_locked(run_dir: Path, cfg: SweepConfig, as_json: bool, executor) -> Path:
+    """The body of `run_sweep`, with the run folder open and locked."""
     cells, skipped = expand(cfg)
     if skipped:
         console.warn(
@@ -570,6 +546,8 @@ def run_sweep(
     meta["end"] = dt.datetime.now().isoformat(timespec="seconds")
     meta["complete"] = not interrupted and failure is None and not state.todo
     meta["executor"] = executor.name
+    meta["order"] = cfg.order
+    meta["aa"] = cfg.aa
     meta.setdefault("nodes", {}).update(state.nodes)
     meta.update(getattr(executor, "meta", {}))
     store.write_meta(run_dir, meta)
@@ -587,19 +565,10 @@ def run_sweep(
 
 
 def _validate_names(cfg: SweepConfig) -> None:
-    from adabench.data.suites import get_spec
-    from adabench.models.loading import resolve
-    from adabench.models.methods import METHODS
+    """Raises UserError for unknown names or an unusable device (see `resume.validate`)."""
+    from adabench.sweep.resume import validate
 
-    for suite in cfg.suites:
-        get_spec(suite)
-    for method in cfg.methods:
-        if method not in METHODS:
-            from adabench.models.combine import split_name
-
-            split_name(method)  # validates both parts with did-you-mean
-    for model in cfg.models:
-        resolve(model)
+    validate(cfg)
 
 
 def _card(state: SweepState) -> None:

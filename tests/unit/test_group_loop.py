@@ -1,0 +1,82 @@
+"""The one sample loop on the tiny model: interleaved order, resume mid-group, paired rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from adabench.sweep.cell_config import CellConfig
+
+
+@pytest.fixture(scope="module")
+def group():
+    from adabench.data.suites import get_spec, load_suite
+    from adabench.models.loading import load_model
+    from adabench.models.methods import build_method
+    from adabench.sweep.cell import prepare_samples
+    from adabench.sweep.group import AA, Arm, GroupData
+
+    loaded = load_model("tiny", device="cpu")
+    spec = get_spec("shapes")
+    samples = load_suite("shapes", limit=4, seed=0)
+    data = GroupData(loaded, spec, samples, prepare_samples(loaded, spec, samples), 3)
+    full = CellConfig(model="tiny", limit=4)
+    drop = CellConfig(model="tiny", method="layer-drop", budget=0.5, limit=4)
+    arms = [
+        Arm(full.cell_id(), full, build_method("full", loaded, 1.0)),
+        Arm(drop.cell_id(), drop, build_method("layer-drop", loaded, 0.5)),
+        Arm(AA, full, build_method("full", loaded, 1.0), hidden=True),
+    ]
+    return data, arms
+
+
+def _run(data, arms, done=None):
+    from adabench.sweep.group import iter_arms
+
+    gen = iter_arms(data, arms, order="interleaved", warmup=0, repeats=1, seed=3, gid="g",
+                    done=done, chunk=2)  # fmt: skip
+    chunks = []
+    while True:
+        try:
+            item = next(gen)
+        except StopIteration as stop:
+            return stop.value, chunks
+        if item[0] == "chunk":
+            chunks.append(item[2])
+
+
+def _order(rows):
+    return [(m["arm"], m["sample"]) for m in sorted(rows, key=lambda m: m["t_s"])]
+
+
+def test_resume_mid_group_keeps_the_order_and_pairing(group):
+    data, arms = group
+    full_run, chunks = _run(data, arms)
+    assert len(chunks) == 2 and len(full_run.measurements) == 4 * 3
+    first_chunk = chunks[0]
+    resumed, new_chunks = _run(data, arms, done=first_chunk)
+    assert len(new_chunks) == 1, "only the unfinished chunk runs again"
+    new_rows = new_chunks[0]
+    assert _order(new_rows) == _order(chunks[1]), "same seeded order as the first run"
+    assert len(resumed.measurements) == 12
+
+
+def test_rows_pair_each_sample_with_full_from_the_same_pass(group):
+    from adabench.sweep.group import assemble
+
+    data, arms = group
+    result, _ = _run(data, arms)
+    out = {arm.key: (row, rows) for arm, row, rows in assemble(data, arms, result,
+                                                               order="interleaved", seed=0)}  # fmt: skip
+    assert set(out) == {arms[0].key, arms[1].key}, "the A/A arm is hidden"
+    full_lat = {
+        m["sample"]: m["latency_ms"] for m in result.measurements if m["arm"] == arms[0].key
+    }
+    row, rows = out[arms[1].key]
+    for i, r in enumerate(rows):
+        assert r["full_latency_ms_repeats"] == [pytest.approx(full_lat[i])]
+        assert r["latency_ratio"] == pytest.approx(r["latency_ms"] / full_lat[i])
+    assert row["latency_ratio_ci_low"] <= row["latency_ratio"] <= row["latency_ratio_ci_high"]
+    assert row["aa_ratio"] > 0 and row["order"] == "interleaved" and row["paired_in_time"]
+    assert row["flops_ratio"] == pytest.approx(0.5, abs=0.01)
+    full_row = out[arms[0].key][0]
+    assert full_row["latency_ratio"] == 1.0 and full_row["aa_ratio"] == row["aa_ratio"]
