@@ -301,13 +301,13 @@ class RayExecutor:
             done = sum(c.cell_id() in state.done for c in group.cells)
             progress.update_worker(
                 group.row,
-                f"{group.key} on {group.host}: {event.cell.method}@{event.cell.budget:g}",
+                f"{group.key} on {group.host}: {event.message}",
                 completed=done,
             )
             return
         if event.kind == "done" and event.result is None:
             group.skipped.add(event.cell.cell_id())
-        dispatch(event, on_cell, progress)
+        dispatch(event, on_cell, progress, state.run_dir)
         if event.kind == "done":
             done = sum(c.cell_id() in state.done for c in group.cells) + len(group.skipped)
             progress.update_worker(group.row, None, completed=done)

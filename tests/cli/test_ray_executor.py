@@ -79,8 +79,10 @@ def test_ray_run_equals_local_run(local_run, tmp_path):
     assert list(ray.cell_id) == list(local.cell_id) and len(ray) == 6
     assert (ray.accuracy == local.accuracy).all()
     assert (ray.flops == local.flops).all()
-    ratio = ray.latency_ms_mean / local.latency_ms_mean
-    assert ratio.between(0.2, 5.0).all(), ratio  # same machine, noisy: within a wide band
+    # latency: each run's paired ratios exist (absolute times of two runs minutes apart on a
+    # shared machine are not comparable; docs/measurement.md)
+    assert ray.latency_ratio.notna().all() and (ray.latency_ratio > 0).all()
+    assert (ray.order == "interleaved").all() and ray.aa_ratio.notna().all()
     assert (ray.hostname == local.hostname).all() and ray.device_name.notna().all()
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["executor"] == "ray" and meta["complete"] is True
