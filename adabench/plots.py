@@ -1,5 +1,9 @@
 """Paper-ready figures from a results folder (matplotlib, Agg): Pareto curves, budget adherence,
-latency CDFs under contention, accuracy per question family, cost and SLO plots. No torch.
+latency CDFs under contention, accuracy per question family, cost and SLO plots, and the plan
+atlas (adabench/plots_atlas.py). No torch.
+
+Styles: one colour and one line style per method (full: a black star), one marker per model, so
+figures stay readable in greyscale print; past MAX_SERIES series, one panel per model.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ WIDTH_IN = 3.5  # one column of a two-column paper
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "h"]
-FULL_STYLE = ("#000000", "*")
-LINESTYLES = ["-", "--", ":", "-."]
+FULL_COLOUR, FULL_MARKER = "#000000", "*"
+LINESTYLES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 2))]
+MAX_SERIES = 6
+"""More (model, method) series than this get one panel per model."""
 RC = {
     "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
     "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.2, "lines.markersize": 4,
@@ -70,14 +76,22 @@ def make_plots(
 
 
 def _figures(run: Run, suite: str, x: str):
+    from adabench.plots_atlas import plans_figure
+
     cells = _with_series(run.cells[run.cells["suite"] == suite])
     samples = _with_series(run.samples[run.samples["suite"] == suite])
-    styles = method_styles(cells["series"].unique())
+    styles = series_styles(cells)
     title = suite + (" · weights: random" if run.meta.get("weights") == "random" else "")
     has_accuracy = run.meta.get("weights") != "random" and cells["accuracy"].notna().any()
+    by_model = cells["series"].nunique() > MAX_SERIES and cells["model"].nunique() > 1
     makers = [
-        (f"pareto_{x}_{suite}", lambda: pareto_figure(cells, styles, x, title), has_accuracy),
-        (f"adherence_{suite}", lambda: adherence_figure(cells, styles, title), True),
+        (
+            f"pareto_{x}_{suite}",
+            lambda: pareto_figure(cells, styles, x, title, by_model),
+            has_accuracy,
+        ),
+        (f"adherence_{suite}", lambda: adherence_figure(cells, styles, title, by_model), True),
+        (f"plans_{suite}", lambda: plans_figure(samples, title), True),
         (f"latency_cdf_{suite}", lambda: latency_cdf_figure(samples, styles, title), True),
         (f"cost_{suite}", lambda: cost_figure(cells, styles, title), True),
         (f"family_accuracy_{suite}", lambda: family_figure(samples, styles, title), has_accuracy),
@@ -100,7 +114,7 @@ def slo_timeline_figure(samples: pd.DataFrame, cells: pd.DataFrame, styles: dict
     fig, axes = plt.subplots(3, 1, figsize=(3.5, 4.6), sharex=True, layout="constrained")
     fig._adabench_title = title + " · SLO over time"
     for series, group in frame.groupby("series"):
-        colour, marker = styles.get(series, ("#555555", "o"))
+        colour = styles.get(series, ("#555555",))[0]
         axes[0].plot(group["t_s"], group["latency_ms"], color=colour, lw=0.8, label=series)
         axes[1].step(group["t_s"], group["chosen_budget"], where="post", color=colour, lw=0.8)
         if "contention_now" in group:
@@ -115,74 +129,106 @@ def slo_timeline_figure(samples: pd.DataFrame, cells: pd.DataFrame, styles: dict
     return fig
 
 
-def method_styles(series: Iterable[str]) -> dict[str, tuple[str, str]]:
-    """Returns {series: (colour, marker)}: ``full`` is a black star, the rest Okabe-Ito colours and
-    distinct markers in sorted order, so a method looks the same in every figure of a run."""
-    styles, others = {}, sorted(s for s in series if not _is_full(s))
-    for s in series:
-        if _is_full(s):
-            styles[s] = FULL_STYLE
-    for i, s in enumerate(others):
-        styles[s] = (OKABE_ITO[i % len(OKABE_ITO)], MARKERS[i % len(MARKERS)])
+def series_styles(frame: pd.DataFrame) -> dict[str, tuple[str, str, object]]:
+    """Returns {series: (colour, marker, line style)}: colour and line style by method (``full``
+    a black star), marker by model, in sorted order, so a method looks the same in every figure
+    of a run and two models of one method differ by marker."""
+    methods = sorted(m for m in frame["method"].unique() if m != "full")
+    models = sorted(frame["model"].unique())
+    styles = {}
+    for series, method, model in (
+        frame[["series", "method", "model"]].drop_duplicates().itertuples(index=False)
+    ):
+        if method == "full":
+            styles[series] = (FULL_COLOUR, FULL_MARKER, ":")
+            continue
+        i, j = methods.index(method), models.index(model)
+        styles[series] = (OKABE_ITO[i % len(OKABE_ITO)], MARKERS[j % len(MARKERS)],
+                          LINESTYLES[i % len(LINESTYLES)])  # fmt: skip
     return styles
 
 
-def pareto_figure(cells: pd.DataFrame, styles: dict, x: str, title: str):
-    """Accuracy vs cost, one panel per contention level, CIs as error bars, frontier in grey."""
+def pareto_figure(cells: pd.DataFrame, styles: dict, x: str, title: str, by_model: bool = False):
+    """Accuracy vs cost, one row per contention level (and one column per model when
+    `by_model`), CIs as error bars, frontier in grey."""
     levels = sorted(cells["contention"].unique())
-    fig, axes = _panels(len(levels), title)
+    models = sorted(cells["model"].unique()) if by_model else [None]
+    fig, grid = _grid(len(levels), len(models), title)
     scale, unit = _cost_scale(cells, x)
-    for ax, level in zip(axes, levels, strict=True):
+    for (row, level), (col, model) in _cells_of(levels, models):
+        ax = grid[row][col]
         sub = cells[cells["contention"] == level]
+        sub = sub if model is None else sub[sub["model"] == model]
         front = pareto(sub, x=x)
         front = front[front["on_frontier"]]
         ax.plot(front["cost"] / scale, front["accuracy"], color="0.6", lw=4, alpha=0.35,
                 solid_capstyle="round", zorder=1, label="Pareto frontier")  # fmt: skip
         for series, d in _series_groups(sub, styles):
-            color, marker = styles[series]
+            color, marker, dash = styles[series]
             cost = d[x_column(x)] / scale
             yerr = _ci_err(d["accuracy"], d["accuracy_ci_low"], d["accuracy_ci_high"])
             ax.errorbar(cost, d["accuracy"], yerr=yerr, color=color, marker=marker, capsize=1.5,
-                        elinewidth=0.7, label=series, ms=_ms(series),
+                        elinewidth=0.7, label=_label(series, by_model), ms=_ms(series), ls=dash,
                         zorder=4 if _is_full(series) else 3)  # fmt: skip
             if _is_full(series):
                 ax.axhline(d["accuracy"].mean(), color="black", ls=":", lw=0.7, zorder=2)
-        ax.set_title(_level_title(sub, level))
-        ax.set_ylabel("accuracy")
-    axes[-1].set_xlabel(unit)
-    _legend(fig, axes[0])
+        ax.set_title(_level_title(sub, level) + (f"\n{model}" if model else ""))
+        if col == 0:
+            ax.set_ylabel("accuracy")
+    for ax in grid[-1]:
+        ax.set_xlabel(unit)
+    _legend(fig, grid[0][0])
     return fig
 
 
-def adherence_figure(cells: pd.DataFrame, styles: dict, title: str):
-    """Requested budget vs achieved flops_ratio (top) and latency_ratio (bottom), y = x dashed."""
-    fig, axes = _panels(2, title, height_in=1.9)
+def adherence_figure(cells: pd.DataFrame, styles: dict, title: str, by_model: bool = False):
+    """Requested budget vs achieved FLOPs ratio (top row) and the paired latency ratio to
+    `full` with its 95 % CI (one row per contention level), y = x dashed; one column per model
+    when `by_model`. The grey band is the group's A/A noise floor, when the run measured one."""
     levels = sorted(cells["contention"].unique())
-    low = cells[cells["contention"] == levels[0]]
-    for series, d in _series_groups(low, styles):
-        color, marker = styles[series]
-        axes[0].plot(
-            d["budget"], d["flops_ratio"], color=color, marker=marker, label=series, ms=_ms(series)
+    models = sorted(cells["model"].unique()) if by_model else [None]
+    fig, grid = _grid(1 + len(levels), len(models), title, height_in=1.7)
+    top = max(1.1, _finite_max(cells.get("latency_ratio_ci_high", cells["latency_ratio"])) * 1.05)
+    for col, model in enumerate(models):
+        mine = cells if model is None else cells[cells["model"] == model]
+        low = mine[mine["contention"] == levels[0]]
+        for series, d in _series_groups(low, styles):
+            color, marker, dash = styles[series]
+            grid[0][col].plot(d["budget"], d["flops_ratio"], color=color, marker=marker, ls=dash,
+                              label=_label(series, by_model), ms=_ms(series))  # fmt: skip
+        grid[0][col].set_title(
+            "achieved FLOPs ratio; dashed: y = x" + (f"\n{model}" if model else "")
         )
-    for i, level in enumerate(levels):
-        sub = cells[cells["contention"] == level]
-        for series, d in _series_groups(sub, styles):
-            color, marker = styles[series]
-            axes[1].plot(d["budget"], d["latency_ratio"], color=color, marker=marker,
-                         ls=LINESTYLES[i % len(LINESTYLES)], mfc="white" if i else color,
-                         ms=_ms(series))  # fmt: skip
-    for ax in axes:
-        ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=0.8, zorder=0)
-        ax.set_xlim(0, 1.05)
-        ax.set_ylim(0, max(1.1, _finite_max(cells["latency_ratio"]) * 1.05))
-    axes[0].set_ylabel("FLOPs ratio")
-    axes[0].set_title(f"achieved FLOPs ratio (contention {levels[0]:g}); dashed: y = x")
-    axes[1].set_ylabel("latency ratio vs full")
-    axes[1].set_title("latency ratio; " + ", ".join(
-        f"{_ls_name(i)}: c={lv:g}" for i, lv in enumerate(levels)))  # fmt: skip
-    axes[1].set_xlabel("requested budget")
-    _legend(fig, axes[0])
+        for row, level in enumerate(levels, start=1):
+            ax, sub = grid[row][col], mine[mine["contention"] == level]
+            _aa_band(ax, sub)
+            for series, d in _series_groups(sub, styles):
+                color, marker, dash = styles[series]
+                yerr = _ci_err(d["latency_ratio"], d.get("latency_ratio_ci_low", d["latency_ratio"]),
+                               d.get("latency_ratio_ci_high", d["latency_ratio"]))  # fmt: skip
+                ax.errorbar(d["budget"], d["latency_ratio"], yerr=yerr, color=color,
+                            marker=marker, ls=dash, ms=_ms(series), capsize=1.5, elinewidth=0.7)  # fmt: skip
+            ax.set_title(f"latency ratio vs full, {_level_title(sub, level)}")
+    for r, row in enumerate(grid):
+        for ax in row:
+            ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=0.8, zorder=0)
+            ax.set_xlim(0, 1.05)
+            ax.set_ylim(0, top if r else 1.1)
+        row[0].set_ylabel("FLOPs ratio" if r == 0 else "latency ratio")
+    for ax in grid[-1]:
+        ax.set_xlabel("requested budget")
+    _legend(fig, grid[0][0])
     return fig
+
+
+def _aa_band(ax, cells: pd.DataFrame) -> None:
+    """Shades the A/A noise floor (a second `full` arm ÷ full) of the panel's groups."""
+    if not {"aa_ratio_ci_low", "aa_ratio_ci_high"} <= set(cells.columns):
+        return
+    band = cells[["aa_ratio_ci_low", "aa_ratio_ci_high"]].dropna()
+    if len(band):
+        ax.axhspan(band["aa_ratio_ci_low"].min(), band["aa_ratio_ci_high"].max(), color="0.85",
+                   zorder=0, label="A/A noise floor")  # fmt: skip
 
 
 def latency_cdf_figure(samples: pd.DataFrame, styles: dict, title: str):
@@ -200,10 +246,10 @@ def latency_cdf_figure(samples: pd.DataFrame, styles: dict, title: str):
             values = np.sort(d["latency_ms"].dropna().to_numpy(float))
             if not len(values):
                 continue
-            color, _ = styles[series]
+            color, _, dash = styles[series]
             ax.step(values, np.arange(1, len(values) + 1) / len(values), where="post",
-                    color=color, label=series, ls="--" if _is_full(series) else "-")  # fmt: skip
-        ax.set_title(f"budget {budget:g} (full dashed), contention {level:g}")
+                    color=color, label=series, ls=dash)  # fmt: skip
+        ax.set_title(f"budget {budget:g} (full dotted), contention {level:g}")
         ax.set_ylabel("CDF")
         ax.set_ylim(0, 1.02)
     axes[-1].set_xlabel("latency per sample (ms)")
@@ -219,9 +265,9 @@ def cost_figure(cells: pd.DataFrame, styles: dict, title: str):
     for ax, level in zip(axes, levels, strict=True):
         sub = cells[cells["contention"] == level]
         for series, d in _series_groups(sub, styles):
-            color, marker = styles[series]
+            color, marker, dash = styles[series]
             ax.errorbar(d["flops"] / scale, d["latency_ms_mean"], yerr=d["latency_ms_std"],
-                        color=color, marker=marker, capsize=1.5, elinewidth=0.7, label=series,
+                        color=color, marker=marker, capsize=1.5, elinewidth=0.7, label=series, ls=dash,
                         ms=_ms(series))  # fmt: skip
         ax.set_title(_level_title(sub, level))
         ax.set_ylabel("latency (ms)")
@@ -244,8 +290,8 @@ def family_figure(samples: pd.DataFrame, styles: dict, title: str):
     for ax, family in zip(grid.flat, families, strict=False):
         sub = fam[fam["family"] == family]
         for series, d in _series_groups(sub, styles):
-            color, marker = styles[series]
-            ax.errorbar(d["budget"], d["accuracy"], color=color, marker=marker, label=series,
+            color, marker, dash = styles[series]
+            ax.errorbar(d["budget"], d["accuracy"], color=color, marker=marker, label=series, ls=dash,
                         yerr=_ci_err(d["accuracy"], d["accuracy_ci_low"], d["accuracy_ci_high"]),
                         elinewidth=0.5, capsize=1, ms=_ms(series))  # fmt: skip
         ax.set_title(f"{family} (n={int(sub['n'].max())})")
@@ -270,13 +316,14 @@ def slo_figure(cells: pd.DataFrame, styles: dict, title: str):
     for ax, level in zip(axes, levels, strict=True):
         sub = cells[cells["contention"] == level]
         for series, d in _series_groups(sub, styles):
-            color, marker = styles[series]
+            color, marker, dash = styles[series]
             ax.plot(
                 d["budget"],
                 d["slo_attainment"],
                 color=color,
                 marker=marker,
                 label=series,
+                ls=dash,
                 ms=_ms(series),
             )
         slo = sub["slo_ms"].dropna()
@@ -288,6 +335,25 @@ def slo_figure(cells: pd.DataFrame, styles: dict, title: str):
     axes[-1].set_xlabel("budget")
     _legend(fig, axes[0])
     return fig
+
+
+def _grid(nrows: int, ncols: int, title: str, height_in: float = 2.0):
+    width = WIDTH_IN if ncols == 1 else min(7.2, 0.4 + 2.4 * ncols)  # two columns of a paper
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 0.75 + height_in * nrows),
+                             sharex=True, sharey="row", squeeze=False, layout="constrained")  # fmt: skip
+    fig._adabench_title = title
+    return fig, [list(row) for row in axes]
+
+
+def _cells_of(levels: list, models: list):
+    for row, level in enumerate(levels):
+        for col, model in enumerate(models):
+            yield (row, level), (col, model)
+
+
+def _label(series: str, by_model: bool) -> str:
+    """In per-model panels the model is the panel's title: the legend names methods only."""
+    return series.split(" ", 1)[-1] if by_model else series
 
 
 def _panels(n: int, title: str, height_in: float = 2.0):
@@ -305,7 +371,7 @@ def _legend(fig, ax) -> None:
                 handles.append(h)
                 labels.append(label)
     # Long series names (model · method) get fewer columns so the legend stays inside the figure.
-    ncol = min(3 if max((len(x) for x in labels), default=0) <= 18 else 2, len(labels))
+    ncol = max(1, min(3 if max((len(x) for x in labels), default=0) <= 18 else 2, len(labels)))
     fig.legend(handles, labels, loc="outside upper center", ncol=ncol,
                handlelength=1.8, columnspacing=1.0, title=getattr(fig, "_adabench_title", None),
                title_fontproperties={"weight": "bold", "size": 8})  # fmt: skip
