@@ -395,3 +395,22 @@ def test_every_gpu_test_carries_the_gpu_marker():
     )
     assert proc.returncode == 5, proc.stdout[-2000:]  # 5: every collected test deselected
     assert "deselected" in proc.stdout
+
+
+# ---------------------------------------------------------------- FastV ranking precision
+
+
+def test_fastv_ranking_probabilities_are_fp32_in_a_half_model():
+    from adabench.models.execution import LlavaRunner
+    from adabench.models.plan import Plan
+    from tests.conftest import build_random_llava
+
+    model, _ = build_random_llava(layers=2)
+    runner = LlavaRunner(model.half())
+    block = runner.prepare(Plan.full(2))[0]
+    h = torch.randn(1, 9, model.config.text_config.hidden_size, dtype=torch.float16)
+    cos, sin = runner.rope(h, torch.arange(9)[None])
+    with torch.no_grad():
+        _, probs = runner.block(block, h, cos, sin, last_query_probs=True)
+    assert probs.dtype == torch.float32  # fp16 would tie and reorder the smallest scores
+    assert float(probs.sum()) == pytest.approx(1.0, abs=1e-5)
