@@ -114,7 +114,8 @@ def iter_arms(
     on_start: Callable[[], None] | None = None,
 ) -> Generator[tuple, None, GroupResult]:
     """Runs every arm on every sample; yields ("chunk", name, rows) for each finished chunk of
-    samples and ("step", done, total) after each timed generation; returns the GroupResult.
+    samples, ("step", done, total) after each timed generation and, with `target_ci`,
+    ("round", rounds done, worst CI half-width) after each round; returns the GroupResult.
 
     `done` holds measurements of an interrupted run (their steps are skipped, the pairing and
     order stay those of the first run). With `target_ci`, rounds (passes over the samples) are
@@ -136,6 +137,7 @@ def iter_arms(
             if target_ci is None:
                 break
             worst = worst_half_width(list(measured.values()), arms, seed)
+            yield ("round", rounds, worst)
             if worst <= target_ci:
                 reason = f"target CI ±{target_ci:g} reached (worst ±{worst:.3f})"
                 break

@@ -154,6 +154,9 @@ def _run_group(cfg: SweepConfig, run_dir: Path, data, cells, stress, where, on_s
         if item[0] == "chunk":
             stress.check()
             yield SweepEvent("chunk", message=gid, result={"name": item[1], "rows": item[2]})
+        elif item[0] == "round":
+            yield SweepEvent("note", message=f"{label}: round {item[1]} done, worst latency-ratio "
+                             f"CI ±{item[2]:.3f} (target ±{cfg.target_ci:g})")  # fmt: skip
         elif on_sample is not None:
             on_sample(item[1], item[2])
     end = measure_slowdown(stress) if level > 0 else 1.0
@@ -559,7 +562,11 @@ def _run_locked(run_dir: Path, cfg: SweepConfig, as_json: bool, executor) -> Pat
             f"resume with: adabench sweep --resume {run_dir}"
         )
         raise SystemExit(130)
-    _summary(cells_df, as_json, random_weights=cfg.no_weights)
+    from adabench.sweep.summary import print_summary
+
+    print_summary(cells_df, as_json, cfg.no_weights, store.load_run(run_dir).samples)
+    for line in aa_warnings(cells_df):
+        console.warn(line)
     console.log(f"results: {run_dir}")
     return run_dir
 
@@ -583,32 +590,38 @@ def _card(state: SweepState) -> None:
         f"methods {', '.join(cfg.methods)}; budgets {', '.join(f'{b:g}' for b in cfg.budgets)}; "
         f"contention {', '.join(f'{c:g}' for c in cfg.contention)} ({cfg.contention_kind}); suites {', '.join(cfg.suites)}",
         f"per cell  {cfg.limit or 'all'} samples × {cfg.repeats} repeats, {cfg.warmup} warm-up",
+        f"order     {cfg.order}"
+        + (
+            " (every arm once per sample, seeded random order; ratios paired to full"
+            + (", A/A arm" if cfg.aa else "")
+            + ")"
+            if cfg.order == "interleaved"
+            else ""
+        )
+        + (f"; rounds until CI ±{cfg.target_ci:g} (≤ {cfg.max_rounds})" if cfg.target_ci else ""),
     ]
     console.err.print("\n".join(lines))
 
 
-def _summary(cells, as_json: bool, random_weights: bool = False) -> None:
-    if as_json:
-        console.print_json(cells.to_dict(orient="records"))
-        return
-    rows = []
-    for _, c in cells.sort_values(["contention", "model", "method", "budget"]).iterrows():
-        ratio = c["latency_ratio"]
-        rows.append(
-            {
-                "contention": f"{c['contention']:g}",
-                "model": c["model"],
-                "method": c["method"],
-                "budget": f"{c['budget']:g}",
-                "accuracy": f"{c['accuracy']:.3f}",
-                "flops_ratio": f"{c['flops_ratio']:.3f}",
-                "latency_ms": f"{c['latency_ms_mean']:.2f} ± {c['latency_ms_std']:.2f}",
-                "vs full": "n/a" if math.isnan(ratio) else f"{ratio:.2f}x",
-                "slowdown": f"{c['achieved_slowdown']:.2f}x",
-            }
-        )
-    console.print_table(
-        rows,
-        "sweep summary (latency relative to `full` at the same model and contention)"
-        + (" · weights: random — latency/FLOPs only, no accuracy" if random_weights else ""),
-    )
+AA_BAND = 0.05
+"""An A/A CI wider than ±5 % (or excluding 1.0) means the run's noise floor is too high."""
+
+
+def aa_warnings(cells) -> list[str]:
+    """Returns one warning per (suite, model, contention) group whose A/A ratio CI is wider
+    than ±AA_BAND or excludes 1.0, with what to do about it."""
+    if "aa_ratio" not in cells.columns:
+        return []
+    out = []
+    keys = ["suite", "model", "contention"]
+    for (suite, model, level), g in cells.groupby(keys, sort=True):
+        aa, lo, hi = g[["aa_ratio", "aa_ratio_ci_low", "aa_ratio_ci_high"]].iloc[0]
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            continue
+        if (hi - lo) / 2 > AA_BAND or not lo <= 1.0 <= hi:
+            out.append(
+                f"{model} · {suite} · c={level:g}: the A/A ratio of two identical `full` arms is "
+                f"{aa:.3f} (95% CI {lo:.3f}–{hi:.3f}): ratios within that band of 1.0 are noise. "
+                "Use more samples (--limit), --repeats 3, --target-ci 0.02, or a quieter machine"
+            )
+    return out

@@ -17,7 +17,7 @@ RIGHT = {"budget", "acc", "FLOPs", "ms", "×full", "95% CI", "n", "acc CI", "p90
          "decode"}  # fmt: skip
 OPTIONAL = ["n", "acc CI", "p90 ms", "prefill", "decode"]
 """Columns shown only when the terminal is wide enough, dropped last first."""
-LEGEND = ("×full: latency ÷ full's, paired per sample (geometric mean, 95% CI); vs A/A: "
+LEGEND = ("×full: latency ÷ full's, paired per sample (median, 95% CI); vs A/A: "
           "≈full when the CI overlaps the group's A/A noise floor.")  # fmt: skip
 
 
