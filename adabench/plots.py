@@ -208,13 +208,13 @@ def adherence_figure(cells: pd.DataFrame, styles: dict, title: str, by_model: bo
                                d.get("latency_ratio_ci_high", d["latency_ratio"]))  # fmt: skip
                 ax.errorbar(d["budget"], d["latency_ratio"], yerr=yerr, color=color,
                             marker=marker, ls=dash, ms=_ms(series), capsize=1.5, elinewidth=0.7)  # fmt: skip
-            ax.set_title(f"latency ratio vs full, {_level_title(sub, level)}")
+            ax.set_title(_level_title(sub, level).replace(" (reference ", "\n("))
     for r, row in enumerate(grid):
         for ax in row:
             ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=0.8, zorder=0)
             ax.set_xlim(0, 1.05)
             ax.set_ylim(0, top if r else 1.1)
-        row[0].set_ylabel("FLOPs ratio" if r == 0 else "latency ratio")
+        row[0].set_ylabel("FLOPs ratio" if r == 0 else "latency ratio vs full")
     for ax in grid[-1]:
         ax.set_xlabel("requested budget")
     _legend(fig, grid[0][0])

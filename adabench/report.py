@@ -1,5 +1,6 @@
-"""Run reports: ``report.md`` and a self-contained ``report.html`` (figures inlined as base64 PNG,
-cell table, environment card from meta.json, warnings). Reads only the results folder."""
+"""Run reports: ``report.md`` and a self-contained ``report.html`` (warnings, findings with their
+tests, figures inlined as base64 PNG including the plan atlas, cell table with paired latency
+ratios and the A/A noise floor, environment card from meta.json). Reads only the results folder."""
 
 from __future__ import annotations
 
@@ -11,14 +12,20 @@ from pathlib import Path
 import pandas as pd
 
 from adabench.analysis.adherence import budget_adherence
+from adabench.analysis.findings import AA_WIDTH, find
 from adabench.errors import UserError
 from adabench.sweep.store import CELL_KEY, Run, devices, load_run
 
 CAPTIONS = {
     "pareto": "Accuracy vs cost per contention level; error bars are 95 % CIs, the grey band is "
     "the Pareto frontier, the dotted line the `full` model's accuracy.",
-    "adherence": "Requested budget vs achieved FLOPs ratio (top) and latency ratio to `full` "
-    "(bottom); the dashed line is y = x.",
+    "adherence": "Requested budget vs achieved FLOPs ratio (top) and the paired latency ratio to "
+    "`full` with its 95 % CI (below, per contention level); the grey band is the run's A/A noise "
+    "floor (a second `full` arm ÷ full), the dashed line y = x.",
+    "plans": "Plan atlas: per adaptive method and budget, the share of each decoder block (or of "
+    "its heads and MLP groups) that ran, over all samples and per question family, with the "
+    "number of distinct plans; for token selection, the share of visual tokens kept. One colour "
+    "for a whole column means the scheduler does not adapt to that content.",
     "latency_cdf": "Per-sample latency distribution (CDF) per method, one panel per contention level.",
     "cost": "Measured mean latency (± std) vs FLOPs per sample: how FLOP savings turn into time.",
     "family_accuracy": "Accuracy vs budget per question family (95 % normal CIs).",
@@ -61,6 +68,15 @@ def run_warnings(run: Run) -> list[str]:
         warnings.append(
             "no `full` cell in the run: latency ratios are unknown; add --methods full."
         )
+    if {"aa_ratio", "aa_ratio_ci_low", "aa_ratio_ci_high"} <= set(cells.columns):
+        aa = cells.groupby(["suite", "model", "contention"])[
+            ["aa_ratio_ci_low", "aa_ratio_ci_high"]].first().dropna()  # fmt: skip
+        off = aa[(aa["aa_ratio_ci_low"] > 1) | (aa["aa_ratio_ci_high"] < 1)
+                 | (aa["aa_ratio_ci_high"] - aa["aa_ratio_ci_low"] > 2 * AA_WIDTH)]  # fmt: skip
+        if len(off):
+            warnings.append(f"the A/A noise floor is wider than ±{AA_WIDTH:.0%} or excludes 1.0 "
+                            f"in {len(off)} group(s): latency ratios there are uncertain; add "
+                            "--target-ci 0.02, --repeats, or run on a quiet system.")  # fmt: skip
     if (cells["n"] < 30).any():
         warnings.append(
             f"as few as {int(cells['n'].min())} samples per cell: accuracy CIs are wide; raise --limit."
@@ -114,12 +130,28 @@ def _cell_rows(cells: pd.DataFrame, by_device: bool = False) -> list[dict[str, s
             "accuracy [95% CI]": f"{_num(c.accuracy, 3)} [{_num(c.accuracy_ci_low, 3)}, {_num(c.accuracy_ci_high, 3)}]",
             "GFLOPs": _num(c.flops / 1e9, 3), "FLOPs ratio": _num(c.flops_ratio, 3),
             "latency ms (mean ± std)": f"{_num(c.latency_ms_mean, 1)} ± {_num(c.latency_ms_std, 1)}",
-            "p90 ms": _num(c.latency_ms_p90, 1), "latency ratio": _num(c.latency_ratio, 3),
+            "p90 ms": _num(c.latency_ms_p90, 1),
+            "latency ratio [95% CI]": _ratio(c, "latency_ratio"),
+            "A/A [95% CI]": _ratio(c, "aa_ratio"),
             "realization": _num(realization, 2), "slowdown": _num(c.achieved_slowdown, 2),
         })  # fmt: skip
         if by_device:
             rows[-1] = {"device": str(c.device_name), **rows[-1]}
     return rows
+
+
+def _ratio(cell, column: str) -> str:
+    """'0.70 [0.69, 0.71]', '0.70' for runs without CIs, '–' when unknown."""
+    get = cell._asdict().get
+    value = _num(get(column), 3)
+    low, high = _num(get(f"{column}_ci_low"), 3), _num(get(f"{column}_ci_high"), 3)
+    return value if "–" in (value, low) else f"{value} [{low}, {high}]"
+
+
+def findings_lines(run: Run) -> list[str]:
+    """Returns the run's findings (adabench/analysis/findings.py), one sentence each."""
+    random = run.meta.get("weights") == "random"
+    return find(run.cells, run.samples, random_weights=random).lines()
 
 
 def _figures(run: Run) -> list[Path]:
@@ -150,6 +182,7 @@ def _markdown(run: Run, sections: dict, figures: list[Path]) -> str:
     lines = [f"# adabench report: {run.name}", ""]
     warnings = run_warnings(run)
     lines += ["## Warnings", ""] + ([f"- {w}" for w in warnings] or ["None."]) + [""]
+    lines += ["## Findings", ""] + [f"- {f}" for f in findings_lines(run)] + [""]
     for title in [t for t in ("Run", "Environment", "Devices") if t in sections]:
         lines += [f"## {title}", "", *_md_table(sections[title]), ""]
     lines += ["## Figures", ""]
@@ -169,6 +202,8 @@ def _html(run: Run, sections: dict, figures: list[Path]) -> str:
         if warnings
         else "<p>None.</p>"
     )
+    parts += ["<h2>Findings</h2>",
+              "<ul>" + "".join(f"<li>{esc(f)}</li>" for f in findings_lines(run)) + "</ul>"]  # fmt: skip
     for title in [t for t in ("Run", "Environment", "Devices") if t in sections]:
         parts += [f"<h2>{title}</h2>", _html_table(sections[title])]
     parts.append("<h2>Figures</h2>")

@@ -136,3 +136,32 @@ def test_compare_bad_input_exits_2(run_dir, tmp_path):
     assert disjoint.exit_code == 2 and "share no cell" in disjoint.stderr
     bad = runner.invoke(app, ["compare", str(run_dir), str(run_dir), "--alpha", "0"])
     assert bad.exit_code == 2 and "--alpha" in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def paired_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("paired")
+    methods = ("full", "layer-drop", "early-exit", "adallava-l", "prumerge")
+    return make_run.make_run(out, paired=True, n_samples=60, methods=methods)
+
+
+def test_report_holds_findings_atlas_and_aa_band(paired_dir):
+    result = runner.invoke(app, ["report", str(paired_dir)])
+    assert result.exit_code == 0, result.output
+    md = (paired_dir / "report.md").read_text()
+    findings = md.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    claims = [line for line in findings.splitlines() if "more accurate than" in line]
+    assert claims and all("n = 60" in c and "McNemar exact p" in c for c in claims)
+    assert "Benjamini–Hochberg" in findings and "A/A noise floor" in findings
+    assert "(plots/plans_shapes.png)" in md and "Plan atlas" in md
+    assert "| A/A [95% CI] |" in md and "latency ratio [95% CI]" in md
+    page = (paired_dir / "report.html").read_text()
+    assert "<h2>Findings</h2>" in page and 'alt="plans_shapes"' in page
+
+
+def test_compare_paired_run_with_itself_reports_no_difference(paired_dir):
+    result = runner.invoke(app, ["compare", str(paired_dir), str(paired_dir), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    cells = json.loads(result.stdout)["cells"]
+    assert {c["mark"] for c in cells} == {"~"}
+    assert {c["acc_mark"] for c in cells} == {"~"} and {c["lat_mark"] for c in cells} == {"~"}
