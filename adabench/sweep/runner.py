@@ -95,14 +95,11 @@ def iter_cells(
                 message=f"contention {level:g} ({cfg.contention_kind}) on {where['hostname']}: "
                 f"workers {stress.pids or 'none'}",
             )
-            for model_name, model_cells in groupby(level_cells, key=lambda c: c.model):
-                loaded = None  # free the previous model before the next one is loaded
-                _free_device_memory()
-                loaded = _load(model_name, cfg)
+            for loaded, model_cells in one_model_at_a_time(level_cells, lambda n: _load(n, cfg)):
                 for suite_name, suite_cells in groupby(model_cells, key=lambda c: c.suite):
                     spec, samples, prepared = _prepare(loaded, suite_name, cfg)
                     suite_cells = list(suite_cells)
-                    plain = [c for c in suite_cells if c.slo_ms is None]
+                    plain, data = [c for c in suite_cells if c.slo_ms is None], None
                     if plain:
                         data = GroupData(loaded, spec, samples, prepared,
                                          cfg.max_new_tokens or int(spec.max_new_tokens),
@@ -112,7 +109,18 @@ def iter_cells(
                         yield from _run_slo_event(
                             loaded, spec, samples, prepared, cell, stress, driver, run_dir, where
                         )
-                del prepared
+                loaded = data = prepared = None  # nothing here may keep the model alive
+
+
+def one_model_at_a_time(cells, load: Callable[[str], object]) -> Iterator[tuple[object, list]]:
+    """Yields (loaded model, its cells) per run of cells of one model; the previous model is
+    released (and the CUDA cache emptied) before the next is loaded, so two never coexist."""
+    for name, model_cells in groupby(cells, key=lambda c: c.model):
+        model_cells = list(model_cells)
+        loaded = load(name)
+        yield loaded, model_cells
+        del loaded
+        _free_device_memory()
 
 
 def _free_device_memory() -> None:

@@ -80,3 +80,29 @@ def test_rows_pair_each_sample_with_full_from_the_same_pass(group):
     assert row["flops_ratio"] == pytest.approx(0.5, abs=0.01)
     full_row = out[arms[0].key][0]
     assert full_row["latency_ratio"] == 1.0 and full_row["aa_ratio"] == row["aa_ratio"]
+
+
+def test_one_model_at_a_time_frees_the_previous_model_before_loading_the_next():
+    import gc
+    import weakref
+
+    from adabench.sweep.runner import one_model_at_a_time
+
+    class Model:
+        pass
+
+    alive: list[weakref.ref] = []
+
+    def load(name):
+        gc.collect()
+        assert all(r() is None for r in alive), "the previous model is still referenced"
+        m = Model()
+        alive.append(weakref.ref(m))
+        return m
+
+    cells = [CellConfig(model=m) for m in ("a", "a", "b", "c")]
+    seen = []
+    for loaded, model_cells in one_model_at_a_time(cells, load):
+        seen.append(len(model_cells))
+        loaded = None  # the caller drops its reference, as iter_cells does
+    assert seen == [2, 1, 1]
