@@ -402,7 +402,8 @@ def assemble(
                 "rounds_stop": result.stop_reason,
                 "achieved_slowdown_end": slowdown[1],
                 "throttled": bool(getattr(tel, "throttled", False)),
-                "sm_clock_mhz": float(getattr(tel, "mean_sm_clock_mhz", math.nan)),
+                "throttle_reasons": str(getattr(tel, "throttle_reasons", "") or ""),
+                "sm_clock_mhz": float(getattr(tel, "sm_clock_mhz", math.nan)),
                 **(extra_columns or {}),
             }
         )

@@ -573,6 +573,13 @@ def _run_locked(run_dir: Path, cfg: SweepConfig, as_json: bool, executor) -> Pat
     from adabench.sweep.summary import print_summary
 
     print_summary(cells_df, as_json, cfg.no_weights, store.load_run(run_dir).samples)
+    if "throttled" in cells_df.columns and cells_df["throttled"].fillna(False).astype(bool).any():
+        hot = cells_df[cells_df["throttled"].fillna(False).astype(bool)]
+        console.warn(
+            f"{len(hot)} cell(s) ran while the GPU throttled "
+            f"({', '.join(sorted(set(hot['throttle_reasons'].astype(str))))}): their latency "
+            "includes lowered clocks; check cooling/power limits or rerun"
+        )
     for line in aa_warnings(cells_df):
         console.warn(line)
     console.log(f"results: {run_dir}")
