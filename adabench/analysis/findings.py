@@ -13,6 +13,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
+from adabench.analysis.plans import distinct_plans
 from adabench.analysis.significance import benjamini_hochberg, intervals_overlap, paired_test
 
 FDR = 0.05
@@ -60,7 +61,7 @@ def find(cells: pd.DataFrame, samples: pd.DataFrame, random_weights: bool = Fals
         items.append(Finding("note", "weights are random: no accuracy findings, only latency."))
     elif "score" in samples.columns and cells["accuracy"].notna().any():
         tests = accuracy_tests(cells, samples)
-        items += _accuracy_findings(cells, tests)
+        items += _accuracy_findings(cells, tests, adaptive_methods(samples))
         items += _pareto_findings(cells)
     items += latency_findings(cells)
     return Findings(items, tests)
@@ -94,7 +95,17 @@ def accuracy_tests(cells: pd.DataFrame, samples: pd.DataFrame, seed: int = 0) ->
     return tests
 
 
-def _accuracy_findings(cells: pd.DataFrame, tests: pd.DataFrame) -> list[Finding]:
+def adaptive_methods(samples: pd.DataFrame) -> set[str]:
+    """Methods that ran more than one distinct plan in some cell, and AdaLLaVA by name (so a
+    scheduler that collapsed to one plan is still compared with every baseline)."""
+    plans = distinct_plans(samples)
+    varied = set(plans.loc[plans["plans"] > 1, "method"])
+    return varied | {m for m in plans["method"] if str(m).startswith("adallava")}
+
+
+def _accuracy_findings(
+    cells: pd.DataFrame, tests: pd.DataFrame, adaptive: set[str]
+) -> list[Finding]:
     if tests.empty:
         return [Finding("note", "no paired accuracy test: the run has no two cells to compare.")]
     ratios = cells.set_index(["suite", "model", "method", "budget", "contention"])
@@ -103,7 +114,7 @@ def _accuracy_findings(cells: pd.DataFrame, tests: pd.DataFrame) -> list[Finding
         where = _where(cells, suite, model)
         same = group[group["a"] != "full"]
         for budget, pairs in same.groupby("a_budget"):
-            items += _leader_findings(pairs, budget, where, ratios, suite, model)
+            items += _pair_findings(pairs, budget, where, ratios, suite, model, adaptive)
         items += _vs_full_findings(group[group["a"] == "full"], where)
     kept = sum(bool(f.significant) for f in items)
     items.append(Finding("note", f"accuracy: {len(tests)} paired tests (McNemar exact on 0/1 "
@@ -113,22 +124,25 @@ def _accuracy_findings(cells: pd.DataFrame, tests: pd.DataFrame) -> list[Finding
     return items
 
 
-def _leader_findings(pairs, budget, where, ratios, suite, model) -> list[Finding]:
-    """The most accurate method at `budget` against each other one."""
+def _pair_findings(pairs, budget, where, ratios, suite, model, adaptive) -> list[Finding]:
+    """At one budget: the most accurate method against each other one, and every pair with an
+    adaptive method in it; each pair oriented as (more accurate) vs (less accurate)."""
     contention = pairs["contention"].iloc[0]
     accuracy = {m: float(np.asarray(ratios["accuracy"].get((suite, model, m, budget, contention)),
                                     float).ravel()[0])
                 for m in sorted(set(pairs["a"]) | set(pairs["b"]))}  # fmt: skip
     leader = sorted(accuracy, key=lambda m: -accuracy[m])[0]  # ties: the first name
+    wanted = pairs["a"].isin([leader, *adaptive]) | pairs["b"].isin([leader, *adaptive])
     items = []
-    for r in pairs[(pairs["a"] == leader) | (pairs["b"] == leader)].itertuples():
-        other = r.b if r.a == leader else r.a
-        sign = -1.0 if r.a == leader else 1.0  # orient the effect as leader − other
+    for r in pairs[wanted].itertuples():
+        first_wins = r.a == leader or (r.b != leader and accuracy[r.a] >= accuracy[r.b])
+        best, other = (r.a, r.b) if first_wins else (r.b, r.a)
+        sign = -1.0 if first_wins else 1.0  # orient the effect as best − other
         delta, (low, high) = sign * r.delta, sorted((sign * r.ci_low, sign * r.ci_high))
-        lead, rest = f"{leader}@{budget:g}", f"{other}@{budget:g}"
+        lead, rest = f"{best}@{budget:g}", f"{other}@{budget:g}"
         evidence = _evidence(delta, low, high, r.p, r.q, r.n, r.test)
         if r.q < FDR and delta > 0:
-            speed = _speed(ratios, suite, model, (leader, other), budget, contention)
+            speed = _speed(ratios, suite, model, (best, other), budget, contention)
             text = f"{lead} is {delta:.2f} more accurate than {rest} {where} ({evidence}){speed}."
         else:
             text = f"{where}, {rest} is not distinguishable from {lead} in accuracy ({evidence})."

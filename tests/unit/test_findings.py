@@ -90,3 +90,15 @@ def test_pareto_members_and_dominated_methods(planted):
 def test_format_p():
     assert format_p(0.0004) == "p < 0.001" and format_p(0.0312) == "p = 0.031"
     assert format_p(0.8) == "p = 0.8" and format_p(float("nan")) == "p = nan"
+
+
+def test_adaptive_pairs_are_named_when_a_baseline_leads(tmp_path):
+    # early-exit@0.5 edges ahead: adallava-l vs layer-drop must still be reported
+    accuracy = {**PLANTED, "early-exit": {0.5: 0.85, 1.0: 0.9}}
+    run = load_run(make_run.make_run(tmp_path, n_samples=120, paired=True, accuracy=accuracy))
+    lines = find(run.cells, run.samples).lines()
+    assert any(t.startswith("adallava-l@0.5 is") and "than layer-drop@0.5" in t for t in lines)
+    assert any(t.startswith("early-exit@0.5 is") and "than layer-drop@0.5" in t for t in lines)
+    assert any(
+        t.startswith("early-exit@0.5 is 0.05 more accurate than adallava-l@0.5") for t in lines
+    )
