@@ -57,7 +57,7 @@ def test_sign_flip_monte_carlo_beyond_exact_range():
 def test_bootstrap_ci_and_paired_test():
     assert bootstrap_ci([1.0] * 10) == (1.0, 1.0)
     low, high = bootstrap_ci(np.r_[np.ones(30), np.zeros(70)])
-    assert low < 0.3 < high and 0.18 < low and high < 0.42
+    assert 0.18 < low < 0.3 < high < 0.42
     a = np.array([1, 1, 0, 0, 1, 0, 1, 1, 0, 1], float)
     b = np.array([1, 1, 1, 1, 1, 1, 1, 1, 0, 1], float)  # 3 discordant, all for b
     t = paired_test(a, b)
