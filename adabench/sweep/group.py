@@ -237,7 +237,10 @@ def _measure(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, step)
     }
     if step.round_ == 0 and step.repeat == 0:
         sample = data.samples[step.sample]
-        row["content"] = json.dumps(sample_content(data.loaded, data.spec, sample, g, method))
+        content = sample_content(data.loaded, data.spec, sample, g, method)
+        image_token = data.loaded.model.config.image_token_id
+        content["visual_tokens"] = int((ps.input_ids == image_token).sum())  # before selection
+        row["content"] = json.dumps(content)
     return row
 
 
