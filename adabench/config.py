@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -12,6 +13,10 @@ from adabench.errors import UserError, check_range
 DEMO_MODELS = ["tiny", "tiny-adallava-l", "tiny-adallava-h"]
 DEMO_METHODS = ["full", "layer-drop", "early-exit", "adallava-l", "adallava-h"]
 ORDERS = ("interleaved", "sequential")
+CONTENTION_KINDS = ("compute", "memory", "mixed", "sm")  # adabench.contention.KINDS, without torch
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+MAX_RANGE_VALUES = 1000
 
 
 @dataclass
@@ -89,9 +94,17 @@ class SweepConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("models", "methods", "suites"):
+        from adabench.errors import did_you_mean
+
+        for name in ("models", "methods", "suites", "budgets", "contention"):
             if not getattr(self, name):
                 raise UserError(f"{name} must not be empty")
+        if self.contention_kind not in CONTENTION_KINDS:
+            raise did_you_mean(str(self.contention_kind), CONTENTION_KINDS, "contention kind")
+        if self.dtype not in DTYPES:
+            raise did_you_mean(str(self.dtype), DTYPES, "dtype")
+        if not DEVICE.fullmatch(self.device):
+            raise UserError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         self.budgets = [
             check_range(float(b), 0.0, 1.0, "budget", low_open=True) for b in self.budgets
         ]
@@ -130,21 +143,119 @@ class SweepConfig:
     @classmethod
     def from_layers(cls, yaml_path: Path | None, overrides: dict) -> SweepConfig:
         """Returns the config: defaults, then the YAML file, then the CLI `overrides` (non-None)."""
-        data: dict = {}
-        if yaml_path is not None:
-            if not Path(yaml_path).is_file():
-                raise UserError(f"config file not found: {yaml_path}")
-            data = yaml.safe_load(Path(yaml_path).read_text()) or {}
-            if not isinstance(data, dict):
-                raise UserError(f"{yaml_path}: a sweep config must be a mapping")
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            from adabench.errors import did_you_mean
-
-            raise did_you_mean(sorted(unknown)[0], known, "config key")
+        data = read_yaml(yaml_path) if yaml_path is not None else {}
+        data = checked_values(data, str(yaml_path))
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**data)
+
+
+LIST_FIELDS = {"models": "names", "methods": "names", "suites": "names", "budgets": "numbers",
+               "contention": "numbers", "slo_ms": "numbers"}  # fmt: skip
+"""List fields and what they hold; a YAML scalar there is read like the CLI flag (`a,b`)."""
+
+
+def read_yaml(path: Path) -> dict:
+    """Returns the mapping in the YAML file `path` (safe loader); every problem is a UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}: invalid YAML{where}: {problem}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(
+            f"{path}: a sweep config must be a mapping of keys (models:, budgets:, ...), "
+            f"got a {type(data).__name__}"
+        )
+    return data
+
+
+def checked_values(data: dict, source: str) -> dict:
+    """Returns `data` with every key known and every value of its field's type; scalars given
+    for list fields become lists ("tiny" → ["tiny"], 0.5 → [0.5]). Raises a UserError naming
+    the key, the value and what is allowed."""
+    from adabench.errors import did_you_mean
+
+    known = {f.name: f for f in fields(SweepConfig)}
+    out: dict = {}
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise UserError(f"{source}: config keys must be names, got {key!r}")
+        if key not in known:
+            raise did_you_mean(key, known, f"config key in {source}:")
+        out[key] = _checked(key, value, str(known[key].type), source)
+    return out
+
+
+def _checked(key: str, value, type_text: str, source: str):
+    """Returns `value` checked against the field type `type_text` (the dataclass annotation)."""
+
+    def bad(allowed: str) -> UserError:
+        return UserError(f"{source}: {key} must be {allowed}, got {value!r}")
+
+    if value is None:
+        if "None" in type_text:
+            return None
+        if key == "slo_ms":
+            return []
+        raise bad(f"a list of {LIST_FIELDS[key]}" if key in LIST_FIELDS else _ALLOWED[type_text])
+    if key in LIST_FIELDS:
+        kind = LIST_FIELDS[key]
+        if isinstance(value, str):
+            parsed = parse_names(value) if kind == "names" else parse_floats(value, f"{source}: {key}")
+            return parsed
+        if kind == "numbers" and _is_number(value):
+            return [float(value)]
+        if not isinstance(value, list):
+            raise bad(f"a list of {kind}")
+        if kind == "names" and not all(isinstance(v, str) and v.strip() for v in value):
+            raise bad("a list of names")
+        if kind == "numbers" and not all(_is_number(v) for v in value):
+            raise bad("a list of numbers")
+        return [float(v) for v in value] if kind == "numbers" else [v.strip() for v in value]
+    if type_text == "dict":
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise bad("a mapping {name: value}")
+        if not all(isinstance(v, (str, int, float, bool)) for v in value.values()):
+            raise bad("a mapping of names to plain values (numbers or text)")
+        return dict(value)
+    checks = {
+        "bool": lambda v: isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": _is_number,
+    }
+    base = type_text.replace(" | None", "")
+    if base in checks and not checks[base](value):
+        raise bad(_ALLOWED[type_text])
+    return float(value) if base == "float" else value
+
+
+_ALLOWED = {
+    "bool": "true or false",
+    "str": "text",
+    "str | None": "text or null",
+    "int": "a whole number",
+    "int | None": "a whole number or null",
+    "float": "a number",
+    "float | None": "a number or null",
+}
+
+
+def _is_number(value) -> bool:
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def parse_floats(text: str | None, what: str) -> list[float] | None:
@@ -157,12 +268,20 @@ def parse_floats(text: str | None, what: str) -> list[float] | None:
             if step <= 0:
                 raise UserError(f"{what}: step must be > 0 in {text!r}")
             n = int(round((stop - start) / step))
+            if n < 0:
+                raise UserError(f"{what}: the range {text!r} is empty (start > stop)")
+            if n >= MAX_RANGE_VALUES:
+                raise UserError(f"{what}: the range {text!r} has {n + 1} values; at most "
+                                f"{MAX_RANGE_VALUES} (use a larger step)")  # fmt: skip
             return [round(start + i * step, 10) for i in range(n + 1)]
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except (ValueError, OverflowError):
         raise UserError(
             f"{what} must be numbers like 0.5,1.0 or a range 0.5:1.0:0.05, got {text!r}"
         ) from None
+    if not values:
+        raise UserError(f"{what} is empty; give numbers like 0.5,1.0")
+    return values
 
 
 def parse_names(text: str | None) -> list[str] | None:

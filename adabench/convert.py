@@ -76,14 +76,27 @@ def load_weights(folder: Path) -> dict[str, torch.Tensor]:
     """Returns every tensor of the *.safetensors (else *.bin) files in `folder`."""
     from safetensors.torch import load_file
 
+    from adabench.models.loading import check_safetensors
+
     files = sorted(folder.glob("*.safetensors"))
     state: dict[str, torch.Tensor] = {}
     if files:
         for f in files:
+            check_safetensors(f)  # a truncated or random file: one line naming it
             state.update(load_file(str(f)))
         return state
     for f in sorted(folder.glob("*.bin")):
-        state.update(torch.load(f, map_location="cpu", weights_only=True))
+        try:
+            loaded = torch.load(f, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - unpickling refusals and damage look alike here
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"{f} is not a readable PyTorch weights file ({first}); only plain "
+                            "tensors are loaded (weights_only)") from None  # fmt: skip
+        if not isinstance(loaded, dict) or not all(
+            isinstance(v, torch.Tensor) for v in loaded.values()
+        ):
+            raise UserError(f"{f} does not hold a state dict of tensors")
+        state.update(loaded)
     if not state:
         raise UserError(f"no *.safetensors or *.bin weights in {folder}")
     return state
@@ -232,7 +245,13 @@ def convert_adallava(
     src_dir = local_dir(src, "AdaLLaVA checkpoint")
     if not (src_dir / "config.json").exists():
         raise UserError(f"{src_dir} has no config.json")
-    cfg = json.loads((src_dir / "config.json").read_text())
+    from adabench.models.loading import read_json
+
+    cfg = read_json(src_dir / "config.json", "source config")
+    if not isinstance(cfg, dict):
+        raise UserError(
+            f"{src_dir / 'config.json'} must hold a JSON object, got a {type(cfg).__name__}"
+        )
     vision_prefix = _vision_prefix()
     llava_sd, head_sd = split_state(load_weights(src_dir), vision_prefix)
     if not head_sd:
@@ -253,10 +272,24 @@ def convert_adallava(
     if missing or extra:
         raise UserError(f"converted names do not match LlavaForConditionalGeneration: missing "
                         f"{sorted(missing)[:5]}, unexpected {sorted(extra)[:5]}")  # fmt: skip
-    model.load_state_dict({k: v.to(target) for k, v in llava_sd.items()}, strict=True, assign=True)
+    try:
+        model.load_state_dict(
+            {k: v.to(target) for k, v in llava_sd.items()}, strict=True, assign=True
+        )
+    except RuntimeError as exc:  # shapes in config.json and the weights disagree
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise UserError(f"the weights of {src_dir} do not match its config.json: {first}") from None
     model.config.dtype = target
     head = AdaLlavaHead(_head_config(cfg, config))
-    head.load_state_dict({k: v.float() for k, v in head_sd.items()}, strict=True)
+    try:
+        head.load_state_dict({k: v.float() for k, v in head_sd.items()}, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise UserError(
+            f"the scheduler weights of {src_dir} do not match its config: {first}"
+        ) from None
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"--out {out} is a file; give a folder")
     out = Path(out)
     AdaLlavaForConditionalGeneration(model, head).save_pretrained(out, dtype=target)
     proc.save_pretrained(str(out))

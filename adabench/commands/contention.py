@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -33,6 +34,27 @@ def parse_levels(text: str) -> list[float]:
     if not levels:
         raise UserError("--levels is empty; give e.g. 0,0.5,1.0.")
     return levels
+
+
+WORKERS_PER_UNIT = 4
+"""--workers may be at most this many per usable CPU core (cpu) or per device (GPU)."""
+
+
+def check_workers(workers: int | None, device: str) -> int | None:
+    """Returns `workers` if it lies in [1, WORKERS_PER_UNIT x usable cores (cpu) or per device
+    (GPU)], else raises UserError; None (the default count) passes."""
+    if workers is None:
+        return None
+    units = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if device != "cpu":
+        units = 1
+    limit = WORKERS_PER_UNIT * (units or 1)
+    if not 1 <= workers <= limit:
+        where = f"{units} usable cores" if device == "cpu" else f"device {device}"
+        raise UserError(
+            f"--workers must be in [1, {limit}] ({WORKERS_PER_UNIT} per unit, {where}), got {workers}."
+        )
+    return workers
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -101,7 +123,9 @@ def register(app: typer.Typer) -> None:
 
         if duration is not None and duration < 0:
             raise UserError(f"--duration must be >= 0 seconds, got {duration}.")
-        _stress(Contention(level, kind, device, period_ms, workers), duration)
+        _stress(
+            Contention(level, kind, device, period_ms, check_workers(workers, device)), duration
+        )
 
     @sub.command("calibrate")
     @user_errors
@@ -137,6 +161,7 @@ def register(app: typer.Typer) -> None:
         if repeats < 1:
             raise UserError(f"--repeats must be >= 1, got {repeats}.")
         log(f"calibrating {kind} contention on {device} at levels {levels}")
+        workers = check_workers(workers, device)
         rows = calibrate(device, kind, parse_levels(levels), repeats, period_ms, workers, threads)
         slowdowns = [r["achieved_slowdown"] for r in sorted(rows, key=lambda r: r["level"])]
         if any(b < a * 0.95 for a, b in zip(slowdowns, slowdowns[1:], strict=False)):

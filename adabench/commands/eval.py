@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,6 +20,7 @@ from adabench.commands.options import (
     Seed,
     Warmup,
 )
+from adabench.errors import UserError
 
 
 def register(app: typer.Typer) -> None:
@@ -59,6 +62,10 @@ def register(app: typer.Typer) -> None:
         """
         from adabench.sweep.evaluate import evaluate_one
 
+        if samples_out is not None:
+            check_samples_out(Path(samples_out))
+        if limit is not None and limit < 1:
+            raise UserError(f"--limit must be >= 1, got {limit}")
         evaluate_one(
             model=model,
             method=method,
@@ -76,4 +83,25 @@ def register(app: typer.Typer) -> None:
             samples_out=samples_out,
             as_json=json_,
             no_weights=no_weights,
+        )
+
+
+RUN_TABLES = ("cells.parquet", "samples.parquet")
+
+
+def check_samples_out(path: Path) -> None:
+    """Raises UserError unless `path` can take the per-sample parquet file: checked before any
+    measuring, so a bad path never costs a run (and a results folder's own tables are safe)."""
+    if path.is_dir():
+        raise UserError(f"--samples-out {path} is a folder; give a file such as {path / 'samples-eval.parquet'}")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UserError(f"--samples-out {path}: folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"--samples-out {path}: folder {parent} is not writable")
+    is_run = any((parent / name).exists() for name in ("config.yaml", "meta.json", "parts"))
+    if path.name in RUN_TABLES and is_run:
+        raise UserError(
+            f"--samples-out {path} would overwrite the results table of run {parent}; "
+            "give another file name"
         )

@@ -92,10 +92,25 @@ def register(app: typer.Typer) -> None:
         ),
         name: Annotated[str, typer.Option(help="Run name (folder suffix).")] = "sweep",
         resume: Annotated[
-            Path | None, typer.Option(help="Resume this run folder (skips finished cells).")
+            Path | None,
+            typer.Option(
+                help="Resume this run folder with its stored config (skips finished cells). "
+                "Flags or --config given with it must agree with the stored config."
+            ),
         ] = None,
+        extend: Annotated[
+            bool,
+            typer.Option(
+                "--extend",
+                help="With --resume: add the grid values given (models, methods, suites, "
+                "budgets, contention, slo-ms) to the run; the added cells are logged.",
+            ),
+        ] = False,
         force: Annotated[
-            bool, typer.Option(help="Resume even if the code or config changed.")
+            bool,
+            typer.Option(
+                help="Resume a run made by another adabench version (never a changed grid)."
+            ),
         ] = False,
         executor: Annotated[
             str, typer.Option(help="local (this process) | ray (cells spread over a Ray cluster).")
@@ -120,11 +135,15 @@ def register(app: typer.Typer) -> None:
         """Run a sweep. Precedence: CLI flag > --config YAML > defaults. With no arguments it runs the
         embedded demo (tiny models, shapes, budgets 0.5/0.75/1.0, contention 0 and 0.5).
 
+        One sweep per run folder at a time (a second one exits 2 naming the holder). A hub model
+        or dataset missing from the HF cache is downloaded into it, unless HF_HUB_OFFLINE=1.
+
         Examples:
           adabench sweep
           adabench sweep --models tiny --methods full,layer-drop --budgets 0.5,1.0 --contention 0,0.5 --limit 12
           adabench sweep --config sweeps/paper.yaml --device cuda
           adabench sweep --resume results/20260101-120000-demo
+          adabench sweep --resume results/20260101-120000-demo --methods early-exit --extend
           adabench sweep --executor ray --ray-address local --models tiny --limit 12
         """
         from adabench import console
@@ -132,13 +151,13 @@ def register(app: typer.Typer) -> None:
         from adabench.errors import UserError
         from adabench.sweep.runner import run_sweep
 
-        if budgets and budget_range:
+        if budgets is not None and budget_range is not None:
             raise UserError("give --budgets or --budget-range, not both")
         overrides = {
             "models": parse_names(models),
             "methods": parse_names(methods),
             "suites": parse_names(suites),
-            "budgets": parse_floats(budgets or budget_range, "budgets"),
+            "budgets": parse_floats(budgets if budgets is not None else budget_range, "budgets"),
             "contention": parse_floats(contention, "contention"),
             "contention_kind": contention_kind,
             "limit": limit,
@@ -158,6 +177,8 @@ def register(app: typer.Typer) -> None:
             "max_rounds": max_rounds,
             "max_time_s": max_time,
         }
+        if extend and resume is None:
+            raise UserError("--extend adds grid values to a run: use it with --resume RUN")
         runner = make_executor(executor, ray_address, gpus_per_task, cpus_per_task, max_retries)
         if resume is not None:
             cfg = None
@@ -173,6 +194,8 @@ def register(app: typer.Typer) -> None:
             argv=sys.argv,
             cli_overrides=overrides if resume is not None else {},
             executor=runner,
+            config_path=config if resume is not None else None,
+            extend=extend,
         )
         if report:
             try:

@@ -9,6 +9,7 @@ scheduler). Image processors use the PIL backend (the torchvision one changes pi
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +128,14 @@ def load_model(
     path = resolve(name)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    local = Path(path).is_dir()
+    if local:
+        check_model_folder(Path(path))
+    else:
+        _announce_download(path)
+    config = _config_without_network(name, path)
+    if config is not None:
+        check_memory(config, dev, dt, name)
     kwargs = {"dtype": dt, "trust_remote_code": trust_remote_code}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
@@ -134,17 +143,272 @@ def load_model(
         model = LlavaForConditionalGeneration.from_pretrained(path, **kwargs)
         processor = load_processor(path, trust_remote_code)
     except OSError as exc:
+        raise UserError(_load_error(name, path, exc, local)) from exc
+    except LOAD_ERRORS as exc:
         raise UserError(
-            f"cannot load model {name!r} from {path}: {exc.__class__.__name__}. For hub models run "
-            f"`huggingface-cli download {path}` on a machine with network access (or pass a local folder)."
+            f"cannot load model {name!r} from {path}: {_first_line(exc)}. The folder looks "
+            "damaged or incomplete: download or convert it again (ADABENCH_DEBUG=1 shows details)."
         ) from exc
     model.to(dev).eval()
     adallava = None
     if Path(path, "adallava_config.json").exists():
         from adabench.models.adallava.model import AdaLlavaHead
 
-        adallava = AdaLlavaHead.from_pretrained(path, model).to(dev, dt).eval()
+        try:
+            adallava = AdaLlavaHead.from_pretrained(path, model).to(dev, dt).eval()
+        except LOAD_ERRORS as exc:
+            raise UserError(
+                f"cannot load the AdaLLaVA head of {name!r} from {path}: {_first_line(exc)}. "
+                "Convert or train it again (`adabench convert adallava` / `adabench train adallava`)."
+            ) from exc
     return LoadedModel(name, path, model, processor, dev, dt, adallava)
+
+
+def _load_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [ValueError, KeyError, TypeError, RuntimeError]
+    try:
+        from safetensors import SafetensorError
+
+        errors.append(SafetensorError)
+    except ImportError:  # older safetensors name it only inside the Rust extension
+        pass
+    return tuple(errors)
+
+
+LOAD_ERRORS = _load_errors()
+"""What a damaged checkpoint raises while it loads (bad JSON, truncated tensors, shape mismatch)."""
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+ADALLAVA_KEYS = ("variant", "num_layers", "prefix_layers", "num_heads")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _load_error(name: str, path: str, exc: OSError, local: bool) -> str:
+    """Returns the one-line message for an OSError from from_pretrained."""
+    if local:
+        return (
+            f"cannot load model {name!r} from {path}: {_first_line(exc)}. The folder looks "
+            "damaged or incomplete: download or convert it again."
+        )
+    offline = _offline()
+    why = (
+        "it is not in the HF cache and HF_HUB_OFFLINE=1 forbids downloads"
+        if offline
+        else (f"{_first_line(exc)}")
+    )
+    return (
+        f"cannot load model {name!r} ({path}): {why}. Run `huggingface-cli download {path}` on "
+        "a machine with network access (or pass a local folder)."
+    )
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _announce_download(repo_id: str) -> None:
+    """Says on stderr that a hub model missing from the HF cache is about to be downloaded
+    (or, with HF_HUB_OFFLINE=1, that it cannot be)."""
+    from adabench.models.no_weights import weights_in_cache
+
+    try:
+        cached = weights_in_cache(repo_id)
+    except Exception:  # noqa: BLE001 - a malformed id: from_pretrained reports it
+        return
+    if cached:
+        return
+    if _offline():
+        raise UserError(
+            f"model {repo_id} is not in the HF cache and HF_HUB_OFFLINE=1 forbids downloads: run "
+            f"`huggingface-cli download {repo_id}` where the network is reachable, or unset it."
+        )
+    from adabench import console
+
+    console.warn(
+        f"model {repo_id} is not in the HF cache: downloading it from the Hugging Face hub "
+        "(set HF_HUB_OFFLINE=1 to forbid downloads)"
+    )
+
+
+def check_model_folder(path: Path) -> None:
+    """Raises UserError naming the file when a local model folder is visibly damaged: an
+    unreadable config.json, a missing or truncated *.safetensors, no tokenizer, or an AdaLLaVA
+    head whose config or weights are missing or broken."""
+    config = read_json(path / "config.json", "model config")
+    if not isinstance(config, dict) or "text_config" not in config:
+        raise UserError(
+            f"{path / 'config.json'} is not a Llava config (no text_config): is {path} a Llava "
+            "model folder?"
+        )
+    weights = sorted(path.glob("*.safetensors"))
+    base = [w for w in weights if w.name != "adallava.safetensors"]
+    if not base and not any(path.glob("*.bin")):
+        raise UserError(f"{path} holds no weights (*.safetensors): download or convert it again")
+    for file in weights:
+        check_safetensors(file)
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise UserError(
+            f"{path} has no tokenizer ({' or '.join(TOKENIZER_FILES)}): copy the tokenizer files "
+            "of its base model into it"
+        )
+    if (path / "adallava_config.json").exists():
+        head = read_json(path / "adallava_config.json", "AdaLLaVA config")
+        missing = [k for k in ADALLAVA_KEYS if not isinstance(head, dict) or k not in head]
+        if missing or head.get("variant") not in ("L", "H"):
+            raise UserError(
+                f"{path / 'adallava_config.json'} is not a valid AdaLLaVA config (needs variant L "
+                f"or H and {', '.join(ADALLAVA_KEYS[1:])}): convert or train the head again"
+            )
+        if not (path / "adallava.safetensors").is_file():
+            raise UserError(
+                f"{path} has adallava_config.json but no adallava.safetensors: the AdaLLaVA head's "
+                "weights are missing; convert or train it again"
+            )
+
+
+def read_json(path: Path, what: str):
+    """Returns the JSON in `path`; a missing or unreadable file is a UserError naming it."""
+    if not path.is_file():
+        raise UserError(f"{what} {path} not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{what} {path} is damaged ({_first_line(exc)})") from None
+
+
+def check_safetensors(path: Path) -> None:
+    """Raises UserError when `path` is not a whole safetensors file: a header that does not
+    parse, or a size that differs from what the header describes (truncated or padded)."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if size < 8 or n > min(size - 8, 100_000_000):
+                raise ValueError("header length beyond the end of the file")
+            header = json.loads(fh.read(n))
+        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise UserError(
+            f"{path} is not a valid safetensors file ({_first_line(exc)}): download or convert "
+            "it again"
+        ) from None
+    expected = 8 + n + max(ends, default=0)
+    if size != expected:
+        raise UserError(
+            f"{path} is truncated or damaged ({size} bytes, its header describes {expected}): "
+            "download or convert it again"
+        )
+
+
+def _config_without_network(name: str, path: str):
+    """Returns the LlavaConfig of `name` from a shipped config, a local folder or the HF cache;
+    None when only the network has it (the memory check is then skipped)."""
+    from adabench.models.no_weights import shipped_config
+
+    try:
+        config = shipped_config(name)
+        if config is not None:
+            return config
+        from transformers import LlavaConfig
+
+        if Path(path).is_dir():
+            return LlavaConfig.from_pretrained(path)
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(path, "config.json")
+        return (
+            LlavaConfig.from_pretrained(str(Path(cached).parent))
+            if isinstance(cached, str)
+            else None
+        )
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise UserError(
+            f"cannot read the config of model {name!r} ({path}): {_first_line(exc)}"
+        ) from None
+
+
+GB = 1024**3
+KV_TOKENS = 2048
+"""Sequence length the KV-cache estimate assumes (image tokens + prompt + answer, with room)."""
+
+
+def estimate_bytes(config, dtype: torch.dtype) -> tuple[int, int]:
+    """Returns (weight bytes, KV-cache bytes) of a Llava model at `dtype`: parameters counted on
+    the meta device (nothing allocated), KV cache for KV_TOKENS tokens at batch size 1."""
+    import copy
+
+    from transformers import LlavaForConditionalGeneration
+
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration._from_config(copy.deepcopy(config))
+    params = sum(p.numel() for p in model.parameters())
+    size = torch.empty((), dtype=dtype).element_size()
+    text = config.text_config
+    heads = text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    kv = 2 * text.num_hidden_layers * kv_heads * head_dim * KV_TOKENS * size
+    return params * size, kv
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Returns the memory free for a new model on `device`: CUDA free memory, or on CPU the
+    smaller of /proc/meminfo MemAvailable and the cgroup limit's headroom; None if unknown."""
+    if device.type == "cuda":
+        try:
+            return torch.cuda.mem_get_info(device)[0]
+        except (RuntimeError, AssertionError):
+            return None
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            found.append(int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    if not found:
+        try:
+            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            return None
+    return max(0, min(found))
+
+
+def check_memory(config, device: torch.device, dtype: torch.dtype, name: str) -> None:
+    """Raises UserError, before anything is allocated, when model `name` at `dtype` plus its KV
+    cache will not fit in the memory free on `device`; names needed vs available GB and the
+    ways out. ADABENCH_SKIP_MEMORY_CHECK=1 skips it."""
+    if os.environ.get("ADABENCH_SKIP_MEMORY_CHECK"):
+        return
+    free = available_bytes(device)
+    if free is None:
+        return
+    weights, kv = estimate_bytes(config, dtype)
+    if weights + kv <= free:
+        return
+    where = "GPU memory" if device.type == "cuda" else "RAM"
+    ways = []
+    if dtype == torch.float32:
+        ways.append("--dtype bfloat16 (half the bytes)")
+    if device.type == "cpu" and torch.cuda.is_available():
+        ways.append("--device cuda")
+    ways.append("a smaller model (e.g. tiny)")
+    raise UserError(
+        f"model {name!r} needs about {(weights + kv) / GB:.1f} GB at {str(dtype).removeprefix('torch.')} "
+        f"({weights / GB:.1f} GB weights + {kv / GB:.1f} GB KV cache), but only {free / GB:.1f} GB "
+        f"of {where} is available on {device}: use {', or '.join(ways)}; "
+        "ADABENCH_SKIP_MEMORY_CHECK=1 tries anyway."
+    )
 
 
 def describe(name: str) -> dict:

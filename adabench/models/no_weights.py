@@ -156,11 +156,12 @@ def build_no_weights(
     config.json and processor are used; its weights are not read), or a `LlavaConfig`.
     `adallava_variant` "L" / "H" adds a random AdaLLaVA head (P and r from the shipped settings,
     else N/2 and 8). The result carries `loaded.weights = "random"`."""
-    from adabench.models.loading import LoadedModel, resolve_device, resolve_dtype
+    from adabench.models.loading import LoadedModel, check_memory, resolve_device, resolve_dtype
 
     name, config, processor = _config_and_processor(name_or_config)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    check_memory(config, dev, dt, name)  # before allocating: a 7B model in fp32 needs ~28 GB
     model = create_empty(config, dev, dt)
     init_random_(model, seed)
     model.eval()

@@ -57,7 +57,10 @@ _CELL_TYPES: dict[str, pa.DataType] = {
     **dict.fromkeys(["cell_id", "suite", "model", "method", "contention_kind"], _STRING),
     "n": pa.int64(),
 }
-_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+"""Run names: matched whole (`fullmatch`, so a trailing newline is refused), at most 100 characters."""
+DAMAGED = "damaged"
+"""Subfolder of ``parts/`` where parts that do not read back whole are moved."""
 
 
 @dataclass
@@ -90,17 +93,26 @@ def cell_id(coords: dict[str, Any]) -> str:
 
 def new_run_dir(out: Path, name: str, now: dt.datetime | None = None) -> Path:
     """Creates and returns ``out/<YYYYmmdd-HHMMSS>-<name>/``; raises UserError if it exists."""
-    if not _NAME_OK.match(name):
+    if not _NAME_OK.fullmatch(name):
         raise UserError(
-            f"run name must match {_NAME_OK.pattern} (letters, digits, . _ -), got {name!r}."
+            f"run name must be 1-100 letters, digits, '.', '_' or '-' (starting with a letter or "
+            f"digit), got {name!r}."
         )
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder; pick another --out.")
     stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(out) / f"{stamp}-{name}"
+    run_dir = out / f"{stamp}-{name}"
     try:
-        run_dir.mkdir(parents=True, exist_ok=False)
+        out.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir(exist_ok=False)
     except FileExistsError:
         raise UserError(
             f"results folder {run_dir} already exists; pick another --name or resume it with --resume."
+        ) from None
+    except OSError as exc:
+        raise UserError(
+            f"cannot create the results folder {run_dir}: {exc.strerror or exc}; pick another --out."
         ) from None
     (run_dir / "parts").mkdir()
     return run_dir
@@ -112,9 +124,20 @@ def write_meta(run_dir: Path, meta: dict) -> None:
 
 
 def read_meta(run_dir: Path) -> dict:
-    """Returns ``meta.json`` as a dict, or {} when the file is absent."""
+    """Returns ``meta.json`` as a dict, or {} when the file is absent; a damaged one is a UserError."""
     path = Path(run_dir) / "meta.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(
+            f"{path} is damaged ({_first_line(exc)}); restore it from a backup or move it away "
+            "(run information such as the command line is then lost, the results are not)."
+        ) from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path} is damaged: it holds a {type(meta).__name__}, not an object")
+    return meta
 
 
 def write_config(run_dir: Path, config: dict) -> None:
@@ -128,7 +151,15 @@ def read_config(run_dir: Path) -> dict:
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
         raise UserError(f"{path} not found: is {run_dir} an adabench results folder?")
-    return yaml.safe_load(path.read_text()) or {}
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UserError(
+            f"{path} is damaged ({_first_line(exc)}); restore it or start a new run."
+        ) from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path} is damaged: it holds a {type(config).__name__}, not a mapping")
+    return config
 
 
 def write_cell(run_dir: Path, cell_row: dict, sample_rows: list[dict]) -> str:
@@ -154,9 +185,66 @@ def write_cell(run_dir: Path, cell_row: dict, sample_rows: list[dict]) -> str:
 
 
 def finished_cells(run_dir: Path) -> set[str]:
-    """Returns the ids of cells whose parts are complete (a ``.cell.parquet`` exists)."""
+    """Returns the ids of cells whose parts are complete (a ``.cell.parquet`` and its
+    ``.samples.parquet`` exist; `damaged_parts` reads them back)."""
     parts = Path(run_dir) / "parts"
-    return {p.name.removesuffix(".cell.parquet") for p in parts.glob("*.cell.parquet")}
+    ids = {p.name.removesuffix(".cell.parquet") for p in parts.glob("*.cell.parquet")}
+    return {i for i in ids if (parts / f"{i}.samples.parquet").is_file()}
+
+
+def damaged_parts(run_dir: Path) -> dict[str, str]:
+    """Returns {cell_id: what is wrong} for cells whose parts do not read back whole: an
+    unreadable or truncated parquet file, a ``.cell.parquet`` without its samples, or a table
+    that holds no rows of its cell."""
+    return _scan_parts(Path(run_dir))[1]
+
+
+def _scan_parts(run_dir: Path) -> tuple[dict[str, tuple[pa.Table, pa.Table]], dict[str, str]]:
+    """Reads every part pair once: ({cell_id: (cell table, samples table)}, {cell_id: problem})."""
+    parts = run_dir / "parts"
+    tables: dict[str, tuple[pa.Table, pa.Table]] = {}
+    problems: dict[str, str] = {}
+    for path in sorted(parts.glob("*.cell.parquet")):
+        cid = path.name.removesuffix(".cell.parquet")
+        samples = parts / f"{cid}.samples.parquet"
+        if not samples.is_file():
+            problems[cid] = f"{samples.name} is missing"
+            continue
+        pair = []
+        for part in (path, samples):
+            try:
+                table = pq.read_table(part)
+            except (OSError, pa.ArrowException, ValueError) as exc:
+                problems[cid] = f"{part.name} does not read back ({_first_line(exc)})"
+                break
+            if "cell_id" not in table.column_names or set(table.column("cell_id").to_pylist()) != {
+                cid
+            }:
+                problems[cid] = f"{part.name} does not hold the rows of cell {cid}"
+                break
+            pair.append(table)
+        else:
+            tables[cid] = (pair[0], pair[1])
+    return tables, problems
+
+
+def quarantine_damaged(run_dir: Path) -> dict[str, str]:
+    """Moves the parts of every damaged cell (`damaged_parts`) to ``parts/damaged/`` so the
+    cell runs again, warns once per cell on stderr, and returns {cell_id: what was wrong}."""
+    from adabench import console
+
+    parts = Path(run_dir) / "parts"
+    damaged = damaged_parts(run_dir)
+    if not damaged:
+        return damaged
+    aside = parts / DAMAGED
+    aside.mkdir(exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for cid, reason in damaged.items():
+        for path in parts.glob(f"{cid}.*.parquet"):
+            os.replace(path, aside / f"{stamp}-{path.name}")
+        console.warn(f"damaged part of cell {cid}: {reason}; moved to {aside}, the cell runs again")
+    return damaged
 
 
 def consolidate(run_dir: Path) -> pd.DataFrame:
@@ -185,10 +273,21 @@ def load_run(run_dir: Path) -> Run:
     config = read_config(run_dir) if (run_dir / "config.yaml").exists() else {}
     cells_path, samples_path = run_dir / "cells.parquet", run_dir / "samples.parquet"
     if cells_path.exists() and samples_path.exists():
-        cells = pd.read_parquet(cells_path)
-        if finished_cells(run_dir) <= set(cells["cell_id"]):
-            samples = pd.read_parquet(samples_path)
-            return Run(run_dir, read_meta(run_dir), config, cells, samples)
+        try:
+            cells = pd.read_parquet(cells_path)
+            if finished_cells(run_dir) <= set(cells["cell_id"]):
+                samples = pd.read_parquet(samples_path)
+                return Run(run_dir, read_meta(run_dir), config, cells, samples)
+        except (OSError, pa.ArrowException, ValueError, KeyError) as exc:
+            from adabench import console
+
+            console.warn(f"{run_dir}: cells.parquet/samples.parquet do not read back "
+                         f"({_first_line(exc)}); reading the parts instead")  # fmt: skip
+    elif not (run_dir / "parts").is_dir():
+        raise UserError(
+            f"{run_dir} holds no readable results (cells.parquet + samples.parquet, or parts/): "
+            "is it an adabench results folder?"
+        )
     cells, samples = _read_parts(run_dir)
     return Run(run_dir, read_meta(run_dir), config, cells, samples)
 
@@ -215,16 +314,19 @@ def add_latency_ratio(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def _read_parts(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    parts = run_dir / "parts"
-    ids = sorted(finished_cells(run_dir))
-    if not ids:
+    """Returns (cells, samples) from the parts that read back whole; warns about the others."""
+    tables, damaged = _scan_parts(run_dir)
+    if damaged:
+        from adabench import console
+
+        for cid, reason in damaged.items():
+            console.warn(f"{run_dir}: cell {cid} left out: {reason} "
+                         f"(`adabench sweep --resume {run_dir}` runs it again)")  # fmt: skip
+    if not tables:
         return pd.DataFrame(columns=CELL_COLUMNS), pd.DataFrame(columns=SAMPLE_COLUMNS)
-    cells = pd.concat(
-        [pd.read_parquet(parts / f"{i}.cell.parquet") for i in ids], ignore_index=True
-    )
-    samples = pd.concat(
-        [pd.read_parquet(parts / f"{i}.samples.parquet") for i in ids], ignore_index=True
-    )
+    ids = sorted(tables)
+    cells = pd.concat([tables[i][0].to_pandas() for i in ids], ignore_index=True)
+    samples = pd.concat([tables[i][1].to_pandas() for i in ids], ignore_index=True)
     if "latency_ratio_ci_low" not in cells.columns:  # runs before paired ratios (v0.2)
         cells = add_latency_ratio(cells)
     cells = cells.sort_values(CELL_KEY, kind="stable", ignore_index=True)
@@ -282,6 +384,12 @@ def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _first_line(exc: BaseException) -> str:
+    """Returns the first line of an exception's message (its class name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _jsonable(value: Any) -> Any:
