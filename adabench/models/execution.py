@@ -2,44 +2,34 @@
 
 `LlavaRunner` runs the Llama-family decoder of a `LlavaForConditionalGeneration` block by block:
 - a skipped block (plan layer None) does no work and gets no KV-cache entry;
-- a partial block runs q/k/v and o_proj, gate/up and down on weights sliced to the kept heads /
-  neurons, prepared once per request (`prepare`) and reused by every decode step; its cache holds
-  only the kept key/value heads;
+- a partial block runs q/k/v and o_proj, gate/up and down on the kept rows/columns of the
+  model's weights (views, see adabench/models/block_weights.py), prepared once per request and
+  reused by every decode step; its cache holds only the kept key/value heads;
 - FastV drops visual tokens after block K using the last token's attention at block K−1,
   computed for that one query row, so no attention implementation is forced;
 - `forward_masked` is the batched, full-compute path for training and reference runs: masks
   multiply head outputs before o_proj, MLP activations before down_proj, and block outputs.
-Attention: eager (explicit softmax) when the config asks for it, else torch SDPA.
+Attention: eager (explicit softmax) when the config asks for it, else torch SDPA. RMSNorm and
+RoPE are computed with fewer kernels than the HF modules (same math, see `_rms_norm`, `rope`);
+rotary tables are built once per request for every position it can reach, so a decode step
+needs no host→device transfer.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-from adabench.models.plan import LayerPlan, Plan
+from adabench.models.block_weights import BlockWeights, HalfCache, full_block
+from adabench.models.plan import Plan
 
+CPU_CACHE_CAP_BYTES = 1 << 30
 
-@dataclass
-class BlockWeights:
-    """Weights one block runs with for a request (views for full blocks, slices for partial)."""
-
-    layer: torch.nn.Module
-    q: tuple | None  # (weight, bias) per projection; None when attention is skipped
-    k: tuple | None
-    v: tuple | None
-    o: tuple | None
-    kv_of_q: torch.Tensor | None  # for each kept query head, the index of its kept kv head
-    n_q: int
-    n_kv: int
-    gate: tuple | None
-    up: tuple | None
-    down: tuple | None
+__all__ = ["BlockWeights", "KVEntry", "LlavaRunner", "PrefillState", "decode_step", "prefill"]
 
 
 @dataclass
@@ -51,31 +41,22 @@ class KVEntry:
     length: int
 
 
-def _nbytes(bw: BlockWeights) -> int:
-    """Returns the bytes held by the sliced tensors of a prepared block."""
-    return sum(
-        t.numel() * t.element_size()
-        for part in (bw.q, bw.k, bw.v, bw.o, bw.gate, bw.up, bw.down)
-        if part is not None
-        for t in part
-        if t is not None
-    )
-
-
-def _wb(
-    linear: torch.nn.Linear, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None
-) -> tuple:
-    w, b = linear.weight, linear.bias
-    if rows is not None:
-        w = w.index_select(0, rows)
-        b = b.index_select(0, rows) if b is not None else None
-    if cols is not None:
-        w = w.index_select(1, cols)
-    return (w, b)
-
-
 class LlavaRunner:
-    """Executes a LlavaForConditionalGeneration under a Plan (batch 1 for timing, batched masks for training)."""
+    """Executes a LlavaForConditionalGeneration under a Plan (batch 1 for timing, batched masks for training).
+
+    Partial blocks are built from halves (one block's kept heads, or its kept MLP groups). A
+    half whose units form one run is a view; one with several runs is a copy of the kept rows.
+    Both are kept in an LRU keyed by (block, units): views at no byte cost, copies up to
+    `cache_limit_bytes` beyond the halves of the plan in use (never evicted, so one plan always
+    fits). `cache_bytes` is what the copies hold. Whatever is prepared inside a request is
+    counted in its latency (the "plan" overhead of adabench.sweep.generate).
+
+    Default limit (measured with benchmarks/adaptive_overhead.py): on CPU a copy costs about a
+    small matmul's dispatch, and an LRU smaller than the plans' working set mostly misses
+    (tiny-adallava-h@0.75: a quarter of the decoder's bytes hit 34 %), so CPU keeps up to the
+    decoder's own bytes, capped at 1 GiB. On CUDA a copy is a bandwidth-bound kernel of
+    microseconds against a 7B forward's milliseconds, and kept copies would only add to peak
+    memory: nothing is kept beyond the plan in use."""
 
     def __init__(self, model) -> None:
         self.model = model
@@ -90,6 +71,18 @@ class LlavaRunner:
         self.group = self.n_heads // self.n_kv
         self.scale = self.head_dim**-0.5
         self.eager = getattr(self.text, "_attn_implementation", "sdpa") == "eager"
+        decoder_bytes = sum(p.numel() * p.element_size() for p in self.layers.parameters())
+        on_cuda = self.layers[0].self_attn.q_proj.weight.device.type == "cuda"
+        self.cache_limit_bytes = 0 if on_cuda else min(decoder_bytes, CPU_CACHE_CAP_BYTES)
+        self._full: list[BlockWeights] = []
+        self._full_device: torch.device | None = None
+        self._kv_index: dict = {}
+        self._halves = HalfCache(self.head_dim, self.group, self._index)
+
+    @property
+    def cache_bytes(self) -> int:
+        """Returns the bytes the LRU holds beyond the model's own weights (copied halves)."""
+        return self._halves.nbytes
 
     # ---------------------------------------------------------------- inputs
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -114,67 +107,47 @@ class LlavaRunner:
         return embeds
 
     # ---------------------------------------------------------------- plans
-    def prepare(self, plan: Plan) -> list[BlockWeights | None]:
-        """Returns per-block weights for `plan`; slicing happens here, once per request."""
+    def full_blocks(self) -> list[BlockWeights]:
+        """Returns every block's full weights (the parameters themselves; built once per device)."""
+        device = self.layers[0].self_attn.q_proj.weight.device
+        if device != self._full_device:
+            self._kv_index = {}
+            self._halves = HalfCache(self.head_dim, self.group, self._index)
+            kv_of_q = (
+                self._index(tuple(h // self.group for h in range(self.n_heads)))
+                if self.group > 1
+                else None
+            )
+            self._full = [full_block(lay, self.n_heads, self.n_kv, kv_of_q) for lay in self.layers]
+            self._full_device = device
+        return self._full
+
+    def _index(self, values: tuple[int, ...]) -> torch.Tensor:
+        """Returns a cached device tensor of `values` (query head → kv head maps; a few exist)."""
+        if values not in self._kv_index:
+            device = self.layers[0].self_attn.q_proj.weight.device
+            self._kv_index[values] = torch.tensor(values, device=device)
+        return self._kv_index[values]
+
+    def prepare(self, plan: Plan, start: int = 0) -> list[BlockWeights | None]:
+        """Returns the weights of blocks [start, N) under `plan`: full and skipped blocks cost a
+        lookup; partial ones are assembled from an attention half and an MLP half, each a view
+        of the model's weights or, when its heads/groups form several runs, a copy kept in the
+        LRU (see `cache_bytes`)."""
         if plan.num_layers != len(self.layers):
             raise ValueError(f"plan has {plan.num_layers} blocks, model has {len(self.layers)}")
-        return [self._cached_block(i, lp, plan) for i, lp in enumerate(plan.layers)]
-
-    def _cached_block(self, i: int, lp: LayerPlan | None, plan: Plan) -> BlockWeights | None:
-        """Full and skipped blocks cost nothing to prepare; sliced ones are kept in a small LRU
-        keyed by (block, heads, groups), bounded to a quarter of the decoder's weight bytes, so a
-        plan that recurs across requests (plans repeat: a few per budget) is not sliced again."""
-        if lp is None or lp.is_full:
-            return self._prepare_block(i, lp, plan)
-        key = (i, lp.heads, lp.mlp_groups, plan.mlp_group_count)
-        cache = self.__dict__.setdefault("_slices", OrderedDict())
-        if key in cache:
-            cache.move_to_end(key)
-            return cache[key]
-        bw = self._prepare_block(i, lp, plan)
-        cache[key] = bw
-        limit = self.__dict__.setdefault(
-            "_slice_limit", sum(p.numel() * p.element_size() for p in self.layers.parameters()) // 4
-        )
-        while len(cache) > 1 and sum(_nbytes(b) for b in cache.values()) > limit:
-            cache.popitem(last=False)
-        return bw
-
-    def _prepare_block(self, i: int, lp: LayerPlan | None, plan: Plan) -> BlockWeights | None:
-        if lp is None:
-            return None
-        layer = self.layers[i]
-        attn, mlp = layer.self_attn, layer.mlp
-        dev = attn.q_proj.weight.device
-        q = k = v = o = kv_of_q = None
-        n_q, n_kv = self.n_heads, self.n_kv
-        if lp.heads is None:
-            q, k, v, o = _wb(attn.q_proj), _wb(attn.k_proj), _wb(attn.v_proj), _wb(attn.o_proj)
-            if self.group > 1:
-                kv_of_q = torch.arange(self.n_heads, device=dev) // self.group
-        elif len(lp.heads) > 0:
-            heads = torch.tensor(sorted(lp.heads), device=dev)
-            kv_heads = torch.unique(heads // self.group)
-            n_q, n_kv = len(heads), len(kv_heads)
-            hd = self.head_dim
-            q_rows = (heads[:, None] * hd + torch.arange(hd, device=dev)).reshape(-1)
-            kv_rows = (kv_heads[:, None] * hd + torch.arange(hd, device=dev)).reshape(-1)
-            q, o = _wb(attn.q_proj, rows=q_rows), _wb(attn.o_proj, cols=q_rows)
-            k, v = _wb(attn.k_proj, rows=kv_rows), _wb(attn.v_proj, rows=kv_rows)
-            kv_of_q = torch.searchsorted(kv_heads, heads // self.group) if n_kv != n_q else None
-        gate = up = down = None
-        if lp.mlp_groups is None:
-            gate, up, down = _wb(mlp.gate_proj), _wb(mlp.up_proj), _wb(mlp.down_proj)
-        elif len(lp.mlp_groups) > 0:
-            size = mlp.gate_proj.weight.shape[0] // plan.mlp_group_count
-            groups = torch.tensor(sorted(lp.mlp_groups), device=dev)
-            rows = (groups[:, None] * size + torch.arange(size, device=dev)).reshape(-1)
-            gate, up, down = (
-                _wb(mlp.gate_proj, rows=rows),
-                _wb(mlp.up_proj, rows=rows),
-                _wb(mlp.down_proj, cols=rows),
-            )
-        return BlockWeights(layer, q, k, v, o, kv_of_q, n_q, n_kv, gate, up, down)
+        full, halves = self.full_blocks(), self._halves
+        used: list = []
+        out = [
+            None
+            if lp is None
+            else full[i]
+            if lp.is_full
+            else halves.block(i, full[i], lp, plan.mlp_group_count, used)
+            for i, lp in enumerate(plan.layers[start:], start)
+        ]
+        halves.evict(used, self.cache_limit_bytes)
+        return out
 
     # ---------------------------------------------------------------- blocks
     def _attend(self, q, k, v, kv_of_q, causal: bool, pad_mask=None):
@@ -215,12 +188,12 @@ class LlavaRunner:
         probs = None
         bsz, t, _ = h.shape
         if bw.q is not None:
-            x = layer.input_layernorm(h)
+            x = _rms_norm(layer.input_layernorm, h)
             hd = self.head_dim
             q = F.linear(x, *bw.q).view(bsz, t, bw.n_q, hd).transpose(1, 2)
             k = F.linear(x, *bw.k).view(bsz, t, bw.n_kv, hd).transpose(1, 2)
             v = F.linear(x, *bw.v).view(bsz, t, bw.n_kv, hd).transpose(1, 2)
-            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
             if cache is not None:
                 end = cache.length + t
                 cache.k[:, :, cache.length : end] = k
@@ -230,8 +203,9 @@ class LlavaRunner:
             a = self._attend(q, k, v, bw.kv_of_q, causal=True, pad_mask=pad_mask)
             if last_query_probs:
                 kk = k.index_select(1, bw.kv_of_q) if bw.kv_of_q is not None else k
+                # FastV's ranking in fp32: fp16 probabilities tie and reorder the smallest ones
                 probs = torch.softmax(
-                    (q[:, :, -1:] @ kk.transpose(-1, -2)) * self.scale, dim=-1
+                    (q[:, :, -1:] @ kk.transpose(-1, -2)) * self.scale, dim=-1, dtype=torch.float32
                 ).mean(1)[:, 0]
             if head_mask is not None:
                 a = a * head_mask[:, :, None, None].to(a.dtype)
@@ -239,7 +213,7 @@ class LlavaRunner:
             delta = F.linear(a, *bw.o)
             h = h + (delta * block_gate[:, None, None] if block_gate is not None else delta)
         if bw.gate is not None:
-            x = layer.post_attention_layernorm(h)
+            x = _rms_norm(layer.post_attention_layernorm, h)
             act = layer.mlp.act_fn(F.linear(x, *bw.gate)) * F.linear(x, *bw.up)
             if neuron_mask is not None:
                 act = act * neuron_mask[:, None, :].to(act.dtype)
@@ -262,24 +236,50 @@ class LlavaRunner:
             for bw in prepared
         ]
 
-    def rope(self, h: torch.Tensor, positions: torch.Tensor):
-        """Returns (cos, sin) for `positions` [B, T]."""
-        return self.lm.rotary_emb(h, positions)
+    def rope(self, h: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (cos, signed sin) [B, 1, T, head_dim] for `positions` [B, T], as `block` takes
+        them: the HF rotary tables with the sign of `rotate_half` folded into the first half of sin,
+        so rotating is x·cos + roll(x, head_dim/2)·sin (bit-identical to HF's apply_rotary_pos_emb)."""
+        cos, sin = self.lm.rotary_emb(h, positions)
+        half = sin.shape[-1] // 2
+        return cos[:, None], torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)[:, None]
 
     def logits(self, h_last: torch.Tensor) -> torch.Tensor:
         """Returns lm_head(final_norm(h)) for the given positions."""
-        return self.model.lm_head(self.lm.norm(h_last))
+        return self.model.lm_head(_rms_norm(self.lm.norm, h_last))
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Applies RoPE to x [B, heads, T, head_dim]: HF's x·cos + rotate_half(x)·sin in four kernels."""
+    return x * cos + x.roll(x.shape[-1] // 2, -1) * signed_sin
+
+
+def _rms_norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Returns the Llama RMSNorm of x with one fused kernel in float32 (HF's module runs eight);
+    other dtypes normalise in float32 and cast before the weight, as HF does; norms of other
+    model families run their own module."""
+    eps = getattr(norm, "variance_epsilon", None)
+    if eps is None:
+        return norm(x)
+    if x.dtype == torch.float32:
+        return F.rms_norm(x, norm.weight.shape, norm.weight, eps)
+    return norm.weight * F.rms_norm(x.float(), norm.weight.shape, eps=eps).to(x.dtype)
 
 
 @dataclass
 class PrefillState:
-    """What decode needs after prefill: cache, prepared weights, next position, the plan used."""
+    """What decode needs after prefill: cache, prepared weights, next position, the plan used,
+    the rotary tables of every position up to the cache capacity, and the timed spans of the
+    method's own work ("scheduler": `decide`, "plan": preparing the plan's weights)."""
 
     prepared: list[BlockWeights | None]
     cache: list[KVEntry | None]
     next_position: int
     plan: Plan
     kept_visual: int | None = None
+    cos: torch.Tensor | None = None
+    sin: torch.Tensor | None = None
+    spans: dict = field(default_factory=dict)
 
 
 def prefill(
@@ -290,30 +290,46 @@ def prefill(
     decide: Callable[[torch.Tensor], Plan] | None = None,
     decide_at: int = 0,
     visual_positions: torch.Tensor | None = None,
+    timer=None,
 ) -> tuple[torch.Tensor, PrefillState]:
     """Runs the prompt `embeds` [1, T, D] through the decoder; returns (last-token logits, state).
 
     With `decide`, blocks [0, decide_at) run in full, then `decide(hidden at the last position)`
-    returns the plan for the whole model (AdaLLaVA's scheduler). FastV (plan.fastv_layer = K) drops
-    the `plan.fastv_removed` visual tokens with the lowest last-token attention of block K−1.
-    """
+    returns the plan for the whole model (AdaLLaVA's scheduler); only blocks [decide_at, N) are
+    prepared for it. FastV (plan.fastv_layer = K) drops the `plan.fastv_removed` visual tokens
+    with the lowest last-token attention of block K−1. With `timer` (adabench.measure.timing),
+    the decision and the plan's preparation are timed as spans (no synchronisation added)."""
     n = len(runner.layers)
     t = embeds.shape[1]
-    positions = torch.arange(t, device=embeds.device)[None]
+    spans: dict = {}
+
+    def span(name: str):
+        if timer is None:
+            return nullcontext()
+        cm = timer.span()
+        return _Collect(cm, spans.setdefault(name, []))
+
+    positions = torch.arange(capacity, device=embeds.device)[None]
+    cos_all, sin_all = runner.rope(embeds, positions)
+    positions = positions[:, :t]
+    cos, sin = cos_all[:, :, :t], sin_all[:, :, :t]
     h = embeds
     # With `decide`, `plan` (if given) carries only the token fields, known before the decision,
     # so FastV can rank tokens in the always-run prefix; the decided plan replaces it at decide_at.
     plan = plan or Plan.full(n)
-    prepared = (
-        runner.prepare(Plan.full(n))[:decide_at] if decide is not None else runner.prepare(plan)
-    )
+    if decide is not None:  # the always-run prefix: the full blocks, nothing to prepare
+        prepared = runner.full_blocks()[:decide_at]
+    else:
+        with span("plan"):
+            prepared = runner.prepare(plan)
     cache = runner.new_cache(prepared, capacity, embeds)
-    cos, sin = runner.rope(h, positions)
     kept_visual = None
     for i in range(n):
         if decide is not None and i == decide_at:
-            plan = decide(h[:, -1])
-            tail = runner.prepare(plan)[decide_at:]
+            with span("scheduler"):
+                plan = decide(h[:, -1])
+            with span("plan"):
+                tail = runner.prepare(plan, start=decide_at)
             prepared, cache = prepared + tail, cache + runner.new_cache(tail, capacity, embeds)
         if prepared[i] is None:
             continue
@@ -328,9 +344,25 @@ def prefill(
         if want_probs and plan.fastv_removed > 0:
             keep = fastv_keep(probs[0], visual_positions, plan.fastv_removed, h.shape[1])
             h, positions = h[:, keep], positions[:, keep]
-            cos, sin = runner.rope(h, positions)
+            cos, sin = cos_all[:, :, positions[0]], sin_all[:, :, positions[0]]
             kept_visual = len(visual_positions) - plan.fastv_removed
-    return runner.logits(h[:, -1:])[:, -1], PrefillState(prepared, cache, t, plan, kept_visual)
+    state = PrefillState(prepared, cache, t, plan, kept_visual, cos_all, sin_all, spans)
+    return runner.logits(h[:, -1:])[:, -1], state
+
+
+class _Collect:
+    """Enters a timer span and appends the yielded Span to a list."""
+
+    def __init__(self, cm, into: list) -> None:
+        self.cm, self.into = cm, into
+
+    def __enter__(self):
+        span = self.cm.__enter__()
+        self.into.append(span)
+        return span
+
+    def __exit__(self, *exc):
+        return self.cm.__exit__(*exc)
 
 
 def _fastv_source(plan: Plan, prepared: list) -> int:
@@ -354,10 +386,11 @@ def fastv_keep(
 
 
 def decode_step(runner: LlavaRunner, token_id: torch.Tensor, state: PrefillState) -> torch.Tensor:
-    """Runs one greedy decode step for `token_id` [1, 1] under the prefill's plan; returns logits [1, V]."""
+    """Runs one greedy decode step for `token_id` [1, 1] (a device tensor) under the prefill's
+    plan; returns logits [1, V]. The position is host-side bookkeeping: no transfer."""
     h = runner.lm.embed_tokens(token_id)
-    positions = torch.tensor([[state.next_position]], device=h.device)
-    cos, sin = runner.rope(h, positions)
+    p = state.next_position
+    cos, sin = state.cos[:, :, p : p + 1], state.sin[:, :, p : p + 1]
     for bw, entry in zip(state.prepared, state.cache):
         if bw is not None:
             h, _ = runner.block(bw, h, cos, sin, entry)

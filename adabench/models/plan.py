@@ -33,6 +33,9 @@ class LayerPlan:
         return self.heads is None and self.mlp_groups is None
 
 
+FULL_LAYER = LayerPlan()  # immutable, so every plan can share it
+
+
 @dataclass(frozen=True)
 class Plan:
     """What executes for one request. Made once at prefill, reused for every decode step."""
@@ -47,15 +50,16 @@ class Plan:
     @classmethod
     def full(cls, num_layers: int, mlp_group_count: int = 1) -> Plan:
         """Returns the plan that runs every block, head and neuron."""
-        return cls(
-            layers=tuple(LayerPlan() for _ in range(num_layers)), mlp_group_count=mlp_group_count
-        )
+        return cls(layers=(FULL_LAYER,) * num_layers, mlp_group_count=mlp_group_count)
 
     @classmethod
     def from_kept_blocks(cls, num_layers: int, kept: list[int] | tuple[int, ...]) -> Plan:
         """Returns a block-skipping plan that runs only the blocks whose indices are in `kept`."""
-        kept_set = set(int(i) for i in kept)
-        return cls(layers=tuple(LayerPlan() if i in kept_set else None for i in range(num_layers)))
+        layers: list[LayerPlan | None] = [None] * num_layers
+        for i in map(int, kept):
+            if 0 <= i < num_layers:
+                layers[i] = FULL_LAYER
+        return cls(layers=tuple(layers))
 
     @property
     def num_layers(self) -> int:

@@ -45,6 +45,10 @@ class Generation:
     plan: object
     kept_visual: int | None = None
     info: dict = field(default_factory=dict)
+    overhead_parts_ms: dict[str, float] = field(
+        default_factory=dict,
+        metadata={"help": "overhead_ms split: encoder, scheduler, plan (ms; they sum to it)"},
+    )
 
 
 @torch.inference_mode()
@@ -59,18 +63,23 @@ def generate(
     """Returns the greedy generation of `ps` under `method`, with end-to-end, prefill and
     per-token decode latency measured directly (decode is never derived by subtraction).
 
-    `overhead_ms` is the time of the method's own decision (AdaLLaVA scheduler + latency encoder,
-    token scoring), measured inside prefill with the same clock."""
+    Only the end-to-end region is a synchronised `timer.track()`; prefill, every decode step and
+    the method's own work are `timer.span()`s (CUDA events, no synchronisation), so every method
+    runs with the synchronisations `full` has: one `.item()` per token for the EOS check. The
+    next token stays on the device.
+
+    `overhead_ms` is the method's own work, split in `overhead_parts_ms`:
+      encoder    `method.request` (AdaLLaVA: the cached latency token; PruMerge: token selection),
+      scheduler  `decide` mid-prefill (AdaLLaVA: scheduler + plan),
+      plan       preparing the plan's block weights (views; copies only for split head sets)."""
     image_token = runner.model.config.image_token_id
-    decode_ms: list[float] = []
+    decode_spans = []
     tokens: list[int] = []
-    overhead = {"ms": 0.0}
     with timer.track() as e2e:
-        with timer.track() as pf:
+        with timer.span() as pf:
             feats = runner.image_features(ps.pixel_values)
-            with timer.track() as req_clock:
+            with timer.span() as encoder:
                 request = method.request(ps.sample_id, ps.input_ids, feats)
-            overhead["ms"] += req_clock.elapsed_ms
             ids = ps.input_ids
             if request.image_features is not None:
                 ids = _shrink_image_tokens(ids, image_token, request.image_features.shape[1])
@@ -78,27 +87,30 @@ def generate(
             embeds = runner.embed(ids, feats)
             if request.extra_embeds is not None:
                 embeds = torch.cat([embeds, request.extra_embeds.to(embeds.dtype)], dim=1)
-            visual_positions = torch.nonzero(ids[0] == image_token).squeeze(1)
-            decide = request.decide
-            if decide is not None:
-                decide = _timed(decide, timer, overhead)
+            fastv = request.plan is not None and request.plan.fastv_layer is not None
             logits, state = prefill(
                 runner,
                 embeds,
                 request.plan,
                 embeds.shape[1] + max_new_tokens,
-                decide=decide,
+                decide=request.decide,
                 decide_at=request.decide_at,
-                visual_positions=visual_positions,
+                # nonzero() synchronises on CUDA: only FastV needs the visual positions
+                visual_positions=torch.nonzero(ids[0] == image_token).squeeze(1) if fastv else None,
+                timer=timer,
             )
-            token = int(logits.argmax(-1))
-        tokens.append(token)
-        while len(tokens) < max_new_tokens and token != eos_id:
-            with timer.track() as step:
-                logits = decode_step(runner, torch.tensor([[token]], device=ids.device), state)
-                token = int(logits.argmax(-1))
-            decode_ms.append(step.elapsed_ms)
-            tokens.append(token)
+            next_id = logits.argmax(-1, keepdim=True)
+        tokens.append(int(next_id))
+        while len(tokens) < max_new_tokens and tokens[-1] != eos_id:
+            with timer.span() as step:
+                next_id = decode_step(runner, next_id, state).argmax(-1, keepdim=True)
+            decode_spans.append(step)
+            tokens.append(int(next_id))
+    parts = {
+        "encoder": encoder.elapsed_ms,
+        "scheduler": sum(s.elapsed_ms for s in state.spans.get("scheduler", [])),
+        "plan": sum(s.elapsed_ms for s in state.spans.get("plan", [])),
+    }
     full_len = ps.input_ids.shape[1] + (
         0 if request.extra_embeds is None else request.extra_embeds.shape[1]
     )
@@ -106,24 +118,15 @@ def generate(
         tokens,
         e2e.elapsed_ms,
         pf.elapsed_ms,
-        decode_ms,
-        overhead["ms"],
+        [s.elapsed_ms for s in decode_spans],
+        sum(parts.values()),
         embeds.shape[1],
         full_len,
         state.plan,
         state.kept_visual,
         request.info,
+        parts,
     )
-
-
-def _timed(fn, timer: Timer, acc: dict):
-    def wrapped(*args):
-        with timer.track() as run:
-            result = fn(*args)
-        acc["ms"] += run.elapsed_ms
-        return result
-
-    return wrapped
 
 
 def _shrink_image_tokens(ids: torch.Tensor, image_token: int, n_keep: int) -> torch.Tensor:

@@ -40,12 +40,16 @@ def test_full_plan_matches_hf(attn, kv_heads):
 def test_skipped_blocks_are_never_called():
     model, proc = build_random_llava(layers=6)
     calls = [0] * 6
-    for i, layer in enumerate(model.model.language_model.layers):
-        layer.input_layernorm.register_forward_hook(
-            lambda *a, i=i: calls.__setitem__(i, calls[i] + 1)
-        )
     ids, pix = _inputs(proc)
     runner = LlavaRunner(model)
+    index = {id(layer): i for i, layer in enumerate(runner.layers)}
+    run_block = runner.block
+
+    def counting(bw, *args, **kwargs):
+        calls[index[id(bw.layer)]] += 1
+        return run_block(bw, *args, **kwargs)
+
+    runner.block = counting
     plan = Plan.from_kept_blocks(6, [0, 1, 2, 5])
     with torch.no_grad():
         _, state = prefill(runner, _embeds(runner, ids, pix), plan, ids.shape[1] + 4)

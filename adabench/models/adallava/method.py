@@ -22,13 +22,15 @@ class _AdaLlava(Method):
         self.k = self.head.k_for(self.budget)
 
     def request(self, sample_id, input_ids, image_features) -> Request:
-        token = self.head.latency_token(self.k)  # the encoder runs per request (timed as overhead)
         return Request(
-            extra_embeds=token,
-            decide=lambda h: self.head.plan(h, self.k),
+            extra_embeds=self.head.cached_latency_token(self.k),
+            decide=self._decide,
             decide_at=self.head.config.prefix_layers,
             info={"units": self.k},
         )
+
+    def _decide(self, hidden):
+        return self.head.plan(hidden, self.k)
 
 
 class AdaLlavaL(_AdaLlava):

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -94,6 +95,9 @@ class AdaLlavaHead(nn.Module):
             config.num_layers - config.prefix_layers,
             config.num_heads,
         )
+        self._encoder_params = list(self.latency_encoder.parameters())
+        self._tokens: dict = {}
+        self._token_versions: tuple = ()
 
     def k_for(self, budget: float) -> int:
         """Returns the number of selectable units that run at `budget`."""
@@ -109,12 +113,30 @@ class AdaLlavaHead(nn.Module):
         )
         return self.latency_encoder(k.float() / (self.config.units.selectable + 1))
 
+    def cached_latency_token(self, k: int) -> torch.Tensor:
+        """Returns the latency token [1, 1, D] for `k`, computed once per (k, device, dtype) and
+        reused while the encoder's weights are unchanged: it depends on the budget only, so a
+        request pays a dictionary lookup, not the encoder."""
+        versions = tuple(p._version for p in self._encoder_params)  # bumped by in-place updates
+        if versions != self._token_versions:
+            self._tokens, self._token_versions = {}, versions
+        w = self.latency_encoder.fc1.weight
+        key = (k, w.device, w.dtype)
+        token = self._tokens.get(key)
+        if token is None:
+            with torch.inference_mode(False), torch.no_grad():
+                token = self._tokens[key] = self.latency_token(k)
+        return token
+
     def plan(self, hidden: torch.Tensor, k: int) -> Plan:
-        """Returns the deterministic plan for one request from the latency token's hidden state [1, D]."""
+        """Returns the deterministic plan for one request from the latency token's hidden state
+        [1, D]: one linear (the scheduler) and a top-k, with one device→host copy of the result."""
         c = self.config
-        logits = self.scheduler(hidden)[0]
+        proj = self.scheduler.proj
+        logits = F.linear(hidden.to(proj.weight.dtype), proj.weight, proj.bias)[0]
         if c.variant == "L":
             return plan_blocks(logits, k, c.num_layers, c.prefix_layers)
+        logits = logits.view(c.num_layers - c.prefix_layers, 2 * c.num_heads)
         return plan_heads(logits, k, c.group_size, c.num_layers, c.prefix_layers, c.kv_group)
 
     def masks(self, hidden: torch.Tensor, k: torch.Tensor, sample: bool) -> dict:

@@ -4,7 +4,8 @@ Scheduler: one Linear on the latency token's residual stream at the input of blo
   L → N − P logits (one per selectable block);
   H → (N − P)·2H logits viewed as [N − P, 2H] (first H: heads, next H: MLP groups).
 Inference (deterministic): L = top-k blocks; H = k rounds of (best unpicked entry → its layer,
-then that layer's top-r unpicked heads and top-r unpicked MLP groups).
+then that layer's top-r unpicked heads and top-r unpicked MLP groups), computed in closed form
+(`plan_heads`). Both are a few tensor ops and one device→host transfer of the plan.
 Training: k rounds of masked Gumbel-softmax (τ = 5, hard, straight-through): the forward is an
 exact 0/1 mask, the gradient is that of the soft sample.
 GQA (H): heads are chosen by key/value group: a group's score is the mean of its query heads'
@@ -16,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from adabench.models.plan import LayerPlan, Plan
+from adabench.models.plan import FULL_LAYER, LayerPlan, Plan
 
 NEG = -1e9
 
@@ -43,62 +44,83 @@ class Scheduler(nn.Module):
 
 
 def plan_blocks(logits: torch.Tensor, k: int, num_layers: int, prefix: int) -> Plan:
-    """Returns the L plan: prefix blocks plus the top-k scoring selectable blocks (`logits` [N−P])."""
+    """Returns the L plan: prefix blocks plus the top-k scoring selectable blocks (`logits` [N−P]).
+    One device→host transfer (the k indices): the host needs the plan to launch only kept blocks."""
     chosen = torch.topk(logits, k).indices.tolist() if k > 0 else []
-    return Plan.from_kept_blocks(num_layers, list(range(prefix)) + [prefix + i for i in chosen])
-
-
-def _group_scores(head_logits: torch.Tensor, kv_group: int) -> torch.Tensor:
-    return (
-        head_logits.view(*head_logits.shape[:-1], -1, kv_group).mean(-1)
-        if kv_group > 1
-        else head_logits
-    )
+    return Plan.from_kept_blocks(num_layers, [*range(prefix), *(prefix + i for i in chosen)])
 
 
 def plan_heads(
     logits: torch.Tensor, k: int, r: int, num_layers: int, prefix: int, kv_group: int = 1
 ) -> Plan:
-    """Returns the H plan from `logits` [N−P, 2H]: k rounds of best entry → layer → top-r heads/groups."""
+    """Returns the H plan from `logits` [N−P, 2H]: k rounds of (best unpicked entry → its layer,
+    that layer's top-r unpicked heads and top-r unpicked groups), computed without the rounds.
+
+    Within a layer heads are always taken in descending score order (whole key/value groups by
+    their mean score) and groups likewise, so after c rounds a layer's best unpicked entry is
+    max(best head outside its first c·r/g head groups, its (c·r+1)-th best MLP group): a
+    non-increasing sequence in c. k rounds of "take the best head of these sequences" are then
+    the k best entries of all of them (ties to the lower layer, as the rounds' argmax does), so
+    the plan is: sort, count per layer, take each layer's leading heads and groups. One
+    device→host copy; the same plan as the rounds (tests/unit/test_adallava_plans.py)."""
     n_sel, two_h = logits.shape
     h = two_h // 2
-    heads_picked = torch.zeros(n_sel, h, dtype=torch.bool)
-    mlp_picked = torch.zeros(n_sel, h, dtype=torch.bool)
-    logits = logits.detach().float().cpu()
-    for _ in range(k):
-        scores = logits.clone()
-        scores[:, :h][heads_picked] = NEG
-        scores[:, h:][mlp_picked] = NEG
-        room = (~heads_picked).sum(1) >= r
-        scores[~room] = NEG
-        layer = int(torch.argmax(scores)) // two_h
-        _pick_top(logits[layer, :h], heads_picked[layer], r, kv_group)
-        _pick_top(logits[layer, h:], mlp_picked[layer], r, 1)
-    layers: list[LayerPlan | None] = [LayerPlan() for _ in range(prefix)]
-    for i in range(n_sel):
-        heads = tuple(torch.nonzero(heads_picked[i]).squeeze(1).tolist())
-        groups = tuple(torch.nonzero(mlp_picked[i]).squeeze(1).tolist())
-        if not heads and not groups:
+    units = h // r  # rounds a layer can take
+    if k <= 0 or k >= n_sel * units:  # nothing or everything: the logits cannot matter
+        layers = [FULL_LAYER] * num_layers if k > 0 else [FULL_LAYER] * prefix + [None] * n_sel
+        return Plan(layers=tuple(layers), mlp_group_count=h)
+    per_round = r // kv_group  # key/value groups per round
+    lg = logits.detach().float()
+    n_kv = h // kv_group
+    if kv_group == 1:  # one transfer; then plain Python on a few hundred numbers
+        rows = [(row[:h], row[:h], row[h:]) for row in lg.tolist()]
+    else:
+        group_lg = lg[:, :h].reshape(n_sel, n_kv, kv_group)
+        both = torch.cat([group_lg.mean(-1), group_lg.amax(-1), lg[:, h:]], 1).tolist()
+        rows = [(row[:n_kv], row[n_kv : 2 * n_kv], row[2 * n_kv :]) for row in both]
+    orders, next_best = [], []
+    for means, maxes, mlp in rows:
+        # sorted(..., reverse=True) is stable: equal scores keep index order, like the rounds
+        kv_order = sorted(range(n_kv), key=means.__getitem__, reverse=True)
+        mlp_order = sorted(range(h), key=mlp.__getitem__, reverse=True)
+        unpicked_best = [maxes[g] for g in kv_order]  # then: best head from group j on
+        for j in range(n_kv - 2, -1, -1):
+            if unpicked_best[j + 1] > unpicked_best[j]:
+                unpicked_best[j] = unpicked_best[j + 1]
+        orders.append((kv_order, mlp_order))
+        next_best += [
+            max(unpicked_best[c * per_round], mlp[mlp_order[c * r]]) for c in range(units)
+        ]
+    rounds = [0] * n_sel
+    for i in sorted(range(len(next_best)), key=next_best.__getitem__, reverse=True)[:k]:
+        rounds[i // units] += 1
+    return _heads_plan(rounds, orders, r, kv_group, prefix, h)
+
+
+def _heads_plan(
+    rounds: list[int],
+    orders: list[tuple[list[int], list[int]]],
+    r: int,
+    kv_group: int,
+    prefix: int,
+    h: int,
+) -> Plan:
+    """Returns the Plan from per-layer round counts and (kv group, MLP group) rank orders."""
+    per_round = r // kv_group
+    layers: list[LayerPlan | None] = [FULL_LAYER] * prefix
+    for c, (kv_order, mlp_order) in zip(rounds, orders):
+        if c == 0:
             layers.append(None)
-        elif len(heads) == h and len(groups) == h:
-            layers.append(LayerPlan())
+        elif c * r == h:
+            layers.append(FULL_LAYER)
         else:
-            layers.append(LayerPlan(heads=heads, mlp_groups=groups))
+            kv = kv_order[: c * per_round]
+            heads = kv if kv_group == 1 else [g * kv_group + j for g in kv for j in range(kv_group)]
+            heads.sort()
+            layers.append(
+                LayerPlan(heads=tuple(heads), mlp_groups=tuple(sorted(mlp_order[: c * r])))
+            )
     return Plan(layers=tuple(layers), mlp_group_count=h)
-
-
-def _pick_top(entry_logits: torch.Tensor, picked: torch.Tensor, r: int, kv_group: int) -> None:
-    """Marks the top-r unpicked entries (whole key/value groups when kv_group > 1) in `picked`."""
-    if kv_group > 1:
-        g_scores = _group_scores(entry_logits, kv_group).clone()
-        g_picked = picked.view(-1, kv_group).all(1)
-        g_scores[g_picked] = NEG
-        for g in torch.topk(g_scores, r // kv_group).indices.tolist():
-            picked[g * kv_group : (g + 1) * kv_group] = True
-        return
-    scores = entry_logits.clone()
-    scores[picked] = NEG
-    picked[torch.topk(scores, r).indices] = True
 
 
 def _gumbel_st(

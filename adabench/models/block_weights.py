@@ -1,0 +1,186 @@
+"""The weights one decoder block runs with under a plan: views of the model's own weights.
+
+A head is a contiguous block of rows of q_proj (k/v: its key/value head) and of columns of
+o_proj; an MLP neuron group is a contiguous block of rows of gate_proj/up_proj and of columns of
+down_proj. A kept set of heads or groups that forms one run is therefore a *view* (no copy, no
+kernel); several runs are joined by one `torch.cat` of views per weight, which copies the kept
+bytes once per request and needs neither index tensors nor host→device transfers. The per-step
+work of a partial block is then the op sequence of a full block on fewer rows, so its latency
+differs from a full block's by the work it skips, not by how it was prepared.
+
+A block's kept heads (its attention half) and kept MLP groups (its MLP half) are prepared and
+cached separately (`HalfCache`): plans that differ in one block still share the other halves.
+Alternatives measured by benchmarks/adaptive_overhead.py (`--paths`): per-run matmuls summed
+into the output (no copy, but more kernels on every step: slower on the tiny CPU models) and
+index_select gathers (the same bytes as the cat, plus index tensors to build per request).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+
+from adabench.models.plan import LayerPlan
+
+MAX_HALVES = 4096  # entries of a HalfCache (views included; each a few hundred bytes)
+
+
+@dataclass
+class BlockWeights:
+    """Weights one block runs with for a request (views for full blocks, views or joined runs of
+    views for partial ones). `copied_bytes` counts bytes that are not views of the model."""
+
+    layer: torch.nn.Module
+    q: tuple | None  # (weight, bias) per projection; None when attention is skipped
+    k: tuple | None
+    v: tuple | None
+    o: tuple | None
+    kv_of_q: torch.Tensor | None  # for each kept query head, the index of its kept kv head
+    n_q: int
+    n_kv: int
+    gate: tuple | None
+    up: tuple | None
+    down: tuple | None
+    copied_bytes: int = 0
+
+
+def full_block(layer: torch.nn.Module, n_heads: int, n_kv: int, kv_of_q) -> BlockWeights:
+    """Returns the weights of `layer` run in full (the module's parameters themselves)."""
+    attn, mlp = layer.self_attn, layer.mlp
+
+    def wb(lin):
+        return (lin.weight, lin.bias)
+
+    return BlockWeights(
+        layer,
+        wb(attn.q_proj),
+        wb(attn.k_proj),
+        wb(attn.v_proj),
+        wb(attn.o_proj),
+        kv_of_q,
+        n_heads,
+        n_kv,
+        wb(mlp.gate_proj),
+        wb(mlp.up_proj),
+        wb(mlp.down_proj),
+    )
+
+
+def runs(units: list[int]) -> list[tuple[int, int]]:
+    """Returns the maximal runs [start, stop) of consecutive values in sorted `units`."""
+    out: list[tuple[int, int]] = []
+    for u in units:
+        if out and out[-1][1] == u:
+            out[-1] = (out[-1][0], u + 1)
+        else:
+            out.append((u, u + 1))
+    return out
+
+
+def _rows(wb: tuple, spans: list[tuple[int, int]], unit: int) -> tuple[tuple, int]:
+    """Returns ((weight, bias) restricted to the rows of `spans` (in units), copied bytes)."""
+    w, b = wb
+    if len(spans) == 1:
+        s = slice(spans[0][0] * unit, spans[0][1] * unit)
+        return (w[s], None if b is None else b[s]), 0
+    w = torch.cat([w[a * unit : z * unit] for a, z in spans])
+    if b is not None:
+        b = torch.cat([b[a * unit : z * unit] for a, z in spans])
+    return (w, b), w.numel() * w.element_size()
+
+
+def _cols(wb: tuple, spans: list[tuple[int, int]], unit: int) -> tuple[tuple, int]:
+    """Returns ((weight, bias) restricted to the input columns of `spans`, copied bytes)."""
+    w, b = wb
+    if len(spans) == 1:
+        return (w[:, spans[0][0] * unit : spans[0][1] * unit], b), 0
+    w = torch.cat([w[:, a * unit : z * unit] for a, z in spans], dim=1)
+    return (w, b), w.numel() * w.element_size()
+
+
+def attention_half(
+    full: BlockWeights, heads: tuple[int, ...], head_dim: int, kv_group: int, kv_index
+) -> tuple[tuple, int]:
+    """Returns ((q, k, v, o, kv_of_q, n_q, n_kv), copied bytes) of `full` restricted to the query
+    `heads` (empty: no attention). `kv_index(tuple)` returns the device tensor mapping kept query
+    heads to kept kv heads (the runner caches these few small tensors)."""
+    if not heads:
+        return (None, None, None, None, None, 0, 0), 0
+    heads_sorted = sorted(heads)
+    kv_heads = sorted({h // kv_group for h in heads_sorted})
+    head_runs, kv_runs = runs(heads_sorted), runs(kv_heads)
+    (q, c1), (o, c2) = _rows(full.q, head_runs, head_dim), _cols(full.o, head_runs, head_dim)
+    (k, c3), (v, c4) = _rows(full.k, kv_runs, head_dim), _rows(full.v, kv_runs, head_dim)
+    n_q, n_kv = len(heads_sorted), len(kv_heads)
+    kv_of_q = (
+        kv_index(tuple(kv_heads.index(h // kv_group) for h in heads_sorted))
+        if n_q != n_kv
+        else None
+    )
+    return (q, k, v, o, kv_of_q, n_q, n_kv), c1 + c2 + c3 + c4
+
+
+def mlp_half(full: BlockWeights, groups: tuple[int, ...], group_count: int) -> tuple[tuple, int]:
+    """Returns ((gate, up, down), copied bytes) of `full` restricted to the MLP `groups` of
+    `group_count` contiguous neuron groups (empty: no MLP)."""
+    if not groups:
+        return (None, None, None), 0
+    size = full.gate[0].shape[0] // group_count
+    group_runs = runs(sorted(groups))
+    (gate, c1), (up, c2) = _rows(full.gate, group_runs, size), _rows(full.up, group_runs, size)
+    down, c3 = _cols(full.down, group_runs, size)
+    return (gate, up, down), c1 + c2 + c3
+
+
+class HalfCache:
+    """LRU of prepared halves keyed by (block, units, weight version): views cost no bytes,
+    copies count in `nbytes`. The version key drops halves of weights updated in place."""
+
+    def __init__(self, head_dim: int, kv_group: int, kv_index) -> None:
+        self.head_dim, self.kv_group, self.kv_index = head_dim, kv_group, kv_index
+        self.halves: OrderedDict = OrderedDict()  # key -> (parts, copied bytes)
+        self.nbytes = 0
+
+    def block(
+        self, i: int, full: BlockWeights, lp: LayerPlan, group_count: int, used: list
+    ) -> BlockWeights:
+        """Returns block `i` restricted to `lp`, from cached or new halves; records their keys."""
+        attn = (full.q, full.k, full.v, full.o, full.kv_of_q, full.n_q, full.n_kv)
+        if lp.heads is not None:
+            key = (i, lp.heads, full.q[0]._version)
+            attn = self._get(
+                key,
+                used,
+                attention_half,
+                full,
+                lp.heads,
+                self.head_dim,
+                self.kv_group,
+                self.kv_index,
+            )
+        mlp = (full.gate, full.up, full.down)
+        if lp.mlp_groups is not None:
+            key = (i, lp.mlp_groups, group_count, full.gate[0]._version)
+            mlp = self._get(key, used, mlp_half, full, lp.mlp_groups, group_count)
+        return BlockWeights(full.layer, *attn, *mlp)
+
+    def _get(self, key: tuple, used: list, build, *args) -> tuple:
+        used.append(key)
+        hit = self.halves.get(key)
+        if hit is not None:
+            self.halves.move_to_end(key)
+            return hit[0]
+        parts, nbytes = self.halves[key] = build(*args)
+        self.nbytes += nbytes
+        return parts
+
+    def evict(self, used: list, limit_bytes: int) -> None:
+        """Drops the least recently used halves beyond `limit_bytes` of copies (and MAX_HALVES
+        entries), never one in `used` (the plan in use), so one plan always fits."""
+        while self.halves and (self.nbytes > limit_bytes or len(self.halves) > MAX_HALVES):
+            key = next(iter(self.halves))
+            if key in used:
+                break
+            self.nbytes -= self.halves.pop(key)[1]

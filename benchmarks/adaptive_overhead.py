@@ -1,0 +1,314 @@
+"""What AdaLLaVA's adaptivity costs at run time, against static methods at the same budget
+(reported, never asserted).
+
+Swept: on `tiny-adallava-l`: full, layer-drop@0.5, adallava-l@0.5; on `tiny-adallava-h`: full,
+head-prune@0.5, adallava-h@0.5, adallava-h@0.75; shapes test (60 samples by default, 3 rounds).
+On CUDA also the llava-1.5-7b config with random weights (no download; random AdaLLaVA heads
+centred on the inputs so plans vary per input) with the same arms, fp16.
+
+Design: paired and randomly interleaved. In every round each sample runs every arm of its model
+once, in an order shuffled per (round, sample) from a fixed seed, so machine drift and
+co-running load hit all arms alike. Warm-up runs every arm on a few samples first.
+
+Numbers per arm:
+  latency_ratio   median over samples of (arm latency ÷ full latency, each the mean over rounds)
+                  with a 95 % bootstrap CI over samples
+  flops_ratio     mean decoder-block FLOPs ratio (adabench.measure.flops, as the sweep reports it)
+  latency_ms      mean end-to-end latency (vision + prefill + decode)
+  overhead_pct    mean `overhead_ms` (decision: latency encoder + scheduler + plan application)
+                  ÷ mean latency of full, with the split encoder / scheduler / plan in ms
+  decide_us       the decision alone, outside a request: method.request() + decide(hidden) on a
+                  fixed hidden state, mean µs over 200 calls
+  new_tokens      mean generated tokens (answers differ between arms; latency includes them)
+  cache_bytes     bytes the runner holds in prepared static plans (LlavaRunner.cache_bytes)
+`--paths` adds a micro-benchmark of ways to run one partial projection pair (q rows + o columns
+of two non-adjacent heads, tiny-adallava-h shapes, a prefill of the suite's length plus two
+decode steps): views joined by one cat per request (what adabench does), index_select gathers,
+and per-run matmuls on views summed into the output (no copy, more kernels per step).
+Prints a card, one table row per arm and one JSON line; `--out FILE` also writes the JSON.
+
+    python benchmarks/adaptive_overhead.py [--limit 60] [--rounds 3] [--threads N] [--paths]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import time
+
+import numpy as np
+import torch
+
+from adabench.data.suites import get_spec, load_suite
+from adabench.measure import flops as flops_mod
+from adabench.measure.stats import bootstrap_ci
+from adabench.measure.timing import Timer
+from adabench.models.execution import LlavaRunner
+from adabench.models.loading import load_model
+from adabench.models.methods import Request, build_method
+from adabench.sweep.cell import prepare_samples
+from adabench.sweep.generate import generate
+
+TINY_ARMS = {
+    "tiny-adallava-l": (("full", 1.0), ("layer-drop", 0.5), ("adallava-l", 0.5)),
+    "tiny-adallava-h": (
+        ("full", 1.0),
+        ("head-prune", 0.5),
+        ("adallava-h", 0.5),
+        ("adallava-h", 0.75),
+    ),
+}
+PARTS = ("encoder", "scheduler", "plan")
+REPLAYED = ("adallava-h@0.75",)  # arms that also run as a static replay of their plans
+
+
+class Replay:
+    """A static method that replays the plan an adaptive arm decided for each sample (and sends
+    the same latency token): the cost of executing those plans with no decision and with their
+    weights prepared before timing. adaptive − replay is the price of adaptivity."""
+
+    NAME = "replay"
+
+    def __init__(self, method, plans: dict) -> None:
+        self.method, self.plans = method, plans
+
+    def request(self, sample_id, input_ids, image_features) -> Request:
+        token = self.method.request(sample_id, input_ids, image_features).extra_embeds
+        return Request(plan=self.plans[sample_id], extra_embeds=token)
+
+
+def arm_name(method: str, budget: float) -> str:
+    return method if method == "full" else f"{method}@{budget:g}"
+
+
+def decide_us(loaded, method, ps, n: int = 200) -> float:
+    """Returns the mean µs of one decision (request + decide on a fixed hidden state)."""
+    runner = LlavaRunner(loaded.model)
+    feats = runner.image_features(ps.pixel_values)
+    hidden = torch.randn(1, loaded.config.text_config.hidden_size, device=loaded.device).to(
+        loaded.dtype
+    )
+    sync = torch.cuda.synchronize if loaded.device.type == "cuda" else (lambda: None)
+    with torch.inference_mode():
+        for _ in range(10):
+            method.request(ps.sample_id, ps.input_ids, feats).decide(hidden)
+        sync()
+        start = time.perf_counter()
+        for _ in range(n):
+            method.request(ps.sample_id, ps.input_ids, feats).decide(hidden)
+        sync()
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def measure(loaded, label: str, arms, prepared, rounds: int, seed: int, warmup: int) -> list[dict]:
+    """Runs the paired, interleaved measurement of `arms` on `prepared`; returns one row per arm."""
+    runner = LlavaRunner(loaded.model)
+    timer = Timer(loaded.device)
+    eos = loaded.processor.tokenizer.eos_token_id
+    max_new = int(get_spec("shapes").max_new_tokens)
+    methods = {arm_name(m, b): build_method(m, loaded, b) for m, b in arms}
+    runners = dict.fromkeys(methods, runner)
+    for method in methods.values():
+        for ps in prepared[:warmup]:
+            generate(runner, method, ps, max_new, eos, timer)
+    for a in [a for a in REPLAYED if a in methods]:
+        plans = {
+            ps.sample_id: generate(runner, methods[a], ps, 1, eos, timer).plan for ps in prepared
+        }
+        methods[f"{a} replay"] = Replay(methods[a], plans)
+        runners[f"{a} replay"] = LlavaRunner(loaded.model)
+        runners[f"{a} replay"].cache_limit_bytes = 1 << 40  # every plan prepared once, kept
+        for ps in prepared:
+            generate(runners[f"{a} replay"], methods[f"{a} replay"], ps, 1, eos, timer)
+    lat = {a: np.zeros((rounds, len(prepared))) for a in methods}
+    over = {a: np.zeros((rounds, len(prepared))) for a in methods}
+    parts = {a: {p: np.zeros((rounds, len(prepared))) for p in PARTS} for a in methods}
+    fl = {a: np.zeros(len(prepared)) for a in methods}
+    new_tokens = {a: np.zeros((rounds, len(prepared))) for a in methods}
+    memo: dict = {}
+    rng = random.Random(seed)
+    for r in range(rounds):
+        for i, ps in enumerate(prepared):
+            order = list(methods)
+            rng.shuffle(order)
+            for a in order:
+                g = generate(runners[a], methods[a], ps, max_new, eos, timer)
+                lat[a][r, i], over[a][r, i] = g.latency_ms, g.overhead_ms
+                new_tokens[a][r, i] = len(g.token_ids)
+                for p, v in getattr(g, "overhead_parts_ms", {}).items():
+                    parts[a][p][r, i] = v
+                key = (g.prompt_len, len(g.token_ids), g.plan, g.full_prompt_len)
+                if key not in memo:
+                    memo[key] = flops_mod.generation_flops(
+                        loaded.config, *key[:3], full_prompt_len=key[3]
+                    )["flops_ratio"]
+                fl[a][i] = memo[key]
+    full_per_sample = lat["full"].mean(0)
+    full_mean = float(lat["full"].mean())
+    rows = []
+    for a, method in methods.items():
+        ratios = lat[a].mean(0) / full_per_sample
+        low, high = bootstrap_ci(ratios, np.median, seed=seed)
+        is_ada = method.NAME.startswith("adallava")
+        rows.append(
+            {
+                "model": label,
+                "arm": a,
+                "latency_ratio": float(np.median(ratios)),
+                "ci_low": low,
+                "ci_high": high,
+                "flops_ratio": float(fl[a].mean()),
+                "latency_ms": float(lat[a].mean()),
+                "overhead_ms": float(over[a].mean()),
+                "overhead_pct": 100 * float(over[a].mean()) / full_mean,
+                **{f"overhead_{p}_ms": float(parts[a][p].mean()) for p in PARTS},
+                "new_tokens": float(new_tokens[a].mean()),
+                "decide_us": decide_us(loaded, method, prepared[0]) if is_ada else float("nan"),
+                "cache_bytes": int(getattr(runners[a], "cache_bytes", 0)),
+            }
+        )
+    return rows
+
+
+def print_rows(rows: list[dict]) -> None:
+    print(
+        f"{'model':>16} {'arm':>22} {'FLOPs':>6} {'latency ratio [95% CI]':>24} {'ms':>7}"
+        f" {'overhead %':>10} {'enc/sched/plan ms':>20} {'decide µs':>9} {'tokens':>6}"
+    )
+    for r in rows:
+        split = "/".join(f"{r[f'overhead_{p}_ms']:.3f}" for p in PARTS)
+        print(
+            f"{r['model']:>16} {r['arm']:>22} {r['flops_ratio']:6.3f}"
+            f" {r['latency_ratio']:7.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+            f" {r['latency_ms']:7.2f} {r['overhead_pct']:10.2f} {split:>20} {r['decide_us']:9.0f}"
+            f" {r['new_tokens']:6.2f}"
+        )
+
+
+def tiny_rows(limit: int, rounds: int, seed: int, warmup: int) -> list[dict]:
+    spec = get_spec("shapes")
+    samples = load_suite("shapes", limit=limit)
+    rows = []
+    for model, arms in TINY_ARMS.items():
+        loaded = load_model(model, device="cpu")
+        prepared = prepare_samples(loaded, spec, samples)
+        rows += measure(loaded, model, arms, prepared, rounds, seed, warmup)
+    return rows
+
+
+def no_weights_rows(
+    name: str, device: str, limit: int, rounds: int, seed: int, warmup: int
+) -> list[dict]:
+    """`name` (e.g. llava-1.5-7b) with random weights on `device` in fp16 (CPU: fp32), with a
+    random AdaLLaVA-L head and then a random -H head, each centred on the inputs."""
+    from adabench.models.no_weights import (
+        build_no_weights,
+        build_random_head,
+        center_random_scheduler_,
+    )
+
+    spec = get_spec("shapes")
+    samples = load_suite("shapes", limit=limit)
+    dtype = "float16" if device.startswith("cuda") else "float32"
+    loaded = build_no_weights(name, device=device, dtype=dtype, seed=seed)
+    prepared = [ps.to(loaded.device) for ps in prepare_samples(loaded, spec, samples)]
+    rows = []
+    for variant, arms in (
+        ("L", (("full", 1.0), ("layer-drop", 0.5), ("adallava-l", 0.5))),
+        (
+            "H",
+            (("full", 1.0), ("head-prune", 0.5), ("adallava-h", 0.5), ("adallava-h", 0.75)),
+        ),
+    ):
+        loaded.adallava = build_random_head(
+            loaded.config, variant, loaded.device, loaded.dtype, seed + 1
+        )
+        center_random_scheduler_(loaded, prepared)
+        label = f"{name}-nw-{variant}"
+        rows += measure(loaded, label, arms, prepared, rounds, seed, warmup)
+    return rows
+
+
+def paths_us(seq_len: int = 18, n: int = 2000) -> dict[str, float]:
+    """Returns µs per request for one partial q + o pair (heads 0 and 2 of 4, head_dim 32,
+    hidden 128): a prefill of `seq_len` tokens and two decode steps, three ways."""
+    import torch.nn.functional as F
+
+    wq, wo = torch.randn(128, 128), torch.randn(128, 128)
+    runs = ((0, 32), (64, 96))
+    idx = torch.tensor([*range(0, 32), *range(64, 96)])
+    inputs = [torch.randn(1, seq_len, 128), torch.randn(1, 1, 128), torch.randn(1, 1, 128)]
+
+    def cat():
+        q = torch.cat([wq[a:b] for a, b in runs])
+        o = torch.cat([wo[:, a:b] for a, b in runs], dim=1)
+        for x in inputs:
+            F.linear(F.linear(x, q), o)
+
+    def gather():
+        q, o = wq.index_select(0, idx), wo.index_select(1, idx)
+        for x in inputs:
+            F.linear(F.linear(x, q), o)
+
+    def per_run():
+        for x in inputs:
+            parts = [F.linear(x, wq[a:b]) for a, b in runs]
+            a_ = torch.cat(parts, -1)
+            out = F.linear(a_[..., :32], wo[:, 0:32])
+            out = out + F.linear(a_[..., 32:], wo[:, 64:96])
+
+    out = {}
+    with torch.inference_mode():
+        for name, fn in (("views+cat", cat), ("index_select", gather), ("per-run", per_run)):
+            for _ in range(100):
+                fn()
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            out[name] = (time.perf_counter() - start) / n * 1e6
+    return out
+
+
+def main() -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--limit", type=int, default=60)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
+    ap.add_argument("--gpu-limit", type=int, default=20, help="samples of the 7B rows")
+    ap.add_argument("--no-weights", default="llava-1.5-7b", help="model of the CUDA rows")
+    ap.add_argument("--skip-tiny", action="store_true", help="only the CUDA rows")
+    ap.add_argument("--paths", action="store_true", help="add the partial-projection study")
+    ap.add_argument("--out", default="")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load = os.getloadavg()[0]
+    print(
+        f"card: torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs, load average {load:.2f}; shapes test {args.limit} samples x "
+        f"{args.rounds} rounds, paired, interleaved (seed {args.seed})"
+    )
+    rows = [] if args.skip_tiny else tiny_rows(args.limit, args.rounds, args.seed, args.warmup)
+    if torch.cuda.is_available():
+        rows += no_weights_rows(
+            args.no_weights, "cuda", args.gpu_limit, args.rounds, args.seed, args.warmup
+        )
+    print_rows(rows)
+    result = {"load_average_start": load, "load_average_end": os.getloadavg()[0], "rows": rows}
+    if args.paths:
+        result["paths_us"] = paths_us()
+        print("partial q+o per request, µs:", json.dumps(result["paths_us"]))
+    print(f"load average at the end {result['load_average_end']:.2f}")
+    print(json.dumps(result))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
