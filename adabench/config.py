@@ -212,7 +212,9 @@ def _checked(key: str, value, type_text: str, source: str):
     if key in LIST_FIELDS:
         kind = LIST_FIELDS[key]
         if isinstance(value, str):
-            parsed = parse_names(value) if kind == "names" else parse_floats(value, f"{source}: {key}")
+            parsed = (
+                parse_names(value) if kind == "names" else parse_floats(value, f"{source}: {key}")
+            )
             return parsed
         if kind == "numbers" and _is_number(value):
             return [float(value)]

@@ -58,6 +58,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Evaluate one cell: accuracy (with CI), latency (mean ± σ, percentiles), FLOPs, memory.
 
+        A hub model or dataset missing from the HF cache is downloaded into it, unless
+        HF_HUB_OFFLINE=1 (then it is an error).
+
         Example: adabench eval --model tiny --method layer-drop --budget 0.5 --suite shapes --limit 100 --json
         """
         from adabench.sweep.evaluate import evaluate_one
@@ -93,7 +96,9 @@ def check_samples_out(path: Path) -> None:
     """Raises UserError unless `path` can take the per-sample parquet file: checked before any
     measuring, so a bad path never costs a run (and a results folder's own tables are safe)."""
     if path.is_dir():
-        raise UserError(f"--samples-out {path} is a folder; give a file such as {path / 'samples-eval.parquet'}")
+        raise UserError(
+            f"--samples-out {path} is a folder; give a file such as {path / 'samples-eval.parquet'}"
+        )
     parent = path.parent
     if not parent.is_dir():
         raise UserError(f"--samples-out {path}: folder {parent} does not exist; create it first")

@@ -89,7 +89,11 @@ def validate(cfg: SweepConfig) -> None:
         path = Path(resolve(model))
         if path.is_dir() and not cfg.no_weights:
             check_model_folder(path)
-    resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
+    if any(level > 0 for level in cfg.contention):
+        from adabench.contention.controller import check_kind
+
+        check_kind(cfg.contention_kind, "cpu" if device.type == "cpu" else str(device))
 
 
 def resumed_config(
@@ -106,7 +110,6 @@ def resumed_config(
     path = run_dir / "config.yaml"
     stored = SweepConfig(**checked_values(store.read_config(run_dir), str(path)))
     meta = store.read_meta(run_dir)
-    _check_version(run_dir, meta, force)
     if config_path is not None:
         given = SweepConfig.from_layers(Path(config_path), overrides).to_dict()
         source = f"--config {config_path}"
@@ -114,6 +117,7 @@ def resumed_config(
         given = {k: v for k, v in overrides.items() if v is not None}
         SweepConfig(**{**stored.to_dict(), **given})  # the values themselves must be valid
         source = "the flags"
+    _check_version(run_dir, meta, force)
     differs = {k: v for k, v in given.items() if not _same(k, getattr(stored, k), v)}
     fixed = {k: v for k, v in differs.items() if k not in GRID_KEYS}
     if fixed:
@@ -179,12 +183,13 @@ def _check_version(run_dir: Path, meta: dict, force: bool) -> None:
     made_by = code.get("adabench") if isinstance(code, dict) else None
     if made_by == __version__:
         return
+    made_by = f"adabench {made_by}" if made_by else "an unknown adabench version"
     if not force:
         raise UserError(
-            f"cannot resume {run_dir}: it was made by adabench {made_by}, this is {__version__} — "
+            f"cannot resume {run_dir}: it was made by {made_by}, this is {__version__} — "
             "results would not be comparable. Pass --force to resume anyway, or start a new run."
         )
-    console.warn(f"resuming {run_dir} made by adabench {made_by} with {__version__} (--force)")
+    console.warn(f"resuming {run_dir} made by {made_by} with {__version__} (--force)")
 
 
 def _write_new(run_dir: Path, cfg: SweepConfig, argv: list[str]) -> None:

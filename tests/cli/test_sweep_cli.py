@@ -152,4 +152,4 @@ def test_resume_refuses_changed_config(finished_run):
         app, ["sweep", "--resume", str(finished_run), "--limit", "9", "--no-report"]
     )
     assert result.exit_code == 2
-    assert "--force" in result.stderr
+    assert "limit 9 (stored 4)" in result.stderr  # only grid values can change, with --extend
