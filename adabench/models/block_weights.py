@@ -29,8 +29,8 @@ MAX_HALVES = 4096  # entries of a HalfCache (views included; each a few hundred 
 
 @dataclass
 class BlockWeights:
-    """Weights one block runs with for a request (views for full blocks, views or joined runs of
-    views for partial ones). `copied_bytes` counts bytes that are not views of the model."""
+    """Weights one block runs with for a request (the parameters for full blocks, views or
+    joined runs of views for partial ones)."""
 
     layer: torch.nn.Module
     q: tuple | None  # (weight, bias) per projection; None when attention is skipped
@@ -43,7 +43,6 @@ class BlockWeights:
     gate: tuple | None
     up: tuple | None
     down: tuple | None
-    copied_bytes: int = 0
 
 
 def full_block(layer: torch.nn.Module, n_heads: int, n_kv: int, kv_of_q) -> BlockWeights:

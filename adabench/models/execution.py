@@ -72,7 +72,8 @@ class LlavaRunner:
         self.scale = self.head_dim**-0.5
         self.eager = getattr(self.text, "_attn_implementation", "sdpa") == "eager"
         decoder_bytes = sum(p.numel() * p.element_size() for p in self.layers.parameters())
-        on_cuda = self.layers[0].self_attn.q_proj.weight.device.type == "cuda"
+        self._probe = self.layers[0].self_attn.q_proj.weight  # its device is the model's
+        on_cuda = self._probe.device.type == "cuda"
         self.cache_limit_bytes = 0 if on_cuda else min(decoder_bytes, CPU_CACHE_CAP_BYTES)
         self._full: list[BlockWeights] = []
         self._full_device: torch.device | None = None
@@ -109,7 +110,7 @@ class LlavaRunner:
     # ---------------------------------------------------------------- plans
     def full_blocks(self) -> list[BlockWeights]:
         """Returns every block's full weights (the parameters themselves; built once per device)."""
-        device = self.layers[0].self_attn.q_proj.weight.device
+        device = self._probe.device
         if device != self._full_device:
             self._kv_index = {}
             self._halves = HalfCache(self.head_dim, self.group, self._index)
@@ -125,7 +126,7 @@ class LlavaRunner:
     def _index(self, values: tuple[int, ...]) -> torch.Tensor:
         """Returns a cached device tensor of `values` (query head → kv head maps; a few exist)."""
         if values not in self._kv_index:
-            device = self.layers[0].self_attn.q_proj.weight.device
+            device = self._probe.device
             self._kv_index[values] = torch.tensor(values, device=device)
         return self._kv_index[values]
 

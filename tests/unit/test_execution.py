@@ -154,3 +154,112 @@ def test_fastv_shortens_later_blocks_cache():
         decode_step(runner, torch.tensor([[5]]), state)
     t = ids.shape[1]
     assert [c.length for c in state.cache] == [t + 1, t + 1, t - 3, t - 3]
+
+
+def _two_block_plan(heads, groups):
+    """Block 0 keeps one run of heads / groups (views), block 1 the given units."""
+    return Plan(
+        layers=(
+            LayerPlan(heads=(1, 2), mlp_groups=(0, 1)),
+            LayerPlan(heads=heads, mlp_groups=groups),
+        ),
+        mlp_group_count=4,
+    )
+
+
+def _storage(t):
+    return t.untyped_storage().data_ptr()
+
+
+def test_one_run_of_units_is_a_view_and_split_runs_copy_only_kept_rows():
+    model, _ = build_random_llava(layers=2)  # hidden 64, 4 heads of 16, intermediate 128
+    runner = LlavaRunner(model)
+    with torch.no_grad():
+        blocks = runner.prepare(_two_block_plan(heads=(0, 3), groups=(1, 3)))
+    attn0, mlp0 = runner.layers[0].self_attn, runner.layers[0].mlp
+    for ours, theirs in (
+        (blocks[0].q, attn0.q_proj),
+        (blocks[0].k, attn0.k_proj),
+        (blocks[0].o, attn0.o_proj),
+        (blocks[0].gate, mlp0.gate_proj),
+        (blocks[0].down, mlp0.down_proj),
+    ):
+        assert _storage(ours[0]) == _storage(theirs.weight)  # no copy
+    torch.testing.assert_close(blocks[0].o[0], attn0.o_proj.weight[:, 16:48])
+    assert _storage(blocks[1].q[0]) != _storage(runner.layers[1].self_attn.q_proj.weight)
+    q_rows = torch.cat([torch.arange(0, 16), torch.arange(48, 64)])
+    torch.testing.assert_close(blocks[1].q[0], runner.layers[1].self_attn.q_proj.weight[q_rows])
+    # block 1 only: q, k, v rows and o columns of 2 heads; gate, up rows and down columns of 2 groups
+    assert runner.cache_bytes == 4 * (4 * 32 * 64) + 4 * (3 * 64 * 64)
+
+
+def test_half_cache_keeps_the_plan_in_use_and_reuses_halves_within_its_limit():
+    model, _ = build_random_llava(layers=2)
+    runner = LlavaRunner(model)
+    plan_a, plan_b = _two_block_plan((0, 3), (1, 3)), _two_block_plan((0, 2), (0, 2))
+    one_plan = 4 * (4 * 32 * 64) + 4 * (3 * 64 * 64)
+    with torch.no_grad():
+        runner.cache_limit_bytes = 0
+        runner.prepare(plan_a)
+        assert runner.cache_bytes == one_plan  # over the limit, but in use: kept
+        runner.prepare(plan_b)
+        assert runner.cache_bytes == one_plan  # plan_a's copies evicted
+        runner.cache_limit_bytes = 10**9
+        first = runner.prepare(plan_a)
+        runner.prepare(plan_b)
+        assert runner.cache_bytes == 2 * one_plan
+        again = runner.prepare(plan_a)
+    assert again[1].q[0] is first[1].q[0] and again[1].down[0] is first[1].down[0]
+
+
+def test_cached_halves_follow_in_place_weight_updates():
+    model, _ = build_random_llava(layers=2)
+    runner = LlavaRunner(model)
+    plan = _two_block_plan((0, 3), (1, 3))
+    q_proj = runner.layers[1].self_attn.q_proj
+    with torch.no_grad():
+        runner.prepare(plan)
+        q_proj.weight.add_(1.0)  # a training step
+        fresh = runner.prepare(plan)[1].q[0]
+    q_rows = torch.cat([torch.arange(0, 16), torch.arange(48, 64)])
+    torch.testing.assert_close(fresh, q_proj.weight[q_rows])
+
+
+def test_reused_halves_give_the_outputs_of_a_fresh_runner():
+    model, proc = build_random_llava(layers=4)
+    ids, pix = _inputs(proc)
+    plans = [
+        Plan(
+            layers=(LayerPlan(), LayerPlan(heads=h, mlp_groups=g), LayerPlan(heads=h), None),
+            mlp_group_count=4,
+        )
+        for h, g in (((0, 3), (1, 3)), ((0, 3), (0, 2)), ((1, 2), (1, 3)))
+    ]
+    warm = LlavaRunner(model)
+    with torch.no_grad():
+        embeds = _embeds(warm, ids, pix)
+        for plan in plans:
+            warm.prepare(plan)
+        for plan in plans:
+            ours, _ = prefill(warm, embeds, plan, embeds.shape[1] + 1)
+            ref, _ = prefill(LlavaRunner(model), embeds, plan, embeds.shape[1] + 1)
+            torch.testing.assert_close(ours, ref, atol=0, rtol=0)
+            masked = _masked_reference(warm, embeds, plan, 4, 128)
+            torch.testing.assert_close(ours, masked, atol=1e-5, rtol=1e-4)
+
+
+def test_decode_step_makes_no_host_to_device_tensor(monkeypatch):
+    model, proc = build_random_llava(layers=2)
+    ids, pix = _inputs(proc)
+    runner = LlavaRunner(model)
+    token = torch.tensor([[7]])
+    with torch.no_grad():
+        _, state = prefill(runner, _embeds(runner, ids, pix), None, ids.shape[1] + 3)
+
+        def no_new_tensor(*args, **kwargs):
+            raise AssertionError("decode_step built a tensor from host data")
+
+        monkeypatch.setattr(torch, "tensor", no_new_tensor)
+        decode_step(runner, token, state)
+        decode_step(runner, token, state)
+    assert state.next_position == ids.shape[1] + 2

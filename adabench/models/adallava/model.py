@@ -97,7 +97,6 @@ class AdaLlavaHead(nn.Module):
         )
         self._encoder_params = list(self.latency_encoder.parameters())
         self._tokens: dict = {}
-        self._token_versions: tuple = ()
 
     def k_for(self, budget: float) -> int:
         """Returns the number of selectable units that run at `budget`."""
@@ -115,25 +114,27 @@ class AdaLlavaHead(nn.Module):
 
     def cached_latency_token(self, k: int) -> torch.Tensor:
         """Returns the latency token [1, 1, D] for `k`, computed once per (k, device, dtype) and
-        reused while the encoder's weights are unchanged: it depends on the budget only, so a
-        request pays a dictionary lookup, not the encoder."""
-        versions = tuple(p._version for p in self._encoder_params)  # bumped by in-place updates
-        if versions != self._token_versions:
-            self._tokens, self._token_versions = {}, versions
-        w = self.latency_encoder.fc1.weight
-        key = (k, w.device, w.dtype)
+        reused until the encoder's weights change in place (training steps, load_state_dict bump
+        their version): it depends on the budget only, so a request pays a dictionary lookup."""
+        w = self._encoder_params[0]
+        version = sum(p._version for p in self._encoder_params)  # only ever grows
+        key = (k, w.device, w.dtype, version)
         token = self._tokens.get(key)
         if token is None:
             with torch.inference_mode(False), torch.no_grad():
-                token = self._tokens[key] = self.latency_token(k)
+                token = self.latency_token(k)
+            self._tokens = {kk: v for kk, v in self._tokens.items() if kk[3] == version}
+            self._tokens[key] = token
         return token
 
     def plan(self, hidden: torch.Tensor, k: int) -> Plan:
         """Returns the deterministic plan for one request from the latency token's hidden state
         [1, D]: one linear (the scheduler) and a top-k, with one device→host copy of the result."""
-        c = self.config
-        proj = self.scheduler.proj
-        logits = F.linear(hidden.to(proj.weight.dtype), proj.weight, proj.bias)[0]
+        c, proj = self.config, self.scheduler.proj
+        weight = proj.weight
+        if hidden.dtype != weight.dtype:
+            hidden = hidden.to(weight.dtype)
+        logits = F.linear(hidden, weight, proj.bias)[0]
         if c.variant == "L":
             return plan_blocks(logits, k, c.num_layers, c.prefix_layers)
         logits = logits.view(c.num_layers - c.prefix_layers, 2 * c.num_heads)
