@@ -65,6 +65,7 @@ bench: setup  ## performance benchmarks (numbers reported, never asserted)
 	$(VPY) benchmarks/timer_overhead.py
 	$(VPY) benchmarks/harness_overhead.py
 	$(VPY) benchmarks/budget_speedup.py
+	$(VPY) benchmarks/adaptive_overhead.py --out results/adaptive_overhead.json
 
 MODELS_OUT ?= adabench/assets
 models: setup  ## retrain the embedded checkpoints from scratch (~60 min on 2 CPU cores)

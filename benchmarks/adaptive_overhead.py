@@ -37,6 +37,7 @@ import json
 import os
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -305,8 +306,8 @@ def main() -> list[dict]:
     print(f"load average at the end {result['load_average_end']:.2f}")
     print(json.dumps(result))
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2))
     return rows
 
 
