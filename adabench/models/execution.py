@@ -47,8 +47,8 @@ class LlavaRunner:
     Partial blocks are built from halves (one block's kept heads, or its kept MLP groups). A
     half whose units form one run is a view; one with several runs is a copy of the kept rows.
     Both are kept in an LRU keyed by (block, units): views at no byte cost, copies up to
-    `cache_limit_bytes` beyond the halves of the plan in use (never evicted, so one plan always
-    fits). `cache_bytes` is what the copies hold. Whatever is prepared inside a request is
+    `cache_limit_bytes` (None: the device's default below) beyond the halves of the plan in use
+    (never evicted, so one plan always fits). `cache_bytes` is what the copies hold. Whatever is prepared inside a request is
     counted in its latency (the "plan" overhead of adabench.sweep.generate).
 
     Default limit (measured with benchmarks/adaptive_overhead.py): on CPU a copy costs about a
@@ -71,10 +71,10 @@ class LlavaRunner:
         self.group = self.n_heads // self.n_kv
         self.scale = self.head_dim**-0.5
         self.eager = getattr(self.text, "_attn_implementation", "sdpa") == "eager"
-        decoder_bytes = sum(p.numel() * p.element_size() for p in self.layers.parameters())
+        self._decoder_bytes = sum(p.numel() * p.element_size() for p in self.layers.parameters())
         self._probe = self.layers[0].self_attn.q_proj.weight  # its device is the model's
-        on_cuda = self._probe.device.type == "cuda"
-        self.cache_limit_bytes = 0 if on_cuda else min(decoder_bytes, CPU_CACHE_CAP_BYTES)
+        self.cache_limit_bytes: int | None = None  # None: the default of the model's device
+        self._default_limit = 0
         self._full: list[BlockWeights] = []
         self._full_device: torch.device | None = None
         self._kv_index: dict = {}
@@ -121,6 +121,8 @@ class LlavaRunner:
             )
             self._full = [full_block(lay, self.n_heads, self.n_kv, kv_of_q) for lay in self.layers]
             self._full_device = device
+            cpu = device.type == "cpu"
+            self._default_limit = min(self._decoder_bytes, CPU_CACHE_CAP_BYTES) if cpu else 0
         return self._full
 
     def _index(self, values: tuple[int, ...]) -> torch.Tensor:
@@ -147,7 +149,8 @@ class LlavaRunner:
             else halves.block(i, full[i], lp, plan.mlp_group_count, used)
             for i, lp in enumerate(plan.layers[start:], start)
         ]
-        halves.evict(used, self.cache_limit_bytes)
+        limit = self._default_limit if self.cache_limit_bytes is None else self.cache_limit_bytes
+        halves.evict(used, limit)
         return out
 
     # ---------------------------------------------------------------- blocks

@@ -263,3 +263,19 @@ def test_decode_step_makes_no_host_to_device_tensor(monkeypatch):
         decode_step(runner, token, state)
         decode_step(runner, token, state)
     assert state.next_position == ids.shape[1] + 2
+
+
+@pytest.mark.parametrize("device,kept_plans", [("cpu", 2), ("cuda", 1)])
+def test_default_cache_limit_keeps_copies_on_cpu_only(device, kept_plans):
+    """CPU keeps copied halves across requests (up to the decoder's bytes); CUDA keeps only the
+    plan in use (a copy there is cheap and kept ones would count in peak memory)."""
+    from types import SimpleNamespace
+
+    model, _ = build_random_llava(layers=2)
+    runner = LlavaRunner(model)
+    runner._probe = SimpleNamespace(device=torch.device(device))  # the policy, not the kernels
+    one_plan = 4 * (4 * 32 * 64) + 4 * (3 * 64 * 64)
+    with torch.no_grad():
+        runner.prepare(_two_block_plan((0, 3), (1, 3)))
+        runner.prepare(_two_block_plan((0, 2), (0, 2)))
+    assert runner.cache_bytes == kept_plans * one_plan

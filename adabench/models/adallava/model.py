@@ -95,8 +95,24 @@ class AdaLlavaHead(nn.Module):
             config.num_layers - config.prefix_layers,
             config.num_heads,
         )
-        self._encoder_params = list(self.latency_encoder.parameters())
         self._tokens: dict = {}
+        self._hold_parameters()
+
+    def _hold_parameters(self) -> None:
+        """Holds the parameters the per-request path reads (skips module attribute lookups);
+        refreshed whenever torch may replace them (`_apply`, `load_state_dict`)."""
+        self._encoder_params = list(self.latency_encoder.parameters())
+        self._scheduler_wb = (self.scheduler.proj.weight, self.scheduler.proj.bias)
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        self._hold_parameters()
+        return out
+
+    def load_state_dict(self, *args, **kwargs):
+        out = super().load_state_dict(*args, **kwargs)
+        self._hold_parameters()
+        return out
 
     def k_for(self, budget: float) -> int:
         """Returns the number of selectable units that run at `budget`."""
@@ -130,11 +146,10 @@ class AdaLlavaHead(nn.Module):
     def plan(self, hidden: torch.Tensor, k: int) -> Plan:
         """Returns the deterministic plan for one request from the latency token's hidden state
         [1, D]: one linear (the scheduler) and a top-k, with one device→host copy of the result."""
-        c, proj = self.config, self.scheduler.proj
-        weight = proj.weight
+        c, (weight, bias) = self.config, self._scheduler_wb
         if hidden.dtype != weight.dtype:
             hidden = hidden.to(weight.dtype)
-        logits = F.linear(hidden, weight, proj.bias)[0]
+        logits = F.linear(hidden, weight, bias)[0]
         if c.variant == "L":
             return plan_blocks(logits, k, c.num_layers, c.prefix_layers)
         logits = logits.view(c.num_layers - c.prefix_layers, 2 * c.num_heads)

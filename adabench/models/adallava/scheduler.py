@@ -14,6 +14,8 @@ logits and a unit takes r/g whole groups (r must be a multiple of the group size
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -46,7 +48,13 @@ class Scheduler(nn.Module):
 def plan_blocks(logits: torch.Tensor, k: int, num_layers: int, prefix: int) -> Plan:
     """Returns the L plan: prefix blocks plus the top-k scoring selectable blocks (`logits` [N−P]).
     One device→host transfer (the k indices): the host needs the plan to launch only kept blocks."""
-    chosen = torch.topk(logits, k).indices.tolist() if k > 0 else []
+    chosen = tuple(sorted(torch.topk(logits, k).indices.tolist())) if k > 0 else ()
+    return _blocks_plan(num_layers, prefix, chosen)
+
+
+@functools.lru_cache(maxsize=4096)
+def _blocks_plan(num_layers: int, prefix: int, chosen: tuple[int, ...]) -> Plan:
+    """Plans are immutable and an L model has few (C(N−P, k)): built once each."""
     return Plan.from_kept_blocks(num_layers, [*range(prefix), *(prefix + i for i in chosen)])
 
 
