@@ -68,7 +68,7 @@ def test_methods_and_models_list():
         (["--method", "layer-dorp"], "Did you mean 'layer-drop'"),
         (["--budget", "1.5"], "budget must be in (0.0, 1.0]"),
         (["--budget", "0"], "budget must be in (0.0, 1.0]"),
-        (["--device", "cuda"], "CUDA is not available"),
+        (["--device", "cuda"], "needs CUDA, which is not available"),
         (["--repeats", "0"], "repeats must be >= 1"),
         (["--suite", "shapez"], "Did you mean 'shapes'"),
     ],
