@@ -2,7 +2,10 @@
 (reported, never asserted).
 
 Swept: on `tiny-adallava-l`: full, layer-drop@0.5, adallava-l@0.5; on `tiny-adallava-h`: full,
-head-prune@0.5, adallava-h@0.5, adallava-h@0.75; shapes test (60 samples by default, 3 rounds).
+head-prune@0.5, adallava-h@0.5, adallava-h@0.75, and "adallava-h@0.75 replay": a static arm
+that replays the plan adallava-h@0.75 decided for each sample, with the same latency token and
+every plan's weights prepared before timing, so adaptive − replay is the price of deciding and
+replay − full what executing those plans saves. Shapes test (60 samples by default, 3 rounds).
 On CUDA also the llava-1.5-7b config with random weights (no download; random AdaLLaVA heads
 centred on the inputs so plans vary per input) with the same arms, fp16.
 
@@ -15,12 +18,13 @@ Numbers per arm:
                   with a 95 % bootstrap CI over samples
   flops_ratio     mean decoder-block FLOPs ratio (adabench.measure.flops, as the sweep reports it)
   latency_ms      mean end-to-end latency (vision + prefill + decode)
-  overhead_pct    mean `overhead_ms` (decision: latency encoder + scheduler + plan application)
-                  ÷ mean latency of full, with the split encoder / scheduler / plan in ms
+  overhead_pct    mean `overhead_ms` (adabench.sweep.generate: the method's request, i.e. the
+                  latency token, + scheduler + preparing the plan's weights) ÷ mean latency of
+                  full, with the split encoder / scheduler / plan in ms
   decide_us       the decision alone, outside a request: method.request() + decide(hidden) on a
                   fixed hidden state, mean µs over 200 calls
   new_tokens      mean generated tokens (answers differ between arms; latency includes them)
-  cache_bytes     bytes the runner holds in prepared static plans (LlavaRunner.cache_bytes)
+  cache_bytes     bytes of copied weight halves the runner holds (LlavaRunner.cache_bytes)
 `--paths` adds a micro-benchmark of ways to run one partial projection pair (q rows + o columns
 of two non-adjacent heads, tiny-adallava-h shapes, a prefill of the suite's length plus two
 decode steps): views joined by one cat per request (what adabench does), index_select gathers,
