@@ -231,6 +231,7 @@ def _measure(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, step)
         "overhead_ms": g.overhead_ms,
         **{f"overhead_{k}_ms": float(v) for k, v in parts.items()},
         "peak_mem_mb": mem.peak_mem_mb,
+        "cache_bytes": int(getattr(runner, "cache_bytes", 0)),
         "t_s": time.time(),
         "content": None,
         "extra": None,
@@ -358,6 +359,7 @@ def sample_rows(
                 if any(k in m for m in ms)
             },
             "peak_mem_mb": float(np.nanmax([m["peak_mem_mb"] for m in ms])),
+            "cache_bytes": int(max(m.get("cache_bytes", 0) or 0 for m in ms)),
             "passes": len(ms),
             **extra,
         }
@@ -396,6 +398,7 @@ def assemble(
         peak = float(np.nanmax([r["peak_mem_mb"] for r in rows]))
         row = cell_row(arm.cell, rows, slowdown[0], peak, energy)
         row.update(ratio_columns(result.measurements, arm.key, ref_key, seed))
+        row["cache_bytes"] = max(r["cache_bytes"] for r in rows)  # weight slices (shared runner)
         row.update(aa)
         row.update(
             {
