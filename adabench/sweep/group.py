@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from adabench.data.suites import Sample, SuiteSpec
+from adabench.data.sample import Sample, SuiteSpec
 from adabench.measure.memory import PeakMemory
 from adabench.measure.telemetry import NvmlSampler, Telemetry
 from adabench.measure.timing import Timer
