@@ -26,7 +26,7 @@ import string
 from pathlib import Path
 from typing import Any
 
-from adabench.data.suites import Sample, SuiteSpec
+from adabench.data.sample import Sample, SuiteSpec
 from adabench.errors import UserError
 
 DATA_DIR_ENV = "ADABENCH_DATA_DIR"

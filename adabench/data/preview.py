@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from adabench.data.suites import Sample
+from adabench.data.sample import Sample
 
 
 def sample_grid(samples: list[Sample], path: Path, columns: int = 4) -> Path:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from adabench.data.metrics import choice_accuracy, mme_scores, pope_metrics
-from adabench.data.suites import Sample, SuiteSpec
+from adabench.data.sample import Sample, SuiteSpec
 from adabench.data.vqa_normalize import normalize_vqa_answer
 from adabench.errors import UserError
 from adabench.registry import Registry

@@ -8,54 +8,15 @@ max_new_tokens. Files are read with `yaml.safe_load` only.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from adabench.data.hf_suites import default_fixture_dir, load_hf, validate_fixture
+from adabench.data.sample import Sample, SuiteSpec
 from adabench.errors import UserError, did_you_mean
 
 REQUIRED_KEYS = ("name", "source", "splits", "prompt", "metric", "max_new_tokens")
-
-
-@dataclass
-class Sample:
-    """One benchmark item: an image, a question and its accepted answers."""
-
-    id: str
-    image: Any  # PIL.Image.Image
-    question: str
-    answers: list[str]
-    family: str = ""
-    meta: dict = field(default_factory=dict)
-
-
-@dataclass
-class SuiteSpec:
-    """A parsed suite YAML."""
-
-    name: str
-    source: dict
-    splits: dict
-    prompt: str
-    metric: str
-    max_new_tokens: int
-    description: str = ""
-    answer_type: str = "word"
-    fields: dict = field(default_factory=dict)
-    family_metrics: dict = field(default_factory=dict)
-    families: list = field(default_factory=list)
-    path: Path | None = None
-    extra: dict = field(default_factory=dict)
-
-    def metric_for(self, family: str) -> str:
-        """Returns the metric name that scores a sample of `family`."""
-        return self.family_metrics.get(family, self.metric)
-
-    def render_prompt(self, sample: Sample) -> str:
-        """Returns the model prompt for `sample` (the template's {question} filled in)."""
-        return self.prompt.format(question=sample.question, **sample.meta.get("prompt_fields", {}))
 
 
 def suites_dirs() -> list[Path]:
@@ -145,8 +106,6 @@ def validate_all() -> list[dict]:
                     f"source.type must be 'procedural' or 'hf', got {spec.source.get('type')!r}"
                 )
             if spec.source.get("type") == "hf":
-                from adabench.data.hf_suites import default_fixture_dir, validate_fixture
-
                 fixtures = default_fixture_dir()
                 if fixtures is not None and (problems := validate_fixture(spec, fixtures)):
                     raise UserError("; ".join(problems))
@@ -169,8 +128,6 @@ def load_suite(
     if kind == "procedural":
         return _load_procedural(spec, split, limit, seed)
     if kind == "hf":
-        from adabench.data.hf_suites import load_hf
-
         return load_hf(spec, split, limit)
     raise UserError(f"suite {name!r}: unknown source type {kind!r}")
 

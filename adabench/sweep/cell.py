@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from adabench.data.suites import Sample, SuiteSpec
+from adabench.data.sample import Sample, SuiteSpec
 from adabench.models.loading import LoadedModel
 from adabench.sweep.cell_config import CellConfig
 from adabench.sweep.generate import PreparedSample

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from adabench.data import metrics
-from adabench.data.suites import Sample, SuiteSpec
+from adabench.data.sample import Sample, SuiteSpec
 from adabench.measure import flops as flops_mod
 from adabench.measure.stats import bootstrap_ci, spread_warning, summarize
 from adabench.models.loading import LoadedModel

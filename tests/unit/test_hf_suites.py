@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from adabench.data import hf_suites, metrics, suite_metrics
-from adabench.data.suites import Sample, get_spec, load_suite
+from adabench.data.sample import Sample
+from adabench.data.suites import get_spec, load_suite
 from adabench.errors import UserError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "suites"
