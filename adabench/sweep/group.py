@@ -426,7 +426,7 @@ def run_single(
     on_step: Callable[[int, int], None] | None = None,
 ) -> tuple[dict, list[dict]]:
     """Runs one cell as a group of one arm (`adabench eval`); returns (cell row, sample rows)."""
-    from adabench.models.methods import build_method
+    from adabench.models.factory import build_method
 
     method = build_method(cfg.method, loaded, cfg.budget, cfg.method_args, cfg.seed)
     data = GroupData(

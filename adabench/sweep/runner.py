@@ -192,7 +192,7 @@ def _arms(cfg: SweepConfig, data, cells: list[CellConfig]):
     partner (hidden when the `full` cell is not among them) and the hidden A/A arm."""
     from dataclasses import replace
 
-    from adabench.models.methods import build_method
+    from adabench.models.factory import build_method
     from adabench.sweep.group import AA, REF, Arm
 
     arms, notes = [], []
