@@ -51,8 +51,9 @@ from adabench.measure import flops as flops_mod
 from adabench.measure.stats import bootstrap_ci
 from adabench.measure.timing import Timer
 from adabench.models.execution import LlavaRunner
+from adabench.models.factory import build_method
 from adabench.models.loading import load_model
-from adabench.models.methods import Request, build_method
+from adabench.models.methods import Request
 from adabench.sweep.cell import prepare_samples
 from adabench.sweep.generate import generate
 

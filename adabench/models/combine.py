@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from adabench.errors import UserError, did_you_mean
 from adabench.models.baselines import TokenMethod
-from adabench.models.methods import METHODS, Method, Request, build_method
+from adabench.models.methods import METHODS, Method, Request, build_registered
 from adabench.models.plan import Plan
 
 TOKEN_METHODS = ("fastv", "prumerge", "prumerge+")
@@ -114,6 +114,6 @@ def build_combination(name: str, model, budget: float, args: dict, seed: int = 0
     if unknown:
         allowed = ", ".join([*token_cls.ARGS, *block_cls.ARGS]) or "none"
         raise UserError(f"method {name!r} has no argument(s) {sorted(unknown)}; allowed: {allowed}")
-    block = build_method(block_name, model, budget, block_args, seed)
+    block = build_registered(block_name, model, budget, block_args, seed)
     token = token_cls(model, 1.0, token_args, seed)
     return Combination(block, token)

@@ -182,14 +182,11 @@ def parse_method_args(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def build_method(
+def build_registered(
     name: str, model, budget: float, args: dict | None = None, seed: int = 0
 ) -> Method:
-    """Returns the method `name` (or a combination "a+b") set up for `model` at `budget`."""
-    if "+" in name and name not in METHODS:
-        from adabench.models.combine import build_combination
-
-        return build_combination(name, model, budget, args or {}, seed)
+    """Returns the registered method `name` set up for `model` at `budget` (combinations "a+b"
+    are built by `adabench.models.factory.build_method`)."""
     cls = METHODS.get(name)
     if cls.NEEDS_ADALLAVA and model.variant != cls.NEEDS_ADALLAVA:
         raise UserError(

@@ -84,7 +84,8 @@ def budget_grid(
     to 1.0: k/units for the block or head-unit granularity (⌊units·b⌋ in float32, so each point is
     nudged up until it selects exactly k units), or 21 even steps for token-only methods."""
     from adabench.models.adallava.model import AdaLlavaConfig
-    from adabench.models.methods import METHODS, build_method
+    from adabench.models.factory import build_method
+    from adabench.models.methods import METHODS
 
     minimum = build_method(method_name, loaded, 1.0, method_args, seed).min_budget(loaded)
     block = method_name
@@ -136,7 +137,7 @@ def profile_latency(
     untimed warm-up generation per budget."""
     from adabench.measure.timing import Timer
     from adabench.models.execution import LlavaRunner
-    from adabench.models.methods import build_method
+    from adabench.models.factory import build_method
     from adabench.sweep.generate import generate
 
     if repeats < 1:

@@ -7,8 +7,9 @@ import math
 from adabench import console
 from adabench.data.suites import get_spec, load_suite
 from adabench.errors import check_range
+from adabench.models.factory import build_method
 from adabench.models.loading import load_model
-from adabench.models.methods import build_method, parse_method_args
+from adabench.models.methods import parse_method_args
 from adabench.sweep.cell import CellConfig, prepare_samples, run_cell
 
 

@@ -52,7 +52,7 @@ def run_slo_cell(
     the recorded slowdown estimate). Under `schedule_driver` the cycle restarts when the timed
     samples start, so every cell sees the same load sequence; without one the estimator starts
     from `achieved_slowdown` (the sweep's reference measurement) when it is known."""
-    from adabench.models.methods import build_method
+    from adabench.models.factory import build_method
     from adabench.sweep.group import Arm, GroupData, assemble, group_id, run_arms
 
     if not (slo_ms > 0 and math.isfinite(slo_ms)):

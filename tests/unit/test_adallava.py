@@ -107,8 +107,8 @@ def test_adallava_cell_respects_budget_and_plans_vary(random_adallava_dirs, vari
 
 def test_budget_below_prefix_is_a_clear_error(random_adallava_dirs):
     from adabench.errors import UserError
+    from adabench.models.factory import build_method
     from adabench.models.loading import load_model
-    from adabench.models.methods import build_method
 
     loaded = load_model(str(random_adallava_dirs["L"]), device="cpu")
     with pytest.raises(UserError, match="minimum is 0.5"):

@@ -8,7 +8,8 @@ import torch
 
 from adabench.errors import UserError
 from adabench.measure import flops as F
-from adabench.models.methods import build_method, evenly_spaced, kept_count
+from adabench.models.factory import build_method
+from adabench.models.methods import evenly_spaced, kept_count
 from adabench.models.plan import LayerPlan, Plan
 
 BUDGETS = (0.5, 0.75, 1.0)

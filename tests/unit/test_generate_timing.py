@@ -7,8 +7,8 @@ import torch
 
 from adabench.measure.timing import Timer
 from adabench.models.execution import LlavaRunner, prefill
+from adabench.models.factory import build_method
 from adabench.models.loading import load_model
-from adabench.models.methods import build_method
 from adabench.sweep.generate import generate
 from tests.conftest import _prepared_test_samples
 

@@ -10,8 +10,8 @@ from adabench.sweep.cell_config import CellConfig
 @pytest.fixture(scope="module")
 def group():
     from adabench.data.suites import get_spec, load_suite
+    from adabench.models.factory import build_method
     from adabench.models.loading import load_model
-    from adabench.models.methods import build_method
     from adabench.sweep.cell import prepare_samples
     from adabench.sweep.group import AA, Arm, GroupData
 
