@@ -357,11 +357,8 @@ def _run_slo(
 def _attach_random_head(loaded, cell: CellConfig, prepared, cfg: SweepConfig):
     """--no-weights: gives the random model the random AdaLLaVA head the cell's method needs
     and returns it (None for methods without one)."""
-    from adabench.models.no_weights import (
-        adallava_settings_for,
-        build_random_head,
-        center_random_scheduler_,
-    )
+    from adabench.models.catalog import adallava_settings_for
+    from adabench.models.no_weights import build_random_head, center_random_scheduler_
     from adabench.sweep.grid import needs_adallava
 
     variant = needs_adallava(cell.method)
