@@ -104,14 +104,14 @@ class FlopsQuery:
 
 def flops_table(query: FlopsQuery, config: Any = None, adallava: dict | None = None) -> list[dict]:
     """Returns one row per budget: FLOPs (FLOP units, ints) and TFLOPs of the plan the method
-    runs, from the config only. `config` defaults to `no_weights.config_for(query.model)`,
+    runs, from the config only. `config` defaults to `catalog.config_for(query.model)`,
     `adallava` ({"prefix_layers", "group_size"}) to the shipped settings of the model."""
-    from adabench.models import no_weights
+    from adabench.models import catalog
 
     if config is None:
-        config = no_weights.config_for(query.model)
+        config = catalog.config_for(query.model)
     if adallava is None:
-        adallava = no_weights.adallava_settings_for(query.model)
+        adallava = catalog.adallava_settings_for(query.model)
     return [_row(query, config, adallava, float(b)) for b in query.budgets]
 
 

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
     def list_cmd(json_: Json = False) -> None:
         """List model aliases (embedded tiny checkpoints and llava-1.5 hub ids). Example: adabench models list"""
         from adabench import console
-        from adabench.models.loading import describe, model_aliases
+        from adabench.models.catalog import describe, model_aliases
 
         rows = []
         for name in model_aliases():
@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show a model's config summary and whether its weights are present. Example: adabench models show tiny"""
         from adabench import console
-        from adabench.models.loading import describe
+        from adabench.models.catalog import describe
 
         info = describe(name)
         console.print_json(info) if json_ else console.print_table(

@@ -16,17 +16,8 @@ from pathlib import Path
 import torch
 
 from adabench.errors import UserError, did_you_mean
+from adabench.models.catalog import resolve, shipped_config, weights_in_cache
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-HUB_ALIASES = {
-    "llava-1.5-7b": "llava-hf/llava-1.5-7b-hf",
-    "llava-1.5-13b": "llava-hf/llava-1.5-13b-hf",
-}
-EMBEDDED = {
-    "tiny": "tiny",
-    "tiny-adallava-l": "tiny-adallava-l",
-    "tiny-adallava-h": "tiny-adallava-h",
-}
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -50,29 +41,6 @@ class LoadedModel:
     @property
     def config(self):
         return self.model.config
-
-
-def model_aliases() -> dict[str, str]:
-    """Returns alias → location (embedded folder or hub id)."""
-    return {**{k: str(ASSETS / v) for k, v in EMBEDDED.items()}, **HUB_ALIASES}
-
-
-def resolve(name: str) -> str:
-    """Returns the local folder or hub id for `name`; unknown names raise a did-you-mean UserError."""
-    if name in EMBEDDED:
-        path = ASSETS / EMBEDDED[name]
-        if not (path / "config.json").exists():
-            raise UserError(
-                f"embedded model {name!r} is not built: run `adabench train` (see README) to create {path}"
-            )
-        return str(path)
-    if name in HUB_ALIASES:
-        return HUB_ALIASES[name]
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser())
-    if "/" in name and not name.startswith((".", "/")):
-        return name  # a hub id: from_pretrained reports if it is missing from the cache
-    raise did_you_mean(name, list(EMBEDDED) + list(HUB_ALIASES), "model")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -212,8 +180,6 @@ def _offline() -> bool:
 def _announce_download(repo_id: str) -> None:
     """Says on stderr that a hub model missing from the HF cache is about to be downloaded
     (or, with HF_HUB_OFFLINE=1, that it cannot be)."""
-    from adabench.models.no_weights import weights_in_cache
-
     try:
         cached = weights_in_cache(repo_id)
     except Exception:  # noqa: BLE001 - a malformed id: from_pretrained reports it
@@ -306,8 +272,6 @@ def check_safetensors(path: Path) -> None:
 def _config_without_network(name: str, path: str):
     """Returns the LlavaConfig of `name` from a shipped config, a local folder or the HF cache;
     None when only the network has it (the memory check is then skipped)."""
-    from adabench.models.no_weights import shipped_config
-
     try:
         config = shipped_config(name)
         if config is not None:
@@ -409,29 +373,3 @@ def check_memory(config, device: torch.device, dtype: torch.dtype, name: str) ->
         f"of {where} is available on {device}: use {', or '.join(ways)}; "
         "ADABENCH_SKIP_MEMORY_CHECK=1 tries anyway."
     )
-
-
-def describe(name: str) -> dict:
-    """Returns what is known about `name` without loading weights: location, config summary, presence."""
-    path = resolve(name) if name in EMBEDDED or name in HUB_ALIASES or Path(name).is_dir() else name
-    info = {"name": name, "location": path, "weights_present": False}
-    if name in HUB_ALIASES:  # shipped config: shapes offline, weights looked up in the HF cache
-        from adabench.models.no_weights import describe_shipped
-
-        info.update(describe_shipped(name))
-        return info
-    cfg_file = Path(path) / "config.json"
-    if cfg_file.exists():
-        cfg = json.loads(cfg_file.read_text())
-        text = cfg.get("text_config", {})
-        info.update(
-            weights_present=any(Path(path).glob("*.safetensors")),
-            decoder_layers=text.get("num_hidden_layers"),
-            hidden_size=text.get("hidden_size"),
-            heads=text.get("num_attention_heads"),
-            kv_heads=text.get("num_key_value_heads"),
-            size_mb=round(sum(f.stat().st_size for f in Path(path).glob("*")) / 1e6, 2),
-        )
-        ada = Path(path) / "adallava_config.json"
-        info["adallava"] = json.loads(ada.read_text()) if ada.exists() else None
-    return info

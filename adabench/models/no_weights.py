@@ -2,7 +2,7 @@
 
 Latency, memory and FLOPs of an execution plan depend on the model's shapes, not its weight
 values (optimum-benchmark's `no_weights` does the same), so a 7B/13B model can be measured on a
-machine that never downloaded it. `shipped_config("llava-1.5-7b")` reads the llava-hf config that
+machine that never downloaded it. `catalog.shipped_config("llava-1.5-7b")` reads the llava-hf config that
 ships in `adabench/configs/`; `build_no_weights(...)` builds the model from a config with seeded
 random weights, allocated directly on the target device in the target dtype (no CPU fp32 copy,
 HF's own initialisation skipped), plus a processor and, on request, a random AdaLLaVA head.
@@ -17,127 +17,31 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from adabench.errors import UserError
+from adabench.models.catalog import (
+    adallava_settings_for,
+    local_folder,
+    shipped_config,
+    shipped_names,
+)
+from adabench.models.loading import (
+    LoadedModel,
+    check_memory,
+    load_processor,
+    resolve_device,
+    resolve_dtype,
+)
 
-CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
-HUB_IDS = {"llava-1.5-7b": "llava-hf/llava-1.5-7b-hf", "llava-1.5-13b": "llava-hf/llava-1.5-13b-hf"}
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 INIT_STD = 0.02
 
 
 # --- shipped configs -------------------------------------------------------------------------
-
-
-def shipped_names() -> list[str]:
-    """Returns the names of the configs shipped in adabench/configs/ (e.g. "llava-1.5-7b")."""
-    return sorted(p.stem for p in CONFIGS_DIR.glob("*.json"))
-
-
-def shipped_config_dict(name: str) -> dict | None:
-    """Returns the raw shipped config of `name` (LlavaConfig keys + "adallava"), or None."""
-    path = CONFIGS_DIR / f"{name}.json"
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())
-
-
-def shipped_config(name: str):
-    """Returns the shipped `LlavaConfig` of `name` (offline, a few KB), or None if not shipped."""
-    from transformers import LlavaConfig
-
-    raw = shipped_config_dict(name)
-    if raw is None:
-        return None
-    raw = {k: v for k, v in raw.items() if k not in ("adallava", "_comment")}
-    return LlavaConfig.from_dict(raw)
-
-
-def adallava_settings(name: str) -> dict:
-    """Returns the AdaLLaVA settings of a shipped model ({"prefix_layers", "group_size"}) or {}."""
-    raw = shipped_config_dict(name) or {}
-    return dict(raw.get("adallava") or {})
-
-
-def weights_in_cache(repo_id: str, cache_dir: str | Path | None = None) -> bool:
-    """Returns whether every safetensors weight file of `repo_id` is in the local HF cache
-    (`cache_dir`, default the user's). Reads the cache only, never the network."""
-    from huggingface_hub import try_to_load_from_cache
-
-    def cached(filename: str):
-        return try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir)
-
-    index = cached("model.safetensors.index.json")
-    if isinstance(index, str):
-        shards = set(json.loads(Path(index).read_text()).get("weight_map", {}).values())
-        return bool(shards) and all((Path(index).parent / s).is_file() for s in shards)
-    return isinstance(cached("model.safetensors"), str)
-
-
-def describe_shipped(name: str, cache_dir: str | Path | None = None) -> dict:
-    """Returns what `adabench models show` reports for a shipped config: shapes, AdaLLaVA
-    settings, and `weights_present` (HF cache lookup, no network). {} if `name` is not shipped."""
-    config = shipped_config(name)
-    if config is None:
-        return {}
-    from adabench.measure.flops import num_image_tokens
-
-    text = config.text_config
-    repo = HUB_IDS.get(name)
-    return {
-        "config": str(CONFIGS_DIR / f"{name}.json"),
-        "weights_present": weights_in_cache(repo, cache_dir) if repo else False,
-        "decoder_layers": text.num_hidden_layers,
-        "hidden_size": text.hidden_size,
-        "heads": text.num_attention_heads,
-        "kv_heads": text.num_key_value_heads,
-        "intermediate_size": text.intermediate_size,
-        "vocab_size": text.vocab_size,
-        "image_tokens": num_image_tokens(config),
-        "vision": f"CLIP {config.vision_config.num_hidden_layers} × {config.vision_config.hidden_size}, "
-        f"{config.vision_config.image_size}px / {config.vision_config.patch_size}",
-        "adallava": adallava_settings(name) or None,
-    }
-
-
-def config_for(name: str):
-    """Returns the LlavaConfig of `name` without loading weights or touching the network:
-    a shipped config, an embedded alias (tiny, ...) or local folder's config.json, or a hub id's
-    config.json already in the HF cache. Anything else is a UserError."""
-    from transformers import LlavaConfig
-
-    config = shipped_config(name)
-    if config is not None:
-        return config
-    folder = _local_folder(name)
-    if folder is not None:
-        return LlavaConfig.from_pretrained(str(folder))
-    if "/" in name:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(name, "config.json")
-        if isinstance(cached, str):
-            return LlavaConfig.from_pretrained(str(Path(cached).parent))
-    raise UserError(
-        f"no config for model {name!r}: use a shipped config ({', '.join(shipped_names())}), "
-        "an embedded alias, a local folder with config.json, or a hub id already in the HF cache"
-    )
-
-
-def _local_folder(name: str) -> Path | None:
-    """Returns the folder of an embedded alias or a local path (None if `name` is neither)."""
-    from adabench.models.loading import EMBEDDED, resolve
-
-    if name in EMBEDDED:
-        return Path(resolve(name))  # a UserError says how to build it when missing
-    path = Path(name).expanduser()
-    return path if (path / "config.json").is_file() else None
 
 
 # --- random-weight build ---------------------------------------------------------------------
@@ -156,8 +60,6 @@ def build_no_weights(
     config.json and processor are used; its weights are not read), or a `LlavaConfig`.
     `adallava_variant` "L" / "H" adds a random AdaLLaVA head (P and r from the shipped settings,
     else N/2 and 8). The result carries `loaded.weights = "random"`."""
-    from adabench.models.loading import LoadedModel, check_memory, resolve_device, resolve_dtype
-
     name, config, processor = _config_and_processor(name_or_config)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
@@ -199,12 +101,6 @@ def init_random_(module: torch.nn.Module, seed: int, std: float = INIT_STD) -> N
             param.fill_(1.0)
         else:
             param.normal_(0.0, std, generator=gen)
-
-
-def adallava_settings_for(name: str) -> dict:
-    """Returns {"prefix_layers", "group_size"} for a shipped model, {} otherwise."""
-    raw = adallava_settings(name)
-    return {k: raw[k] for k in ("prefix_layers", "group_size") if k in raw}
 
 
 def build_random_head(
@@ -289,14 +185,12 @@ def _config_and_processor(name_or_config: Any):
     config = shipped_config(name)
     if config is not None:
         return name, config, build_synthetic_processor(config)
-    folder = _local_folder(name)
+    folder = local_folder(name)
     if folder is None:
         raise UserError(
             f"--no-weights needs a config: {name!r} is not a shipped config "
             f"({', '.join(shipped_names())}), an embedded alias or a local folder with config.json"
         )
-    from adabench.models.loading import load_processor
-
     return name, LlavaConfig.from_pretrained(str(folder)), load_processor(str(folder))
 
 

@@ -32,7 +32,7 @@ def model_variant(model: str) -> str | None:
     import json
     from pathlib import Path
 
-    from adabench.models.loading import resolve
+    from adabench.models.catalog import resolve
 
     try:
         path = Path(resolve(model))

@@ -75,7 +75,8 @@ def validate(cfg: SweepConfig) -> None:
     """Raises UserError for an unknown suite, method or model, or an unusable device — before
     a run folder is made."""
     from adabench.data.suites import get_spec
-    from adabench.models.loading import check_model_folder, resolve, resolve_device
+    from adabench.models.catalog import resolve
+    from adabench.models.loading import check_model_folder, resolve_device
     from adabench.models.methods import METHODS
 
     for suite in cfg.suites:

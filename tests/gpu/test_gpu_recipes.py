@@ -74,7 +74,7 @@ def test_no_weights_latency_sweep_7b_short(tmp_path):
 
 
 def _weights_cached() -> bool:
-    from adabench.models.no_weights import describe_shipped
+    from adabench.models.catalog import describe_shipped
 
     return bool(describe_shipped("llava-1.5-7b").get("weights_present"))
 

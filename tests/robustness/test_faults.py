@@ -188,8 +188,8 @@ def test_a_user_error_after_the_folder_was_made_removes_it(tmp_path, capsys, mon
 def test_memory_estimate_is_the_parameter_count():
     import torch
 
+    from adabench.models.catalog import shipped_config
     from adabench.models.loading import estimate_bytes
-    from adabench.models.no_weights import shipped_config
 
     weights, kv = estimate_bytes(shipped_config("llava-1.5-7b"), torch.float16)
     assert 7.0e9 < weights / 2 < 7.1e9  # llava-1.5-7b: 7.06 B parameters
@@ -197,7 +197,7 @@ def test_memory_estimate_is_the_parameter_count():
 
 
 def test_offline_hub_model_is_one_line(capsys, monkeypatch):
-    from adabench.models.no_weights import weights_in_cache
+    from adabench.models.catalog import weights_in_cache
 
     if weights_in_cache("llava-hf/llava-1.5-7b-hf"):
         pytest.skip("llava-1.5-7b is in this HF cache")

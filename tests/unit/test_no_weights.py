@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from adabench.measure import flops as F
+from adabench.models import catalog
 from adabench.models import no_weights as nw
 from adabench.models.plan import Plan
 
@@ -24,7 +25,7 @@ from adabench.models.plan import Plan
 def test_shipped_config_loads_offline_and_builds_on_meta(
     name, layers, hidden, inter, heads, prefix, params_b
 ):
-    config = nw.shipped_config(name)
+    config = catalog.shipped_config(name)
     text, vision = config.text_config, config.vision_config
     assert (
         text.num_hidden_layers,
@@ -44,7 +45,7 @@ def test_shipped_config_loads_offline_and_builds_on_meta(
         14,
     )
     assert F.num_image_tokens(config) == 576
-    assert nw.adallava_settings_for(name) == {"prefix_layers": prefix, "group_size": 8}
+    assert catalog.adallava_settings_for(name) == {"prefix_layers": prefix, "group_size": 8}
 
     rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     model = nw.create_empty(config, "meta", torch.float16)
@@ -68,14 +69,14 @@ def test_shipped_config_loads_offline_and_builds_on_meta(
 def test_unknown_shipped_name_is_none_and_config_for_explains():
     from adabench.errors import UserError
 
-    assert nw.shipped_config("llava-9b") is None
-    assert set(nw.shipped_names()) >= {"llava-1.5-7b", "llava-1.5-13b"}
+    assert catalog.shipped_config("llava-9b") is None
+    assert set(catalog.shipped_names()) >= {"llava-1.5-7b", "llava-1.5-13b"}
     with pytest.raises(UserError, match="shipped config"):
-        nw.config_for("llava-9b")
+        catalog.config_for("llava-9b")
 
 
 def test_describe_shipped_reports_weights_from_the_hf_cache(tmp_path):
-    info = nw.describe_shipped("llava-1.5-7b", cache_dir=tmp_path)
+    info = catalog.describe_shipped("llava-1.5-7b", cache_dir=tmp_path)
     assert info["weights_present"] is False
     assert (info["decoder_layers"], info["image_tokens"], info["adallava"]["prefix_layers"]) == (
         32,
@@ -94,16 +95,16 @@ def test_describe_shipped_reports_weights_from_the_hf_cache(tmp_path):
     )
     (snap / shards[0]).write_bytes(b"x")
     assert (
-        nw.describe_shipped("llava-1.5-7b", cache_dir=tmp_path)["weights_present"] is False
+        catalog.describe_shipped("llava-1.5-7b", cache_dir=tmp_path)["weights_present"] is False
     )  # one shard missing
     (snap / shards[1]).write_bytes(b"x")
-    assert nw.describe_shipped("llava-1.5-7b", cache_dir=tmp_path)["weights_present"] is True
+    assert catalog.describe_shipped("llava-1.5-7b", cache_dir=tmp_path)["weights_present"] is True
 
 
 def test_synthetic_processor_expands_576_image_tokens():
     from PIL import Image
 
-    processor = nw.build_synthetic_processor(nw.shipped_config("llava-1.5-7b"))
+    processor = nw.build_synthetic_processor(catalog.shipped_config("llava-1.5-7b"))
     enc = processor(
         images=Image.new("RGB", (400, 300)),
         text="USER: <image>\nwhat color is the blorp ? ASSISTANT:",
@@ -178,7 +179,7 @@ def test_no_weights_cell_runs_end_to_end(random_llava_dir, variant, method, budg
 
 def test_no_weights_llava_shaped_config_uses_the_synthetic_processor():
     """A llava-1.5-shaped config (336 px, patch 14, image id 32000) at toy widths runs a cell."""
-    config = nw.shipped_config("llava-1.5-7b")
+    config = catalog.shipped_config("llava-1.5-7b")
     config.vision_config.update(
         {
             "hidden_size": 32,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from adabench.models.loading import ASSETS
+from adabench.models.catalog import ASSETS
 
 SHIPPED = ["tiny", "tiny-adallava-l", "tiny-adallava-h"]
 
