@@ -78,9 +78,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Compare two runs cell by cell; exit 1 on a significant regression, 0 otherwise.
 
-        Marks: + worse, - better, ~ not significant, x not comparable. Accuracy: exact sign test
-        (McNemar) on paired samples, bootstrap otherwise; latency: Mann-Whitney U on the raw
-        repeats and a ratio threshold; FLOPs: exact (reported, not a regression).
+        Marks: + worse, - better, ~ not significant, x not comparable. Accuracy: McNemar exact
+        (0/1 scores) or a sign-flip permutation (fractional scores) on the same samples, with
+        Benjamini-Hochberg q-values over cells; latency of non-`full` cells: the paired
+        latency ratios, a change only when both runs' CIs are apart by more than the A/A noise
+        floor; `full` cells and older runs: Mann-Whitney U on raw repeats; FLOPs: exact
+        (reported, not a regression).
 
         Example: adabench compare results/baseline results/20250101-120000-ci --format markdown
         """
