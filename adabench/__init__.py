@@ -1,3 +1,3 @@
 """adabench: benchmark adaptive multimodal LLMs (AdaLLaVA and static baselines)."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
