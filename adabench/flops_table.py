@@ -14,7 +14,7 @@ on which, so one representative plan per budget gives the exact figure:
                                     as adabench.models.combine does
 Methods whose plan depends on the image (prumerge, prumerge+) need the model: a UserError.
 
-Conventions (those of adabench.measure.flops: FLOP = 2 × MAC, matmuls only, full s × s
+Conventions (those of adabench.models.flops: FLOP = 2 × MAC, matmuls only, full s × s
 attention score matrix, lm_head on the last position only):
 - sequence length s = image tokens + prompt tokens + latency tokens, where the latency token
   (1) is counted for adallava-* methods, as `adabench eval` does (it is part of the prompt the
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adabench.errors import UserError, check_range
-from adabench.measure import flops as F
+from adabench.models import flops
 from adabench.models.plan import LayerPlan, Plan
 
 BLOCK_METHODS = ("full", "layer-drop", "early-exit", "random-skip", "adallava-l")
@@ -117,7 +117,9 @@ def flops_table(query: FlopsQuery, config: Any = None, adallava: dict | None = N
 
 def _row(query: FlopsQuery, config: Any, adallava: dict, budget: float) -> dict:
     base, token = query.parts
-    image_tokens = F.num_image_tokens(config) if query.image_tokens is None else query.image_tokens
+    image_tokens = (
+        flops.num_image_tokens(config) if query.image_tokens is None else query.image_tokens
+    )
     latency_tokens = 1 if base.startswith("adallava") else 0
     seq_len = image_tokens + query.prompt_tokens + latency_tokens
     plan, units = _plan(base, config, adallava, budget)
@@ -128,12 +130,12 @@ def _row(query: FlopsQuery, config: Any, adallava: dict, budget: float) -> dict:
         plan = _with_fastv(
             plan, args, config, seq_len, image_tokens, budget, query.method == "fastv"
         )
-    gen = F.generation_flops(config, seq_len, query.new_tokens, plan)
-    vision = F.vision_flops(config) + F.projector_flops(config, image_tokens)
+    gen = flops.generation_flops(config, seq_len, query.new_tokens, plan)
+    vision = flops.vision_flops(config) + flops.projector_flops(config, image_tokens)
     overhead = _adallava_overhead(config, adallava, base) if latency_tokens else 0
-    prefill_llm = F.llm_flops(config, seq_len, plan)
-    no_lat = F.llm_flops(config, seq_len - latency_tokens, plan)
-    flops = gen["flops"] - gen["vision_flops"] + vision + overhead
+    prefill_llm = flops.llm_flops(config, seq_len, plan)
+    no_lat = flops.llm_flops(config, seq_len - latency_tokens, plan)
+    total_flops = gen["flops"] - gen["vision_flops"] + vision + overhead
     return {
         "model": query.model,
         "method": query.method,
@@ -145,7 +147,7 @@ def _row(query: FlopsQuery, config: Any, adallava: dict, budget: float) -> dict:
         "prompt_tokens": query.prompt_tokens,
         "latency_tokens": latency_tokens,
         "new_tokens": query.new_tokens,
-        "flops": int(flops),
+        "flops": int(total_flops),
         "llm_flops": int(gen["llm_flops"]),
         "flops_ratio": gen["flops_ratio"],
         "vision_flops": int(vision),
@@ -156,7 +158,7 @@ def _row(query: FlopsQuery, config: Any, adallava: dict, budget: float) -> dict:
         "decode_llm_flops": int(gen["llm_flops"] - prefill_llm),
         "prefill_llm_tflops": prefill_llm / T,
         "prefill_llm_tflops_no_latency_token": no_lat / T,
-        "tflops": flops / T,
+        "tflops": total_flops / T,
         "plan": plan.describe(config.text_config.num_attention_heads),
     }
 
@@ -254,9 +256,9 @@ def _with_fastv(
     else:
         removed = math.floor(check_range(r, 0.0, 1.0, "fastv argument r") * n_visual + 1e-9)
     with_tokens = fastv_plan(plan, k, removed or 0)
-    ratio = F.flops_ratio(config, seq_len, with_tokens)
+    ratio = flops.flops_ratio(config, seq_len, with_tokens)
     if removed is None:
-        floor = F.flops_ratio(config, seq_len, fastv_plan(plan, k, n_visual))
+        floor = flops.flops_ratio(config, seq_len, fastv_plan(plan, k, n_visual))
         raise UserError(
             f"budget {budget} is below what 'fastv' (k={k}) can reach on {seq_len} tokens: "
             f"the minimum is {floor:.4g}"

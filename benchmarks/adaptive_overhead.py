@@ -16,7 +16,7 @@ co-running load hit all arms alike. Warm-up runs every arm on a few samples firs
 Numbers per arm:
   latency_ratio   median over samples of (arm latency ÷ full latency, each the mean over rounds)
                   with a 95 % bootstrap CI over samples
-  flops_ratio     mean decoder-block FLOPs ratio (adabench.measure.flops, as the sweep reports it)
+  flops_ratio     mean decoder-block FLOPs ratio (adabench.models.flops, as the sweep reports it)
   latency_ms      mean end-to-end latency (vision + prefill + decode)
   overhead_pct    mean `overhead_ms` (adabench.sweep.generate: the method's request, i.e. the
                   latency token, + scheduler + preparing the plan's weights) ÷ mean latency of
@@ -47,9 +47,9 @@ import numpy as np
 import torch
 
 from adabench.data.suites import get_spec, load_suite
-from adabench.measure import flops as flops_mod
 from adabench.measure.stats import bootstrap_ci
 from adabench.measure.timing import Timer
+from adabench.models import flops as flops_mod
 from adabench.models.execution import LlavaRunner
 from adabench.models.factory import build_method
 from adabench.models.loading import load_model

@@ -1,5 +1,6 @@
-"""Measurement core: timing, statistics, analytic FLOPs, memory, GPU telemetry, environment.
+"""Measurement core: timing, statistics, memory, GPU telemetry, environment (the analytic FLOPs
+live beside the model, in `adabench/models/flops.py`).
 
-Submodules are imported directly (`from adabench.measure.flops import prefill_flops`) so that
+Submodules are imported directly (`from adabench.measure.timing import Timer`) so that
 using one does not import the others' dependencies.
 """

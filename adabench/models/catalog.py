@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from adabench.errors import UserError, did_you_mean
-from adabench.measure.flops import num_image_tokens
+from adabench.models.flops import num_image_tokens
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"

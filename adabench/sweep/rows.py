@@ -9,8 +9,8 @@ import numpy as np
 
 from adabench.data import metrics
 from adabench.data.sample import Sample, SuiteSpec
-from adabench.measure import flops as flops_mod
 from adabench.measure.stats import bootstrap_ci, spread_warning, summarize
+from adabench.models import flops as flops_mod
 from adabench.models.loading import LoadedModel
 from adabench.sweep.cell_config import CellConfig
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from adabench.errors import UserError
-from adabench.measure import flops as F
+from adabench.models import flops
 from adabench.models.factory import build_method
 from adabench.models.methods import evenly_spaced, kept_count
 from adabench.models.plan import LayerPlan, Plan
@@ -63,7 +63,7 @@ def test_layer_drop_spacing_on_12_blocks():
     )
     assert kept_count(0.5, 12) == 6 and evenly_spaced(12, 6) == [0, 2, 4, 7, 9, 11]
     assert plan.kept_blocks() == [0, 2, 4, 7, 9, 11]
-    assert F.flops_ratio(model.config, 20, plan) == 0.5
+    assert flops.flops_ratio(model.config, 20, plan) == 0.5
 
 
 @pytest.mark.parametrize("method", ["layer-drop", "early-exit", "random-skip", "head-prune"])
@@ -121,8 +121,8 @@ def test_fastv_r_from_budget_is_the_least_that_fits(loaded):
     cfg, full = loaded.config, Plan.full(8)
     for b in (0.7, 0.75, 0.8, 0.9, 0.99):
         r = removed_for_budget(cfg, full, 17, 9, 2, b)
-        assert F.flops_ratio(cfg, 17, fastv_plan(full, 2, r)) <= b
-        assert r == 0 or F.flops_ratio(cfg, 17, fastv_plan(full, 2, r - 1)) > b
+        assert flops.flops_ratio(cfg, 17, fastv_plan(full, 2, r)) <= b
+        assert r == 0 or flops.flops_ratio(cfg, 17, fastv_plan(full, 2, r - 1)) > b
     assert removed_for_budget(cfg, full, 17, 9, 2, 1.0) == 0
     assert removed_for_budget(cfg, full, 17, 9, 2, 0.3) is None
 
@@ -224,13 +224,15 @@ def test_prumerge_cells_shorten_the_sequence(loaded, shapes, method):
             # 9 patches: prumerge+'s uniform step is 1 as soon as 2 patches are outliers (keeps all)
             assert removed > 0 or (method == "prumerge+" and b == 1.0)
             assert not removed or r["plan"].endswith(f"+prumerge-{removed}")
-            expected = F.llm_flops(loaded.config, t - removed) / F.llm_flops(loaded.config, t)
+            expected = flops.llm_flops(loaded.config, t - removed) / flops.llm_flops(
+                loaded.config, t
+            )
             assert r["flops_ratio"] == pytest.approx(expected, rel=1e-12)
 
 
 def test_prumerge_caps_to_the_budget(loaded, shapes):
     gen = _generation(loaded, build_method("prumerge+", loaded, 0.6), shapes[2][0])
-    ratio = F.flops_ratio(loaded.config, gen.prompt_len, gen.plan, gen.full_prompt_len)
+    ratio = flops.flops_ratio(loaded.config, gen.prompt_len, gen.plan, gen.full_prompt_len)
     assert ratio <= 0.6 and gen.info["visual_kept"] < gen.info["visual_kept_adaptive"]
     with pytest.raises(
         UserError,
@@ -253,8 +255,8 @@ def _fastv_product(config, plan: Plan, seq_len: int) -> float:
         alone = Plan.from_kept_blocks(n, [i]).with_tokens(
             fastv_layer=plan.fastv_layer, fastv_removed=plan.fastv_removed
         )
-        total += plan.num_heads(i, heads) / heads * F.llm_flops(config, seq_len, alone)
-    return total / F.llm_flops(config, seq_len)
+        total += plan.num_heads(i, heads) / heads * flops.llm_flops(config, seq_len, alone)
+    return total / flops.llm_flops(config, seq_len)
 
 
 @pytest.mark.parametrize(
@@ -280,8 +282,8 @@ def test_combinations_multiply(random_adallava_dirs, variant, method):
         assert (variant if "adallava" in method else None) == m.NEEDS_ADALLAVA
         for p in ps:
             gen = _generation(lm, m, p)
-            ratio = F.flops_ratio(lm.config, gen.prompt_len, gen.plan, gen.full_prompt_len)
-            block = F.flops_ratio(lm.config, gen.full_prompt_len, _block_only(gen.plan))
+            ratio = flops.flops_ratio(lm.config, gen.prompt_len, gen.plan, gen.full_prompt_len)
+            block = flops.flops_ratio(lm.config, gen.full_prompt_len, _block_only(gen.plan))
             assert ratio <= b + 1e-9 and block <= b + 1e-9
             if "fastv" in method:
                 assert gen.plan.fastv_removed == 4  # default r = 0.5 of 9
@@ -289,7 +291,7 @@ def test_combinations_multiply(random_adallava_dirs, variant, method):
                     _fastv_product(lm.config, gen.plan, gen.prompt_len), rel=1e-12
                 )
             else:
-                token = F.flops_ratio(
+                token = flops.flops_ratio(
                     lm.config,
                     gen.prompt_len,
                     Plan.full(8).with_tokens(visual_tokens_removed=gen.plan.visual_tokens_removed),

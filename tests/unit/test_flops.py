@@ -1,4 +1,4 @@
-"""Analytic FLOPs (adabench.measure.flops) against torch's FlopCounterMode on tiny LLaVA models.
+"""Analytic FLOPs (adabench.models.flops) against torch's FlopCounterMode on tiny LLaVA models.
 
 FlopCounterMode counts matmuls and convolutions (2 × MAC), like the analytic formulas, so on
 eager attention the two agree exactly; the 3 % tolerance is the issue's contract. Eager
@@ -13,7 +13,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-from adabench.measure import flops as F
+from adabench.models import flops
 from adabench.models.plan import LayerPlan, Plan
 
 IMAGE_TOKEN = 99
@@ -55,7 +55,7 @@ def build(config: LlavaConfig) -> LlavaForConditionalGeneration:
 
 
 def inputs(config: LlavaConfig) -> dict:
-    n_img = F.num_image_tokens(config)
+    n_img = flops.num_image_tokens(config)
     ids = [1, 2, 3] + [IMAGE_TOKEN] * n_img + [5, 6, 7]
     return {
         "input_ids": torch.tensor([ids]),
@@ -88,7 +88,7 @@ def _threads():
 def test_full_prefill_matches_flop_counter(kv_heads):
     config = tiny_config(kv_heads=kv_heads)
     reference, seq_len = counted_prefill(build(config), config)
-    analytic = F.prefill_flops(config, seq_len)
+    analytic = flops.prefill_flops(config, seq_len)
     assert seq_len == 3 + 4 + 3
     # Exact in practice: both count only matmuls/convs at 2 × MAC; norms/softmax are 0 in both.
     assert analytic == pytest.approx(reference, rel=0.03)
@@ -100,10 +100,10 @@ def test_vision_and_projector_match_flop_counter():
     model = build(config)
     pixels = inputs(config)["pixel_values"]
     tower = counted(lambda: model.model.vision_tower(pixels, output_hidden_states=True))
-    assert F.vision_flops(config) == tower
-    feats = torch.randn(1, F.num_image_tokens(config), 32)
+    assert flops.vision_flops(config) == tower
+    feats = torch.randn(1, flops.num_image_tokens(config), 32)
     proj = counted(lambda: model.model.multi_modal_projector(feats))
-    assert F.projector_flops(config, F.num_image_tokens(config)) == proj
+    assert flops.projector_flops(config, flops.num_image_tokens(config)) == proj
 
 
 def test_skipped_block_plan_matches_model_with_fewer_blocks():
@@ -112,8 +112,8 @@ def test_skipped_block_plan_matches_model_with_fewer_blocks():
     config4, config2 = tiny_config(layers=4), tiny_config(layers=2)
     reference, seq_len = counted_prefill(build(config2), config2)
     plan = Plan.from_kept_blocks(4, [0, 2])
-    assert F.prefill_flops(config4, seq_len, plan) == pytest.approx(reference, rel=0.03)
-    assert F.prefill_flops(config4, seq_len, plan) == reference
+    assert flops.prefill_flops(config4, seq_len, plan) == pytest.approx(reference, rel=0.03)
+    assert flops.prefill_flops(config4, seq_len, plan) == reference
 
 
 def test_sliced_head_plan_matches_model_with_fewer_heads():
@@ -124,15 +124,15 @@ def test_sliced_head_plan_matches_model_with_fewer_heads():
     reference, seq_len = counted_prefill(build(small), small)
     layer = LayerPlan(heads=(0, 1), mlp_groups=(0, 1))
     plan = Plan(layers=(layer,) * 4, mlp_group_count=4)
-    assert F.prefill_flops(config, seq_len, plan) == pytest.approx(reference, rel=0.03)
-    assert F.prefill_flops(config, seq_len, plan) == reference
+    assert flops.prefill_flops(config, seq_len, plan) == pytest.approx(reference, rel=0.03)
+    assert flops.prefill_flops(config, seq_len, plan) == reference
 
 
 def test_heads_from_two_kv_groups_keep_both_kv_heads():
     config = tiny_config(heads=4, kv_heads=2)
     plan = Plan(layers=(LayerPlan(heads=(0, 2)),) * 4)
-    expected = 4 * F.decoder_block_flops(config, 10, 10, heads=2, kv_heads=2)
-    assert F.llm_flops(config, 10, plan) == expected
+    expected = 4 * flops.decoder_block_flops(config, 10, 10, heads=2, kv_heads=2)
+    assert flops.llm_flops(config, 10, plan) == expected
 
 
 def test_decode_step_matches_flop_counter():
@@ -152,7 +152,7 @@ def test_decode_step_matches_flop_counter():
             logits_to_keep=1,
         )
     )
-    assert F.decode_step_flops(config, prompt_len + 1) == reference
+    assert flops.decode_step_flops(config, prompt_len + 1) == reference
 
 
 def test_generation_matches_flop_counter_on_generate():
@@ -165,52 +165,52 @@ def test_generation_matches_flop_counter_on_generate():
             **batch, max_new_tokens=new, min_new_tokens=new, do_sample=False, pad_token_id=0
         )
     )
-    result = F.generation_flops(config, prompt_len, new)
+    result = flops.generation_flops(config, prompt_len, new)
     assert result["flops"] == pytest.approx(reference, rel=0.03)
     assert result["flops"] == reference
-    steps = [F.decode_step_flops(config, prompt_len + j) for j in range(1, new)]
-    assert result["flops"] == F.prefill_flops(config, prompt_len) + sum(steps)
+    steps = [flops.decode_step_flops(config, prompt_len + j) for j in range(1, new)]
+    assert result["flops"] == flops.prefill_flops(config, prompt_len) + sum(steps)
     assert result["flops_ratio"] == 1.0
 
 
 def test_fastv_shortens_blocks_after_k():
     config = tiny_config()
     plan = Plan.full(4).with_tokens(fastv_layer=1, fastv_removed=3)
-    dense = F.decoder_block_flops
+    dense = flops.decoder_block_flops
     # tokens are dropped before block K (ranked by block K-1's attention): blocks >= K are short
     expected = 1 * dense(config, 10, 10) + 3 * dense(config, 7, 7)
-    assert F.llm_flops(config, 10, plan) == expected
+    assert flops.llm_flops(config, 10, plan) == expected
     # decode: blocks after K attend to R fewer cached keys
     step = 1 * dense(config, 1, 11) + 3 * dense(config, 1, 8)
-    assert F.llm_flops(config, 1, plan, past_len=10) == step
-    assert 0.5 < F.flops_ratio(config, 10, plan) < 1.0
+    assert flops.llm_flops(config, 1, plan, past_len=10) == step
+    assert 0.5 < flops.flops_ratio(config, 10, plan) < 1.0
 
 
 def test_flops_ratio_counts_token_reduction_against_full_length():
     config = tiny_config()
     plan = Plan.full(4).with_tokens(visual_tokens_removed=2)
-    ratio = F.flops_ratio(config, 8, plan)  # 10 tokens before PruMerge
-    assert ratio == pytest.approx(F.llm_flops(config, 8) / F.llm_flops(config, 10))
-    assert F.flops_ratio(config, 10, Plan.from_kept_blocks(4, [0, 1])) == pytest.approx(0.5)
-    assert F.flops_ratio(config, 10, None) == 1.0
+    ratio = flops.flops_ratio(config, 8, plan)  # 10 tokens before PruMerge
+    assert ratio == pytest.approx(flops.llm_flops(config, 8) / flops.llm_flops(config, 10))
+    assert flops.flops_ratio(config, 10, Plan.from_kept_blocks(4, [0, 1])) == pytest.approx(0.5)
+    assert flops.flops_ratio(config, 10, None) == 1.0
     # PruMerge shrinks the projector input too
-    full, pruned = F.prefill_flops(config, 10), F.prefill_flops(config, 8, plan)
+    full, pruned = flops.prefill_flops(config, 10), flops.prefill_flops(config, 8, plan)
     assert pruned < full
 
 
 def test_plan_length_must_match_model():
     with pytest.raises(ValueError, match="plan has 3 layers"):
-        F.llm_flops(tiny_config(layers=4), 10, Plan.full(3))
+        flops.llm_flops(tiny_config(layers=4), 10, Plan.full(3))
 
 
 def test_kv_cache_and_weight_bytes():
     config = tiny_config(heads=4, kv_heads=2, head_dim=16)
     # 4 blocks × (K+V) × 2 kv heads × 16 dims × 10 positions × 2 bytes
-    assert F.kv_cache_bytes(config, 10) == 4 * 2 * 2 * 16 * 10 * 2
-    assert F.kv_cache_bytes(config, 10, Plan.from_kept_blocks(4, [1])) == 2 * 2 * 16 * 10 * 2
+    assert flops.kv_cache_bytes(config, 10) == 4 * 2 * 2 * 16 * 10 * 2
+    assert flops.kv_cache_bytes(config, 10, Plan.from_kept_blocks(4, [1])) == 2 * 2 * 16 * 10 * 2
     model = build(config)
     n_params = sum(p.numel() for p in model.parameters())
-    assert F.weight_bytes(model) == 4 * n_params
+    assert flops.weight_bytes(model) == 4 * n_params
 
 
 def llava_7b_config() -> LlavaConfig:
@@ -236,11 +236,11 @@ def llava_7b_config() -> LlavaConfig:
 
 def test_llava_7b_shaped_prefill():
     config = llava_7b_config()
-    assert F.num_image_tokens(config) == 576
-    llm_tflops = F.llm_flops(config, 576 + 64) / 1e12
+    assert flops.num_image_tokens(config) == 576
+    llm_tflops = flops.llm_flops(config, 576 + 64) / 1e12
     print(f"llava-1.5-7b: LLM prefill 640 tokens = {llm_tflops:.2f} TFLOPs")
     assert llm_tflops == pytest.approx(8.6, rel=0.10)
     # CLIP ViT-L/14-336, all 24 layers on 577 tokens: ~0.38 TFLOPs
-    assert F.vision_flops(config) / 1e12 == pytest.approx(0.38, rel=0.05)
+    assert flops.vision_flops(config) / 1e12 == pytest.approx(0.38, rel=0.05)
     # fp16 KV cache for 640 tokens: 32 blocks × 2 × 4096 × 640 × 2 bytes = 320 MiB
-    assert F.kv_cache_bytes(config, 640) == 320 * 2**20
+    assert flops.kv_cache_bytes(config, 640) == 320 * 2**20

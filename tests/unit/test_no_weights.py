@@ -9,8 +9,7 @@ import resource
 import pytest
 import torch
 
-from adabench.measure import flops as F
-from adabench.models import catalog
+from adabench.models import catalog, flops
 from adabench.models import no_weights as nw
 from adabench.models.plan import Plan
 
@@ -44,7 +43,7 @@ def test_shipped_config_loads_offline_and_builds_on_meta(
         336,
         14,
     )
-    assert F.num_image_tokens(config) == 576
+    assert flops.num_image_tokens(config) == 576
     assert catalog.adallava_settings_for(name) == {"prefix_layers": prefix, "group_size": 8}
 
     rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -63,7 +62,7 @@ def test_shipped_config_loads_offline_and_builds_on_meta(
         for m in block.modules()
         if isinstance(m, torch.nn.Linear)
     )
-    assert linear + 4 * s * s * hidden == F.decoder_block_flops(config, s, s)
+    assert linear + 4 * s * s * hidden == flops.decoder_block_flops(config, s, s)
 
 
 def test_unknown_shipped_name_is_none_and_config_for_explains():
@@ -206,7 +205,7 @@ def test_no_weights_llava_shaped_config_uses_the_synthetic_processor():
     cell, rows = _run_one_cell(loaded, "adallava-l", 0.75, limit=1, max_new_tokens=1)
     plan = Plan.from_kept_blocks(4, [0, 1, 2])
     assert rows[0]["plan"].count("1") == 3 and rows[0]["flops_ratio"] == pytest.approx(0.75)
-    assert cell["llm_flops"] == F.llm_flops(config, _prompt_len(loaded), plan)
+    assert cell["llm_flops"] == flops.llm_flops(config, _prompt_len(loaded), plan)
 
 
 def _prompt_len(loaded) -> int:

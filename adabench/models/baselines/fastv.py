@@ -6,7 +6,7 @@ attention of the last block that runs before K, computed for that one query row,
 attention implementation is forced, and the KV cache of later blocks holds only kept tokens.
 
 R: `--method-arg r=0.5` drops ⌊r·n_visual⌋ tokens; without `r`, R is the smallest count whose
-decoder-block `flops_ratio` (adabench.measure.flops, on this prompt) is ≤ the budget, i.e. the
+decoder-block `flops_ratio` (adabench.models.flops, on this prompt) is ≤ the budget, i.e. the
 largest ratio that fits. A budget that even dropping every visual token cannot meet on this
 prompt is a UserError naming the minimum for that prompt; `min_budget` is a lower bound over
 all prompts (one text token, k = 1), checked when the method is built.
@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 
 from adabench.errors import UserError
-from adabench.measure.flops import flops_ratio, num_image_tokens
 from adabench.models.baselines import TokenChoice, TokenMethod, visual_count
+from adabench.models.flops import flops_ratio, num_image_tokens
 from adabench.models.methods import register
 from adabench.models.plan import Plan
 

@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from adabench.errors import UserError
-from adabench.measure.flops import flops_ratio, num_image_tokens
 from adabench.models.baselines import TokenChoice, TokenMethod, visual_count
+from adabench.models.flops import flops_ratio, num_image_tokens
 from adabench.models.methods import register
 from adabench.models.plan import Plan
 
