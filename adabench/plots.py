@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 
 from adabench.analysis.pareto import accuracy_by_family, pareto, x_column  # noqa: E402
 from adabench.errors import UserError, did_you_mean  # noqa: E402
-from adabench.sweep.store import Run, load_run  # noqa: E402
+from adabench.store import Run, load_run  # noqa: E402
 
 FORMATS = ("png", "pdf", "svg")
 WIDTH_IN = 3.5  # one column of a two-column paper

@@ -14,7 +14,7 @@ import pandas as pd
 from adabench.analysis.adherence import budget_adherence
 from adabench.analysis.findings import AA_WIDTH, find
 from adabench.errors import UserError
-from adabench.sweep.store import CELL_KEY, Run, devices, load_run
+from adabench.store import CELL_KEY, Run, devices, load_run
 
 CAPTIONS = {
     "pareto": "Accuracy vs cost per contention level; error bars are 95 % CIs, the grey band is "

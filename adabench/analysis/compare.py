@@ -22,7 +22,7 @@ from adabench.analysis.significance import (
     paired_test,
 )
 from adabench.errors import UserError
-from adabench.sweep.store import CELL_KEY, Run, devices
+from adabench.store import CELL_KEY, Run, devices
 
 WORSE, BETTER, SAME, NA = "+", "-", "~", "x"
 

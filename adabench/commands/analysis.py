@@ -90,7 +90,7 @@ def register(app: typer.Typer) -> None:
         from adabench.analysis.compare import compare_runs, summary_rows, to_json, to_markdown
         from adabench.console import print_json
         from adabench.errors import check_range, did_you_mean
-        from adabench.sweep.store import load_run
+        from adabench.store import load_run
 
         if format not in ("table", "markdown", "json"):
             raise did_you_mean(format, ["table", "markdown", "json"], "format")

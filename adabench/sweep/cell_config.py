@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from adabench.errors import UserError
 from adabench.slo.controller import DEFAULT_ALPHA, DEFAULT_K_DEV, DEFAULT_MARGIN
-from adabench.sweep.store import cell_id
+from adabench.store import cell_id
 
 
 @dataclass

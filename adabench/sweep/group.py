@@ -81,7 +81,7 @@ class GroupResult:
 
 def group_id(cell: CellConfig, order: str) -> str:
     """Returns the id of the group of `cell`: what its arms share, and the order they run in."""
-    from adabench.sweep.store import cell_id
+    from adabench.store import cell_id
 
     keys = ("suite", "split", "limit", "model", "contention", "contention_kind", "seed")
     coords = {k: getattr(cell, k) for k in keys}

@@ -18,10 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from adabench import __version__, console
+from adabench import __version__, console, store
 from adabench.config import SweepConfig, checked_values
 from adabench.errors import UserError
-from adabench.sweep import store
 from adabench.sweep.lock import RunLock
 
 GRID_KEYS = ("models", "methods", "suites", "budgets", "contention", "slo_ms")

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 
-from adabench import __version__, console
+from adabench import __version__, console, store
 from adabench.config import SweepConfig
 from adabench.errors import UserError
-from adabench.sweep import store
 from adabench.sweep.cell import CellConfig
 from adabench.sweep.grid import expand
 from adabench.sweep.group import GroupData

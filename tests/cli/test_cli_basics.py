@@ -90,7 +90,7 @@ def test_eval_errors_exit_2(args, message, random_llava_dir):
 
 
 def test_eval_json_has_cell_columns(random_llava_dir):
-    from adabench.sweep.store import CELL_COLUMNS
+    from adabench.store import CELL_COLUMNS
 
     result = runner.invoke(
         app,

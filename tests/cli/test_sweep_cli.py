@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from adabench.cli import app
-from adabench.sweep.store import CELL_COLUMNS, SAMPLE_COLUMNS
+from adabench.store import CELL_COLUMNS, SAMPLE_COLUMNS
 
 runner = CliRunner()
 
@@ -139,7 +139,7 @@ def test_errors_exit_2_without_traceback(args, message, tmp_path):
 
 def test_existing_run_folder_is_never_overwritten(random_llava_dir, tmp_path):
     from adabench.errors import UserError
-    from adabench.sweep.store import new_run_dir
+    from adabench.store import new_run_dir
 
     first = new_run_dir(tmp_path, "same", now=__import__("datetime").datetime(2026, 1, 1))
     with pytest.raises(UserError):

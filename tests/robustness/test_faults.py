@@ -217,7 +217,7 @@ def test_yaml_scalars_for_lists_read_like_the_flags(tmp_path):
 
 
 def test_damaged_parts_are_left_out_of_reads_with_a_warning(tmp_path, capsys):
-    from adabench.sweep import store
+    from adabench import store
 
     run = a_run(tmp_path)
     (run / "cells.parquet").unlink()

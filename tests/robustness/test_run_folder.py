@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from adabench.sweep import store
+from adabench import store
 from adabench.sweep.lock import RunLock
 
 GRID = ["--models", "tiny", "--methods", "full,layer-drop", "--budgets", "0.5", "--contention",

@@ -22,7 +22,7 @@ from adabench.analysis.compare import (
 )
 from adabench.analysis.pareto import accuracy_by_family, frontier_mask, pareto
 from adabench.errors import UserError
-from adabench.sweep.store import Run, load_run
+from adabench.store import Run, load_run
 
 _spec = importlib.util.spec_from_file_location(
     "make_run", Path(__file__).parents[1] / "fixtures" / "make_run.py"
@@ -183,7 +183,7 @@ def _two_devices(run: Run) -> Run:
 
 def test_compare_and_report_group_by_device_when_a_run_spans_several(runs, tmp_path):
     from adabench.report import _sections
-    from adabench.sweep.store import add_latency_ratio
+    from adabench.store import add_latency_ratio
 
     base, worse = runs
     spread = _two_devices(base)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from adabench.analysis.findings import dominated_mask, find, format_p
-from adabench.sweep.store import load_run
+from adabench.store import load_run
 
 _spec = importlib.util.spec_from_file_location(
     "make_run", Path(__file__).parents[1] / "fixtures" / "make_run.py"

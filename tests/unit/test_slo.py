@@ -269,9 +269,9 @@ def test_budget_grid_and_profile(tiny_l):
 
 
 def test_slo_cell_drops_budget_when_slower_than_predicted(tiny_l, tmp_path):
-    from adabench.sweep.slo_cell import run_slo_cell
-    from adabench.sweep import store
+    from adabench import store
     from adabench.sweep.cell import CellConfig
+    from adabench.sweep.slo_cell import run_slo_cell
 
     loaded, spec, samples, prepared = tiny_l
     # Predicts ~0.01 ms, far below any real run: at slowdown 1 the full budget fits the 0.0115 ms

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from adabench import store
 from adabench.errors import UserError
-from adabench.sweep import store
 
 NOW = dt.datetime(2025, 1, 2, 3, 4, 5)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from adabench.console import fit_columns
-from adabench.sweep.store import load_run
+from adabench.store import load_run
 from adabench.sweep.summary import print_summary
 
 _spec = importlib.util.spec_from_file_location(
