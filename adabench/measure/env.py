@@ -77,7 +77,7 @@ def _ram_gb() -> float | None:
         return None
 
 
-def _git_commit() -> dict[str, Any]:
+def git_commit() -> dict[str, Any]:
     root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
@@ -205,7 +205,7 @@ def fingerprint() -> dict[str, Any]:
         "gpus": gpus,
         "gpu_note": gpu_note,
         "mps": _mps_state(),
-        "git": _git_commit(),
+        "git": git_commit(),
         "env": {name: os.environ.get(name) for name in ENV_VARS},
         "image_backend": image_backend(),
     }

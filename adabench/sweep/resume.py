@@ -193,14 +193,14 @@ def _check_version(run_dir: Path, meta: dict, force: bool) -> None:
 
 
 def _write_new(run_dir: Path, cfg: SweepConfig, argv: list[str]) -> None:
-    from adabench.measure.env import _git_commit, fingerprint
+    from adabench.measure.env import git_commit, fingerprint
 
     store.write_config(run_dir, cfg.to_dict())
     store.write_meta(
         run_dir,
         {
             "adabench_version": __version__,
-            "code": {"adabench": __version__, **_git_commit()},
+            "code": {"adabench": __version__, **git_commit()},
             "command": argv,
             "start": dt.datetime.now().isoformat(timespec="seconds"),
             "seed": cfg.seed,

@@ -317,7 +317,8 @@ def _run_slo(
 ):
     """Runs one SLO cell; the latency model is profiled once per (model, method, suite) with the
     stress paused and cached as JSON in RUN_DIR/latency/."""
-    from adabench.slo.latency_model import LatencyModel, profile_latency
+    from adabench.slo.latency_model import LatencyModel
+    from adabench.sweep.latency_profile import profile_latency
     from adabench.sweep.slo_cell import is_budgeted, run_slo_cell
 
     model = None
@@ -471,9 +472,9 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _code_version() -> dict:
-    from adabench.measure.env import _git_commit
+    from adabench.measure.env import git_commit
 
-    return {"adabench": __version__, **_git_commit()}
+    return {"adabench": __version__, **git_commit()}
 
 
 def open_run(

@@ -19,9 +19,10 @@ import numpy as np
 
 from adabench.errors import UserError
 from adabench.slo.controller import DEFAULT_ALPHA, DEFAULT_K_DEV, DEFAULT_MARGIN, SloController
-from adabench.slo.latency_model import LatencyModel, budget_grid
+from adabench.slo.latency_model import LatencyModel
 from adabench.slo.schedule import ScheduleDriver, format_schedule
 from adabench.sweep.cell_config import CellConfig, slo_cell_id
+from adabench.sweep.latency_profile import budget_grid
 
 
 def is_budgeted(method_name: str) -> bool:

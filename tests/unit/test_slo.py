@@ -250,7 +250,7 @@ def tiny_l(random_adallava_dirs):
 
 
 def test_budget_grid_and_profile(tiny_l):
-    from adabench.slo.latency_model import budget_grid, profile_latency
+    from adabench.sweep.latency_profile import budget_grid, profile_latency
 
     loaded, spec, samples, prepared = tiny_l
     assert budget_grid(loaded, "adallava-l") == GRID  # 8 blocks, prefix 4
