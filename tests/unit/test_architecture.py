@@ -13,6 +13,20 @@ import adabench
 
 PACKAGE_DIR = Path(adabench.__file__).parent
 
+LAYERS = [
+    {"cli"},
+    {"commands"},
+    {"sweep", "report", "convert", "flops_table"},
+    {"plots"},
+    {"plots_atlas"},
+    {"models", "contention", "analysis"},
+    {"data", "measure", "slo", "config", "store"},
+    {"registry", "console"},
+    {"errors"},
+]
+"""Subpackages and top-level modules of adabench/, from the top: a module imports only from
+layers below its own (docs/architecture.md draws the same picture)."""
+
 
 def _module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts
@@ -125,6 +139,28 @@ def test_the_package_graph_is_acyclic():
             package_graph.setdefault(a, set()).add(b)
     cycle = find_cycle(package_graph)
     assert cycle is None, "package cycle: " + " → ".join(cycle)
+
+
+def _layer(package: str) -> int:
+    name = package.removeprefix("adabench.")
+    return next(i for i, layer in enumerate(LAYERS) if name in layer)
+
+
+def test_every_package_has_a_layer():
+    packages = {_package_of(m) for m in module_sources()} - {"adabench"}
+    unlisted = {p.removeprefix("adabench.") for p in packages} - set().union(*LAYERS)
+    assert unlisted == set()
+
+
+def test_imports_run_down_the_layers():
+    upward = sorted(
+        f"{importer}:{line} imports {target}"
+        for importer, target, _, line in imports(module_sources())
+        if (a := _package_of(importer)) != (b := _package_of(target))
+        and b != "adabench"
+        and _layer(a) >= _layer(b)
+    )
+    assert upward == []
 
 
 def test_no_private_name_is_imported_from_another_module():
