@@ -362,7 +362,7 @@ def _attach_random_head(loaded, cell: CellConfig, prepared, cfg: SweepConfig):
     from adabench.sweep.grid import needs_adallava
 
     variant = needs_adallava(cell.method)
-    heads = loaded.__dict__.setdefault("_random_heads", {})
+    heads = loaded.random_heads
     if variant and variant not in heads:
         heads[variant] = build_random_head(
             loaded.config,
