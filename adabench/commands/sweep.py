@@ -179,7 +179,9 @@ def register(app: typer.Typer) -> None:
         }
         if extend and resume is None:
             raise UserError("--extend adds grid values to a run: use it with --resume RUN")
-        runner = make_executor(executor, ray_address, gpus_per_task, cpus_per_task, max_retries)
+        sweep_executor = make_executor(
+            executor, ray_address, gpus_per_task, cpus_per_task, max_retries
+        )
         if resume is not None:
             cfg = None
         else:
@@ -193,7 +195,7 @@ def register(app: typer.Typer) -> None:
             as_json=json_,
             argv=sys.argv,
             cli_overrides=overrides if resume is not None else {},
-            executor=runner,
+            executor=sweep_executor,
             config_path=config if resume is not None else None,
             extend=extend,
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -32,6 +32,11 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     adallava: object | None = None  # adabench.models.adallava.model.AdaLlavaHead
+    weights: str = "trained"  # "random" for --no-weights builds (adabench/models/no_weights.py)
+    random_heads: dict[str, object] = field(default_factory=dict, repr=False)
+    """--no-weights: the random AdaLLaVA head built per variant ("L", "H"), reused across cells."""
+    flops_memo: dict[tuple, dict] = field(default_factory=dict, repr=False)
+    """Analytic FLOPs per (prompt length, new tokens, plan, full length): see sweep/rows.py."""
 
     @property
     def variant(self) -> str | None:

@@ -59,7 +59,7 @@ def build_no_weights(
     `name_or_config`: a shipped name ("llava-1.5-7b"), an embedded alias or local folder (its
     config.json and processor are used; its weights are not read), or a `LlavaConfig`.
     `adallava_variant` "L" / "H" adds a random AdaLLaVA head (P and r from the shipped settings,
-    else N/2 and 8). The result carries `loaded.weights = "random"`."""
+    else N/2 and 8). The result has `weights == "random"`."""
     name, config, processor = _config_and_processor(name_or_config)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
@@ -72,9 +72,9 @@ def build_no_weights(
         head = build_random_head(
             config, adallava_variant, dev, dt, seed + 1, **adallava_settings_for(name)
         )
-    loaded = LoadedModel(name, f"random weights ({name})", model, processor, dev, dt, head)
-    loaded.weights = "random"
-    return loaded
+    return LoadedModel(
+        name, f"random weights ({name})", model, processor, dev, dt, head, weights="random"
+    )
 
 
 def create_empty(config, device: torch.device | str, dtype: torch.dtype):

@@ -20,7 +20,7 @@ def sample_content(loaded: LoadedModel, spec: SuiteSpec, sample: Sample, gen, me
     method's numeric/text info (e.g. kept visual tokens). Times are not included."""
     tok = loaded.processor.tokenizer
     text = tok.decode(gen.token_ids, skip_special_tokens=True).strip()
-    weights = getattr(loaded, "weights", "trained")
+    weights = loaded.weights
     if weights == "random" or not sample.answers:
         score = math.nan  # random weights (latency-only run) or hidden answers (VQAv2 test-dev)
     else:
@@ -53,7 +53,7 @@ def _generation_flops(
 ) -> dict:
     """Returns `flops.generation_flops`, memoised per model on (lengths, plan): plans and lengths
     repeat across samples, and the analytic count is pure Python (harness overhead)."""
-    memo = loaded.__dict__.setdefault("_flops_memo", {})
+    memo = loaded.flops_memo
     key = (prompt_len, new_tokens, plan, full_len)
     if key not in memo:
         memo[key] = flops_mod.generation_flops(
