@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -16,23 +17,27 @@ out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, highlight=False)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """Returns `value` as plain JSON/YAML data: NaN and ±inf become None, paths strings, numpy
+    and torch scalars and arrays Python numbers and lists, tuples lists, dict keys strings."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist") and getattr(value, "ndim", 0) > 0:  # numpy / torch arrays
+        return jsonable(value.tolist())
     if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        return _jsonable(value.item())
-    if hasattr(value, "tolist"):
-        return _jsonable(value.tolist())
+        return jsonable(value.item())
     return value
 
 
 def print_json(obj: Any) -> None:
     """Prints `obj` as one JSON document on stdout (NaN/inf become null so the JSON stays valid)."""
-    sys.stdout.write(json.dumps(_jsonable(obj), indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(jsonable(obj), indent=2, default=str) + "\n")
     sys.stdout.flush()
 
 

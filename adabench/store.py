@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from adabench import console
 from adabench.errors import UserError
 
 SAMPLE_COLUMNS: list[str] = [
@@ -120,7 +121,9 @@ def new_run_dir(out: Path, name: str, now: dt.datetime | None = None) -> Path:
 
 def write_meta(run_dir: Path, meta: dict) -> None:
     """Writes ``meta.json`` atomically (NaN/inf become null)."""
-    _atomic_write_text(Path(run_dir) / "meta.json", json.dumps(_jsonable(meta), indent=2) + "\n")
+    _atomic_write_text(
+        Path(run_dir) / "meta.json", json.dumps(console.jsonable(meta), indent=2) + "\n"
+    )
 
 
 def read_meta(run_dir: Path) -> dict:
@@ -142,7 +145,7 @@ def read_meta(run_dir: Path) -> dict:
 
 def write_config(run_dir: Path, config: dict) -> None:
     """Writes the resolved sweep config as ``config.yaml`` (yaml.safe_dump, atomic)."""
-    text = yaml.safe_dump(_jsonable(config), sort_keys=False)
+    text = yaml.safe_dump(console.jsonable(config), sort_keys=False)
     _atomic_write_text(Path(run_dir) / "config.yaml", text)
 
 
@@ -231,7 +234,6 @@ def _scan_parts(run_dir: Path) -> tuple[dict[str, tuple[pa.Table, pa.Table]], di
 def quarantine_damaged(run_dir: Path) -> dict[str, str]:
     """Moves the parts of every damaged cell (`damaged_parts`) to ``parts/damaged/`` so the
     cell runs again, warns once per cell on stderr, and returns {cell_id: what was wrong}."""
-    from adabench import console
 
     parts = Path(run_dir) / "parts"
     damaged = damaged_parts(run_dir)
@@ -279,8 +281,6 @@ def load_run(run_dir: Path) -> Run:
                 samples = pd.read_parquet(samples_path)
                 return Run(run_dir, read_meta(run_dir), config, cells, samples)
         except (OSError, pa.ArrowException, ValueError, KeyError) as exc:
-            from adabench import console
-
             console.warn(f"{run_dir}: cells.parquet/samples.parquet do not read back "
                          f"({_first_line(exc)}); reading the parts instead")  # fmt: skip
     elif not (run_dir / "parts").is_dir():
@@ -317,8 +317,6 @@ def _read_parts(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Returns (cells, samples) from the parts that read back whole; warns about the others."""
     tables, damaged = _scan_parts(run_dir)
     if damaged:
-        from adabench import console
-
         for cid, reason in damaged.items():
             console.warn(f"{run_dir}: cell {cid} left out: {reason} "
                          f"(`adabench sweep --resume {run_dir}` runs it again)")  # fmt: skip
@@ -390,17 +388,3 @@ def _first_line(exc: BaseException) -> str:
     """Returns the first line of an exception's message (its class name when it has none)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return _jsonable(value.item())
-    return value
