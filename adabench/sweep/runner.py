@@ -24,6 +24,7 @@ from adabench.errors import UserError
 from adabench.sweep.cell import CellConfig
 from adabench.sweep.grid import expand
 from adabench.sweep.group import GroupData
+from adabench.sweep.resume import open_run
 
 
 @dataclass
@@ -475,26 +476,6 @@ def _code_version() -> dict:
     from adabench.measure.env import git_commit
 
     return {"adabench": __version__, **git_commit()}
-
-
-def open_run(
-    cfg: SweepConfig | None,
-    out: Path,
-    name: str,
-    resume: Path | None,
-    force: bool,
-    argv: list[str],
-    cli_overrides: dict,
-    config_path: Path | None = None,
-    extend: bool = False,
-):
-    """Context manager yielding (run folder, config) under the folder's lock: a new folder, or
-    the resumed one with its stored (or `extend`-ed) config — see `adabench.sweep.resume`."""
-    from adabench.sweep import resume as resuming
-
-    return resuming.open_run(
-        cfg, out, name, resume, force, argv, cli_overrides, config_path=config_path, extend=extend
-    )
 
 
 def run_sweep(
