@@ -19,7 +19,8 @@ import torch
 
 from adabench.data.suites import get_spec, load_suite
 from adabench.models.loading import load_model
-from adabench.sweep.cell import CellConfig, prepare_samples, run_cell
+from adabench.sweep.cell import CellConfig, prepare_samples
+from adabench.sweep.group import run_single
 
 SETTINGS = (
     ("tiny", "layer-drop"),
@@ -41,7 +42,7 @@ def main(limit: int = 40, repeats: int = 3) -> list[dict]:
         prepared = prepare_samples(loaded, spec, samples)
         base = None
         for b in BUDGETS:
-            cell, _ = run_cell(
+            cell, _ = run_single(
                 loaded,
                 spec,
                 samples,

@@ -3,7 +3,7 @@
 Swept: methods full and layer-drop@0.5 on `tiny`, shapes test, 40 samples, 3 repeats.
 Numbers:
   model_ms      sum of end-to-end generation latencies measured by the Timer (vision, prefill, decode)
-  wall_ms       wall time of the whole cell (run_cell: method set-up, timing, scoring, FLOPs, stats)
+  wall_ms       wall time of the whole cell (run_single: method set-up, timing, scoring, FLOPs, stats)
   overhead_pct  (wall_ms − model_ms) ÷ wall_ms — the time adabench spends outside model work
   timer_us      cost of one Timer.track() on this device
 Prints one table row per setting and a JSON line at the end.
@@ -20,7 +20,8 @@ import torch
 from adabench.data.suites import get_spec, load_suite
 from adabench.measure.timing import Timer
 from adabench.models.loading import load_model
-from adabench.sweep.cell import CellConfig, prepare_samples, run_cell
+from adabench.sweep.cell import CellConfig, prepare_samples
+from adabench.sweep.group import run_single
 
 
 def timer_overhead_us(n: int = 20000) -> float:
@@ -48,7 +49,7 @@ def main(model: str = "tiny", limit: int = 40, repeats: int = 3) -> list[dict]:
             model=model, method=method, budget=budget, limit=limit, repeats=repeats, warmup=2
         )
         start = time.perf_counter()
-        _, rows = run_cell(loaded, spec, samples, prepared, cfg)
+        _, rows = run_single(loaded, spec, samples, prepared, cfg)
         wall_ms = (time.perf_counter() - start) * 1e3
         model_ms = sum(sum(r["latency_ms_repeats"]) for r in rows)
         warm_ms = 0.0  # warm-up generations are part of wall time; estimate them from the mean

@@ -1,23 +1,20 @@
-"""One cell: (model, method, budget, suite, contention) → one cells.parquet row + sample rows.
+"""The samples of a cell, prepared once: tokenized prompts and image tensors on the host.
 
-`adabench eval` runs one cell; the sweep runs a group of cells together, paired sample by
-sample (adabench/sweep/group.py: the one sample loop both use). Latency is the model's time
-(vision tower, prefill, decode) at batch size 1 with greedy decoding; tokenization and image
-preprocessing happen once per suite, outside the timed region, and each prepared sample moves
-to the device just before its timed runs.
+`adabench eval` runs one cell (`adabench.sweep.group.run_single`); the sweep runs a group of
+cells together, paired sample by sample (adabench/sweep/group.py: the one sample loop both
+use). Latency is the model's time (vision tower, prefill, decode) at batch size 1 with greedy
+decoding; tokenization and image preprocessing happen here, once per suite, outside the timed
+region, and each prepared sample moves to the device just before its timed runs.
 """
 
 from __future__ import annotations
-
-import math
-from collections.abc import Callable
 
 from adabench.data.sample import Sample, SuiteSpec
 from adabench.models.loading import LoadedModel
 from adabench.sweep.cell_config import CellConfig
 from adabench.sweep.generate import PreparedSample
 
-__all__ = ["CellConfig", "prepare_samples", "run_cell"]
+__all__ = ["CellConfig", "prepare_samples"]
 
 
 def prepare_samples(
@@ -37,19 +34,3 @@ def prepare_samples(
             ids, pixels = ids.pin_memory(), pixels.pin_memory()
         out.append(PreparedSample(s.id, ids, pixels))
     return out
-
-
-def run_cell(
-    loaded: LoadedModel,
-    spec: SuiteSpec,
-    samples: list[Sample],
-    prepared: list[PreparedSample],
-    cfg: CellConfig,
-    achieved_slowdown: float = math.nan,
-    on_sample: Callable[[int, int], None] | None = None,
-) -> tuple[dict, list[dict]]:
-    """Runs one cell on its own (no `full` partner: ratio columns NaN unless the cell is `full`)
-    and returns (cell row, sample rows)."""
-    from adabench.sweep.group import run_single
-
-    return run_single(loaded, spec, samples, prepared, cfg, achieved_slowdown, on_sample)

@@ -10,7 +10,8 @@ from adabench.errors import check_range
 from adabench.models.factory import build_method
 from adabench.models.loading import load_model
 from adabench.models.methods import parse_method_args
-from adabench.sweep.cell import CellConfig, prepare_samples, run_cell
+from adabench.sweep.cell import CellConfig, prepare_samples
+from adabench.sweep.group import run_single
 
 
 def evaluate_one(
@@ -65,7 +66,7 @@ def evaluate_one(
     console.log(
         f"eval {model} · {method} @ {budget} · {suite}/{split} · n={len(samples)} · {loaded.device}"
     )
-    cell, rows = run_cell(loaded, spec, samples, prepared, cfg)
+    cell, rows = run_single(loaded, spec, samples, prepared, cfg)
     if samples_out:
         import pandas as pd
 

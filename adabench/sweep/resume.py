@@ -193,7 +193,7 @@ def _check_version(run_dir: Path, meta: dict, force: bool) -> None:
 
 
 def _write_new(run_dir: Path, cfg: SweepConfig, argv: list[str]) -> None:
-    from adabench.measure.env import git_commit, fingerprint
+    from adabench.measure.env import fingerprint, git_commit
 
     store.write_config(run_dir, cfg.to_dict())
     store.write_meta(

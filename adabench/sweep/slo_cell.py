@@ -2,7 +2,7 @@
 
 Methods with a budget run under `SloController` (one decision before each sample, one
 observation of its measured latency after it; a sample's `repeats` share its budget and their
-mean is the observation); `full` runs as is. Rows have the columns of `adabench.sweep.cell.run_cell`
+mean is the observation); `full` runs as is. Rows have the columns of `adabench.sweep.group.run_single`
 plus, per sample, `chosen_budget`, `estimated_slowdown`, `slo_met`, `flagged`, `contention_now`,
 `t_s`; per cell, `slo_ms`, `slo_attainment`, the chosen-budget distribution and `slo_mode`.
 The cell's `budget` is the method's maximum, 1.0, and its `cell_id` also hashes the target,

@@ -82,7 +82,8 @@ def test_save_load_round_trip(tmp_path):
 def test_adallava_cell_respects_budget_and_plans_vary(random_adallava_dirs, variant):
     from adabench.data.suites import get_spec, load_suite
     from adabench.models.loading import load_model
-    from adabench.sweep.cell import CellConfig, prepare_samples, run_cell
+    from adabench.sweep.cell import CellConfig, prepare_samples
+    from adabench.sweep.group import run_single
 
     loaded = load_model(str(random_adallava_dirs[variant]), device="cpu")
     spec = get_spec("shapes")
@@ -91,7 +92,7 @@ def test_adallava_cell_respects_budget_and_plans_vary(random_adallava_dirs, vari
     method = f"adallava-{variant.lower()}"
     ratios = {}
     for b in (0.5, 0.75, 1.0):
-        cell, rows = run_cell(
+        cell, rows = run_single(
             loaded,
             spec,
             samples,

@@ -34,11 +34,12 @@ def shapes(loaded):
 
 
 def _cell(loaded, shapes, method, budget, **kw):
-    from adabench.sweep.cell import CellConfig, run_cell
+    from adabench.sweep.cell import CellConfig
+    from adabench.sweep.group import run_single
 
     spec, samples, prepared = shapes
     cfg = CellConfig(model="x", method=method, budget=budget, warmup=0, max_new_tokens=2, **kw)
-    return run_cell(loaded, spec, samples, prepared, cfg)
+    return run_single(loaded, spec, samples, prepared, cfg)
 
 
 def _generation(loaded, method, ps):

@@ -144,7 +144,8 @@ def _run_one_cell(
     loaded, method: str, budget: float, limit: int = 2, max_new_tokens: int = 2
 ) -> tuple[dict, list]:
     from adabench.data.suites import get_spec, load_suite
-    from adabench.sweep.cell import CellConfig, prepare_samples, run_cell
+    from adabench.sweep.cell import CellConfig, prepare_samples
+    from adabench.sweep.group import run_single
 
     spec = get_spec("shapes")
     samples = load_suite("shapes", split="test", limit=limit, seed=0)
@@ -156,7 +157,7 @@ def _run_one_cell(
         warmup=0,
         max_new_tokens=max_new_tokens,
     )
-    return run_cell(loaded, spec, samples, prepare_samples(loaded, spec, samples), cfg)
+    return run_single(loaded, spec, samples, prepare_samples(loaded, spec, samples), cfg)
 
 
 @pytest.mark.parametrize(
@@ -222,7 +223,8 @@ def _prompt_len(loaded) -> int:
 
 def test_centred_random_scheduler_plans_follow_the_input(random_llava_dir):
     from adabench.data.suites import get_spec, load_suite
-    from adabench.sweep.cell import CellConfig, prepare_samples, run_cell
+    from adabench.sweep.cell import CellConfig, prepare_samples
+    from adabench.sweep.group import run_single
 
     torch.set_num_threads(1)
     loaded = nw.build_no_weights(
@@ -233,5 +235,5 @@ def test_centred_random_scheduler_plans_follow_the_input(random_llava_dir):
     prepared = prepare_samples(loaded, spec, samples)
     assert nw.center_random_scheduler_(loaded, prepared) == 8
     cfg = CellConfig(model="random", method="adallava-l", budget=0.75, warmup=0, max_new_tokens=1)
-    cell, _ = run_cell(loaded, spec, samples, prepared, cfg)
+    cell, _ = run_single(loaded, spec, samples, prepared, cfg)
     assert cell["distinct_plans"] > 1

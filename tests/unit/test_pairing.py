@@ -13,8 +13,8 @@ import math
 import pytest
 
 from adabench.sweep import pairing
-from adabench.sweep.group import AA, Arm, arm_ratios, full_partner, worst_half_width
 from adabench.sweep.cell_config import CellConfig
+from adabench.sweep.group import AA, Arm, arm_ratios, full_partner, worst_half_width
 
 
 def _simulate(order: str, costs: list[float], drift, n_samples=60, repeats=1, seed=0, noise=0.0):

@@ -41,11 +41,12 @@ def test_loads_with_plain_transformers_and_answers(name):
 def _accuracy(name, method, budget, limit=60, rows_out=None):
     from adabench.data.suites import get_spec, load_suite
     from adabench.models.loading import load_model
-    from adabench.sweep.cell import CellConfig, prepare_samples, run_cell
+    from adabench.sweep.cell import CellConfig, prepare_samples
+    from adabench.sweep.group import run_single
 
     loaded = load_model(name, device="cpu")
     spec, samples = get_spec("shapes"), load_suite("shapes", limit=limit)
-    cell, rows = run_cell(
+    cell, rows = run_single(
         loaded,
         spec,
         samples,
