@@ -19,6 +19,20 @@ DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 MAX_RANGE_VALUES = 1000
 
 
+def check_run_settings(
+    repeats: int, warmup: int, limit: int | None, max_new_tokens: int | None
+) -> None:
+    """Raises UserError for a setting a sweep and a single cell share that is out of range."""
+    if repeats < 1:
+        raise UserError(f"repeats must be >= 1, got {repeats}")
+    if warmup < 0:
+        raise UserError(f"warmup must be >= 0, got {warmup}")
+    if limit is not None and limit < 1:
+        raise UserError(f"limit must be >= 1, got {limit}")
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise UserError(f"max-new-tokens must be >= 1, got {max_new_tokens}")
+
+
 @dataclass
 class SweepConfig:
     """Everything that defines a sweep's grid and how each cell is measured."""
@@ -111,14 +125,7 @@ class SweepConfig:
         self.contention = [
             check_range(float(c), 0.0, 1.0, "contention level") for c in self.contention
         ]
-        if self.repeats < 1:
-            raise UserError(f"repeats must be >= 1, got {self.repeats}")
-        if self.warmup < 0:
-            raise UserError(f"warmup must be >= 0, got {self.warmup}")
-        if self.limit is not None and self.limit < 1:
-            raise UserError(f"limit must be >= 1, got {self.limit}")
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise UserError(f"max-new-tokens must be >= 1, got {self.max_new_tokens}")
+        check_run_settings(self.repeats, self.warmup, self.limit, self.max_new_tokens)
         if self.threads is not None and self.threads < 1:
             raise UserError(f"threads must be >= 1, got {self.threads}")
         if self.order not in ORDERS:

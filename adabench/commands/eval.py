@@ -63,13 +63,13 @@ def register(app: typer.Typer) -> None:
 
         Example: adabench eval --model tiny --method layer-drop --budget 0.5 --suite shapes --limit 100 --json
         """
+        from adabench.models.methods import parse_method_args
+        from adabench.sweep.cell_config import CellConfig
         from adabench.sweep.evaluate import evaluate_one
 
         if samples_out is not None:
             check_samples_out(Path(samples_out))
-        if limit is not None and limit < 1:
-            raise UserError(f"--limit must be >= 1, got {limit}")
-        evaluate_one(
+        cfg = CellConfig(
             model=model,
             method=method,
             budget=budget,
@@ -79,14 +79,10 @@ def register(app: typer.Typer) -> None:
             repeats=repeats,
             warmup=warmup,
             max_new_tokens=max_new_tokens,
-            device=device,
-            dtype=dtype,
             seed=seed,
-            method_args=method_arg or [],
-            samples_out=samples_out,
-            as_json=json_,
-            no_weights=no_weights,
+            method_args=parse_method_args(method_arg or []),
         )
+        evaluate_one(cfg, device, dtype, samples_out, as_json=json_, no_weights=no_weights)
 
 
 RUN_TABLES = ("cells.parquet", "samples.parquet")

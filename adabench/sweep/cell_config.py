@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from adabench.errors import UserError
+from adabench.config import check_run_settings
+from adabench.errors import check_range
 from adabench.slo.controller import DEFAULT_ALPHA, DEFAULT_K_DEV, DEFAULT_MARGIN
 from adabench.store import cell_id
 
@@ -34,12 +35,8 @@ class CellConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.repeats < 1:
-            raise UserError(f"repeats must be >= 1, got {self.repeats}")
-        if self.warmup < 0:
-            raise UserError(f"warmup must be >= 0, got {self.warmup}")
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise UserError(f"max-new-tokens must be >= 1, got {self.max_new_tokens}")
+        check_range(self.budget, 0.0, 1.0, "budget", low_open=True)
+        check_run_settings(self.repeats, self.warmup, self.limit, self.max_new_tokens)
 
     def coords(self) -> dict:
         """Returns the coordinates that define the cell id (measurement settings excluded)."""

@@ -6,50 +6,27 @@ import math
 
 from adabench import console
 from adabench.data.suites import get_spec, load_suite
-from adabench.errors import check_range
 from adabench.models.factory import build_method
 from adabench.models.loading import load_model
-from adabench.models.methods import parse_method_args
 from adabench.sweep.cell import CellConfig, prepare_samples
 from adabench.sweep.group import run_single
 
 
 def evaluate_one(
-    *,
-    model: str,
-    method: str,
-    budget: float,
-    suite: str,
-    split: str,
-    limit: int | None,
-    repeats: int,
-    warmup: int,
-    max_new_tokens: int | None,
+    cfg: CellConfig,
     device: str,
     dtype: str,
-    seed: int,
-    method_args: list[str],
-    samples_out: str | None,
-    as_json: bool,
+    samples_out: str | None = None,
+    as_json: bool = False,
     no_weights: bool = False,
 ) -> dict:
-    """Runs one cell and prints it; returns the cell row."""
-    check_range(budget, 0.0, 1.0, "budget", low_open=True)
-    cfg = CellConfig(
-        model=model,
-        method=method,
-        budget=budget,
-        suite=suite,
-        split=split,
-        limit=limit,
-        repeats=repeats,
-        warmup=warmup,
-        max_new_tokens=max_new_tokens,
-        seed=seed,
-        method_args=parse_method_args(method_args),
-    )
+    """Runs the cell `cfg` on `device` and prints it (a table, or one JSON object with
+    `as_json`); writes its sample rows to `samples_out` when given; returns the cell row."""
+    model, method, budget, suite, split, seed = (
+        cfg.model, cfg.method, cfg.budget, cfg.suite, cfg.split, cfg.seed
+    )  # fmt: skip
     spec = get_spec(suite)
-    samples = load_suite(suite, split=split, limit=limit, seed=0)
+    samples = load_suite(suite, split=split, limit=cfg.limit, seed=0)
     if no_weights:
         from adabench.models.no_weights import build_no_weights, center_random_scheduler_
         from adabench.sweep.grid import needs_adallava
