@@ -31,6 +31,8 @@ from adabench.errors import UserError
 
 DATA_DIR_ENV = "ADABENCH_DATA_DIR"
 IMAGE_PREPROCESS = ("none", "pad")
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+"""CLIP's per-channel image mean (0..1): LLaVA's pad colour and the synthetic processor's mean."""
 
 
 # ---------------------------------------------------------------- images
@@ -52,7 +54,7 @@ def expand_to_square(image, background: tuple[int, ...]):
 
 def mean_background(image_processor) -> tuple[int, int, int]:
     """Returns the processor's `image_mean` as an RGB colour in 0..255 (LLaVA's pad colour)."""
-    mean = getattr(image_processor, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
+    mean = getattr(image_processor, "image_mean", None) or CLIP_MEAN
     return tuple(int(round(x * 255)) for x in mean)
 
 

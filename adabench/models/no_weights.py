@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from adabench.data.hf_suites import CLIP_MEAN
 from adabench.errors import UserError
 from adabench.models.catalog import (
     adallava_settings_for,
@@ -36,7 +37,6 @@ from adabench.models.loading import (
     resolve_dtype,
 )
 
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 INIT_STD = 0.02
 
@@ -235,7 +235,7 @@ def build_synthetic_processor(config):
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": size},
         crop_size={"height": size, "width": size},
-        image_mean=CLIP_MEAN,
+        image_mean=list(CLIP_MEAN),
         image_std=CLIP_STD,
     )
     strategy = getattr(config, "vision_feature_select_strategy", "default")
