@@ -63,8 +63,14 @@ def test_results_folder_schema(finished_run):
     assert set(CELL_COLUMNS) <= set(cells.columns)
     assert set(SAMPLE_COLUMNS) <= set(samples.columns)
     assert len(cells) == 6 and len(samples) == cells["n"].sum()
-    full = cells[cells.method == "full"]
-    assert (full.latency_ratio == 1.0).all()
+    # Each sample of a cell is paired with the `full` run of the same sample at the same
+    # contention level (the same passes), not with another level's or another sample's.
+    full = samples[samples.method == "full"].set_index(["contention", "sample_id"])
+    others = samples[samples.method != "full"]
+    for _, row in others.iterrows():
+        partner = full.loc[(row.contention, row.sample_id), "latency_ms_repeats"]
+        assert list(row.full_latency_ms_repeats) == list(partner)
+        assert row.latency_ratio == pytest.approx(row.latency_ms_repeats[0] / partner[0])
     s0 = cells[cells.contention == 0].achieved_slowdown.iloc[0]
     s1 = cells[cells.contention == 0.5].achieved_slowdown.iloc[0]
     assert s1 > s0

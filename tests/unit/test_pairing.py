@@ -112,3 +112,41 @@ def test_worst_half_width_shrinks_with_more_samples():
     few = _simulate("interleaved", [10.0, 6.0], ramp, n_samples=8, noise=0.3)
     many = _simulate("interleaved", [10.0, 6.0], ramp, n_samples=200, noise=0.3)
     assert worst_half_width(many, arms, 0) < worst_half_width(few, arms, 0)
+
+
+def _passes(arms: dict[str, float], drift, samples=3, rounds=2, repeats=2) -> list[dict]:
+    """Fake measurements: arm latency = its cost × the drift of (sample, round, repeat), the
+    same for every arm in one pass, so only a pass-by-pass pairing recovers the cost ratio."""
+    out = []
+    for s in range(samples):
+        for r in range(rounds):
+            for k in range(repeats):
+                d = drift(s, r, k)
+                out += [
+                    {"arm": arm, "sample": s, "round": r, "repeat": k, "latency_ms": cost * d,
+                     "prefill_ms": cost * d / 2, "decode_ms_per_token": cost * d / 10}
+                    for arm, cost in arms.items()
+                ]  # fmt: skip
+    return out
+
+
+def test_arm_ratios_pair_each_pass_with_the_full_run_of_the_same_pass():
+    measurements = _passes({"full": 100.0, "drop": 40.0}, lambda s, r, k: 1 + s + 3 * r + 7 * k)
+    ratios = arm_ratios(measurements, "drop", "full")
+    assert ratios["latency"] == pytest.approx([0.4] * 3)  # sample order
+    assert ratios["prefill"] == pytest.approx([0.4] * 3)
+    assert ratios["decode"] == pytest.approx([0.4] * 3)
+    # The full runs relabelled one sample on (paired by position, not by sample): wrong ratios.
+    shifted = [{**m, "sample": (m["sample"] + 1) % 3} if m["arm"] == "full" else m
+               for m in measurements]  # fmt: skip
+    assert arm_ratios(shifted, "drop", "full")["latency"] != pytest.approx([0.4] * 3)
+    # Sample 0's full runs of round 0 lost (a resumed group): the remaining passes still pair
+    # pass by pass, so a pairing by position within the sample would misreport sample 0.
+    partial = [m for m in measurements if not (m["arm"] == "full" and m["sample"] == 0
+                                               and m["round"] == 0)]  # fmt: skip
+    assert arm_ratios(partial, "drop", "full")["latency"] == pytest.approx([0.4] * 3)
+
+
+def test_arm_ratios_of_a_missing_partner_are_nan():
+    measurements = _passes({"drop": 40.0}, lambda s, r, k: 1.0)
+    assert all(math.isnan(x) for x in arm_ratios(measurements, "drop", "full")["latency"])

@@ -110,3 +110,25 @@ def test_load_run_missing_folder_and_empty_run(tmp_path):
         store.load_run(tmp_path / "nope")
     run = store.load_run(store.new_run_dir(tmp_path, "empty", now=NOW))
     assert run.cells.empty and isinstance(run.cells, pd.DataFrame)
+
+
+def test_unpaired_latency_ratio_divides_by_the_full_cell_of_the_same_group_and_device():
+    """Several `full` cells (two devices × two contention levels × two models), each with its
+    own latency: every ratio must use its own one. Dropping a key from the match (the device,
+    the contention or the model) averages several `full` cells and moves the ratios."""
+    rows = []
+    for d, device in enumerate(("GPU-A", "GPU-B")):
+        for c, contention in enumerate((0.0, 0.5)):
+            for m, model in enumerate(("tiny", "other")):
+                full_ms = 100.0 * (1 + d) * (1 + 2 * c) * (1 + 4 * m)
+                for method, share in (("full", 1.0), ("layer-drop", 0.25), ("early-exit", 0.5)):
+                    rows.append({"suite": "shapes", "model": model, "contention": contention,
+                                 "device_name": device, "method": method,
+                                 "latency_ms_mean": full_ms * share})  # fmt: skip
+    cells = store.add_latency_ratio(pd.DataFrame(rows))
+    expected = cells["method"].map({"full": 1.0, "layer-drop": 0.25, "early-exit": 0.5})
+    assert cells["latency_ratio"].tolist() == pytest.approx(expected.tolist())
+    no_full = store.add_latency_ratio(
+        pd.DataFrame(rows).query("method != 'full' or model != 'other'")
+    )
+    assert no_full.query("model == 'other'")["latency_ratio"].isna().all()
