@@ -8,6 +8,7 @@ import torch
 
 from adabench.errors import UserError
 from adabench.models import flops
+from adabench.models.baselines.head_prune import importance
 from adabench.models.factory import build_method
 from adabench.models.methods import evenly_spaced, kept_count
 from adabench.models.plan import LayerPlan, Plan
@@ -96,7 +97,22 @@ def test_head_prune_drops_the_lowest_norm_heads(loaded):
     assert plan.layers[:4] == (LayerPlan(),) * 4
     assert sum(plan.num_heads(i, 4) for i in range(4, 8)) == 12
     kept6 = plan.layers[6]
-    assert kept6 is None or kept6.heads is None or 1 not in kept6.heads  # picked last in its block
+    assert kept6.heads is not None and len(kept6.heads) == 2 and 1 not in kept6.heads
+    # Every partly kept block keeps its best-scoring heads and MLP groups.
+    layers = loaded.model.model.language_model.layers[4:]
+    with torch.no_grad():
+        layer.self_attn.o_proj.weight[:, 16:32] = 0
+    try:
+        scores = importance(layers, 4)
+    finally:
+        with torch.no_grad():
+            layer.self_attn.o_proj.weight.copy_(saved)
+    for i, lp in enumerate(plan.layers[4:]):
+        if lp.heads is not None:
+            best = scores[i, :4].argsort(descending=True)[: len(lp.heads)]
+            assert set(lp.heads) == set(best.tolist())
+            best_groups = scores[i, 4:].argsort(descending=True)[: len(lp.mlp_groups)]
+            assert set(lp.mlp_groups) == set(best_groups.tolist())
 
 
 def test_random_skip_is_reproducible_by_seed(loaded):
