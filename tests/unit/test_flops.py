@@ -91,7 +91,6 @@ def test_full_prefill_matches_flop_counter(kv_heads):
     analytic = flops.prefill_flops(config, seq_len)
     assert seq_len == 3 + 4 + 3
     # Exact in practice: both count only matmuls/convs at 2 × MAC; norms/softmax are 0 in both.
-    assert analytic == pytest.approx(reference, rel=0.03)
     assert analytic == reference
 
 
@@ -112,7 +111,6 @@ def test_skipped_block_plan_matches_model_with_fewer_blocks():
     config4, config2 = tiny_config(layers=4), tiny_config(layers=2)
     reference, seq_len = counted_prefill(build(config2), config2)
     plan = Plan.from_kept_blocks(4, [0, 2])
-    assert flops.prefill_flops(config4, seq_len, plan) == pytest.approx(reference, rel=0.03)
     assert flops.prefill_flops(config4, seq_len, plan) == reference
 
 
@@ -124,7 +122,6 @@ def test_sliced_head_plan_matches_model_with_fewer_heads():
     reference, seq_len = counted_prefill(build(small), small)
     layer = LayerPlan(heads=(0, 1), mlp_groups=(0, 1))
     plan = Plan(layers=(layer,) * 4, mlp_group_count=4)
-    assert flops.prefill_flops(config, seq_len, plan) == pytest.approx(reference, rel=0.03)
     assert flops.prefill_flops(config, seq_len, plan) == reference
 
 
@@ -166,7 +163,6 @@ def test_generation_matches_flop_counter_on_generate():
         )
     )
     result = flops.generation_flops(config, prompt_len, new)
-    assert result["flops"] == pytest.approx(reference, rel=0.03)
     assert result["flops"] == reference
     steps = [flops.decode_step_flops(config, prompt_len + j) for j in range(1, new)]
     assert result["flops"] == flops.prefill_flops(config, prompt_len) + sum(steps)

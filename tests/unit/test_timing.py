@@ -69,7 +69,6 @@ def test_latency_from_values_matches_numpy():
     assert (lat.min, lat.max) == (10.0, 30.0)
     for q in (50, 90, 95, 99):
         assert getattr(lat, f"p{q}") == pytest.approx(np.percentile(x, q, method="linear"))
-    assert lat.p50 <= lat.p90 <= lat.p95 <= lat.p99 <= lat.max
     assert lat.values_ms == values
     row = lat.to_dict()
     assert row["latency_ms_p99"] == lat.p99 and row["latency_ms_count"] == 6
