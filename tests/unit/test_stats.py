@@ -63,3 +63,18 @@ def test_spread_warning():
     assert first is not None and "first run" in first
     assert spread_warning([5.0]) is None
     assert spread_warning([1.0, 2.0], what="decode")
+
+
+def test_repeat_spread_warning_reads_repeats_of_one_sample_not_lengths_across_samples():
+    from adabench.sweep.rows import repeat_spread_warning
+
+    # Samples 10× apart in length, each timed steadily: no noise.
+    steady = [{"latency_ms_repeats": [10.0, 10.1, 9.9]}, {"latency_ms_repeats": [100.0, 101, 99]}]
+    assert repeat_spread_warning(steady) == ""
+    # The same lengths with ±30 % between repeats of one sample: noise.
+    noisy = [{"latency_ms_repeats": [10.0, 13.0, 7.0]}, {"latency_ms_repeats": [100.0, 101, 99]}]
+    assert "spread" in repeat_spread_warning(noisy)
+    assert (
+        repeat_spread_warning([{"latency_ms_repeats": [10.0]}, {"latency_ms_repeats": [90.0]}])
+        == ""
+    )
