@@ -97,6 +97,7 @@ def test_bad_arguments_are_user_errors(kwargs, message):
         Contention(**kwargs)
 
 
+@pytest.mark.slow  # wall-clock: a busy machine can hide the stress or slow the measurement
 def test_cpu_stress_slows_the_reference():
     from adabench.contention.calibrate import ReferenceWorkload, measure, measure_slowdown
 
