@@ -25,7 +25,7 @@ attention score matrix, lm_head on the last position only):
   (all 24 layers run) + projector; `flops` = everything incl. lm_head and AdaLLaVA's latency
   encoder + scheduler.
 
-Paper check (ADALLAVA.md; LLaVA-1.5-7B, 576 image + 64 prompt tokens, adallava-l):
+Paper check (docs/adallava.md, "Published numbers"; LLaVA-1.5-7B, 576 image + 64 prompt tokens, adallava-l):
   budget  blocks  ratio   prefill LLM TFLOPs (s = 641)   no latency token (s = 640)   paper
   1.00    32/32   1.000   8.518                           8.504                        8.6
   0.85    27/32   0.844   7.187                           7.175                        7.2

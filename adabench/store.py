@@ -1,6 +1,6 @@
 """The results folder: one parquet part per finished cell, consolidated into cells/samples tables.
 
-Layout (see DESIGN.md): ``meta.json``, ``config.yaml``, ``parts/<cell_id>.{samples,cell}.parquet``
+Layout (see docs/architecture.md): ``meta.json``, ``config.yaml``, ``parts/<cell_id>.{samples,cell}.parquet``
 (written atomically when a cell ends, so ``--resume`` skips finished cells), ``cells.parquet``
 and ``samples.parquet`` (written by `consolidate`). Reading needs pandas and pyarrow, not torch.
 """

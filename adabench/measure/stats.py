@@ -12,7 +12,7 @@ import numpy as np
 
 PERCENTILES = (50, 90, 95, 99)
 PERCENTILE_METHOD = "linear"
-CV_WARN = 0.10  # hyperfine warns about a noisy machine at a similar relative spread
+CV_WARN = 0.10  # our own threshold: above 10 % relative spread a 1.1× difference is noise
 OUTLIER_IQR_FACTOR = 3.0
 
 
@@ -85,8 +85,9 @@ def outlier_flags(values: Sequence[float], factor: float = OUTLIER_IQR_FACTOR) -
 
 
 def spread_warning(values: Sequence[float], what: str = "latency") -> str | None:
-    """Returns a hyperfine-style warning with a remedy when the values are too noisy to trust
-    (CV > 10 %, or far-out outliers), else None."""
+    """Returns a warning with a remedy when the values are too noisy to trust (CV > 10 %, a slow
+    first run, or values beyond the quartiles ± 3·IQR), else None. The wording follows
+    hyperfine's warnings (a slow first run, statistical outliers); the CV threshold is ours."""
     x = _array(values)
     if x.size < 2:
         return None

@@ -1,6 +1,6 @@
 """Combinations `a+b`: one token method (fastv, prumerge, prumerge+) with one block/head method.
 
-Convention (ADALLAVA.md §8, the paper's tables): the block/head method takes the budget; the
+Convention (docs/adallava.md §8, the paper's tables): the block/head method takes the budget; the
 token method runs at its own default (fastv k = 2, r = 0.5; prumerge adaptive, no budget cap)
 and its token selection is added to every plan the block/head method makes (static plans
 directly, AdaLLaVA's `decide` plans by wrapping the callback). The costs then multiply block by

@@ -27,7 +27,7 @@ def rows_for(
 
 
 def test_paper_check_llava_7b_adallava_l():
-    """ADALLAVA.md: 8.6 / 7.2 / 5.1 TFLOPs at budgets 1.0 / 0.85 / 0.6 (576 image + 64 prompt)."""
+    """docs/adallava.md: 8.6 / 7.2 / 5.1 TFLOPs at budgets 1.0 / 0.85 / 0.6 (576 image + 64 prompt)."""
     rows = rows_for("adallava-l", image_tokens=576, prompt_tokens=64)
     for row, paper, ratio in zip(rows, (8.6, 7.2, 5.1), (1.0, 27 / 32, 19 / 32), strict=True):
         assert row["seq_len"] == 641 and row["latency_tokens"] == 1

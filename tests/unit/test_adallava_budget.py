@@ -1,4 +1,4 @@
-"""Budget quantization and the latency encoder (ADALLAVA.md §1–2), on 7B-shaped geometry."""
+"""Budget quantization and the latency encoder (docs/adallava.md §1–2), on 7B-shaped geometry."""
 
 import pytest
 import torch

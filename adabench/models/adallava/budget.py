@@ -1,4 +1,4 @@
-"""Budget quantization (ADALLAVA.md §1), computed in float32 as the released code does.
+"""Budget quantization (docs/adallava.md §1), computed in float32 as the released code does.
 
 L (blocks):  units_total = N, prefix = P;            k = max(0, ⌊N·b⌋ − P)
 H (heads):   units_total = N·H/r, prefix = P·H/r;    k = max(0, ⌊(N·H/r)·b⌋ − P·H/r)

@@ -1,4 +1,4 @@
-"""The latency encoder (ADALLAVA.md §2): budget → one extra token embedding.
+"""The latency encoder (docs/adallava.md §2): budget → one extra token embedding.
 
 x = 2π·e; f_i = 1/10000^(i/128) for i < 128; emb = [sin(x·f), cos(x·f)] (256-d, sin first);
 token = Linear(D, D)(GELU(Linear(256, D)(LayerNorm(256)(emb)))).

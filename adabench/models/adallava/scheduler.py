@@ -1,4 +1,4 @@
-"""The scheduler (ADALLAVA.md §4, §5, §7): logits from the latency token, plans and training samples.
+"""The scheduler (docs/adallava.md §4, §5, §7): logits from the latency token, plans and training samples.
 
 Scheduler: one Linear on the latency token's residual stream at the input of block P.
   L → N − P logits (one per selectable block);

@@ -1,4 +1,4 @@
-"""Fine-tune a Llava model into AdaLLaVA-L/H (ADALLAVA.md §5–6) on a procedural suite.
+"""Fine-tune a Llava model into AdaLLaVA-L/H (docs/adallava.md §5–6) on a procedural suite.
 
 Joint training of the LLM, projector, latency encoder and scheduler (vision tower frozen) with
 the LM loss on answer tokens only. Per sample, k is uniform on {0, …, N−P} units (the budget
