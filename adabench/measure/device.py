@@ -35,21 +35,25 @@ class TorchCuda:
     """`CudaRuntime` over torch.cuda (imported on first use)."""
 
     def is_available(self) -> bool:
+        """Whether torch sees CUDA."""
         import torch
 
         return torch.cuda.is_available()
 
     def device_count(self) -> int:
+        """The number of CUDA devices torch sees."""
         import torch
 
         return torch.cuda.device_count()
 
     def current_device(self) -> int:
+        """torch's current CUDA device index."""
         import torch
 
         return torch.cuda.current_device()
 
     def uuid(self, index: int) -> str:
+        """The UUID of device `index` as torch reports it."""
         return gpu_uuid(index)
 
 

@@ -78,6 +78,7 @@ def _ram_gb() -> float | None:
 
 
 def git_commit() -> dict[str, Any]:
+    """Returns {"commit", "dirty"} of the adabench checkout (None values outside a git checkout)."""
     root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(

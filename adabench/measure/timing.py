@@ -109,6 +109,7 @@ class Timer:
 
     @property
     def is_cuda(self) -> bool:
+        """Whether the timer measures a CUDA device (events) rather than the host clock."""
         return self.device.type == "cuda"
 
     @contextmanager

@@ -55,7 +55,8 @@ def split_name(name: str) -> tuple[str, str]:
 
 
 class Combination(Method):
-    """A block/head method whose plans carry a token method's selection (built by `build_combination`)."""
+    """A block/head method whose plans carry a token method's selection (built by
+    `build_combination`)."""
 
     def __init__(self, block: Method, token: TokenMethod) -> None:  # noqa: D107 — no Method.__init__
         self.block, self.token = block, token
@@ -71,9 +72,12 @@ class Combination(Method):
         self.num_layers = block.num_layers
 
     def min_budget(self, model=None) -> float:  # type: ignore[override]
+        """Returns the block/head method's minimum budget (the token method runs at its default)."""
         return self.block.min_budget(self.model)
 
     def request(self, sample_id, input_ids, image_features) -> Request:
+        """Returns the block/head method's request with the token method's selection added to its
+        plan (static or decided)."""
         base = self.block.request(sample_id, input_ids, image_features)
         extra = 0 if base.extra_embeds is None else base.extra_embeds.shape[1]
         choice = self.token.choose(

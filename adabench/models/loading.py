@@ -45,6 +45,7 @@ class LoadedModel:
 
     @property
     def config(self):
+        """The model's LlavaConfig."""
         return self.model.config
 
 

@@ -68,6 +68,8 @@ class Method:
     def request(
         self, sample_id: str, input_ids: torch.Tensor, image_features: torch.Tensor
     ) -> Request:
+        """Returns how sample `sample_id` runs: a static plan or a `decide` callback at block
+        `decide_at`, plus token changes; called once per generation, inside the timed region."""
         raise NotImplementedError
 
 
@@ -75,6 +77,7 @@ METHODS: Registry[type[Method]] = Registry("method")
 
 
 def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: registers a Method subclass under its NAME."""
     METHODS.register(cls.NAME, cls)
     return cls
 
@@ -108,9 +111,11 @@ class Full(Method):
 
     @classmethod
     def min_budget(cls, model) -> float:
+        """Returns 0.0: `full` takes any budget and always runs everything."""
         return 0.0
 
     def request(self, sample_id, input_ids, image_features) -> Request:
+        """Returns the full plan: every block, head and neuron."""
         return Request(plan=Plan.full(self.num_layers))
 
 
@@ -122,6 +127,7 @@ class LayerDrop(Method):
     DESCRIPTION = "keep ⌊b·N⌋ evenly spaced blocks, first and last kept"
 
     def request(self, sample_id, input_ids, image_features) -> Request:
+        """Returns the same evenly spaced plan for every sample."""
         kept = evenly_spaced(self.num_layers, kept_count(self.budget, self.num_layers))
         return Request(plan=Plan.from_kept_blocks(self.num_layers, kept))
 
@@ -134,6 +140,7 @@ class EarlyExit(Method):
     DESCRIPTION = "first ⌊b·N⌋ blocks, then the final norm and lm_head"
 
     def request(self, sample_id, input_ids, image_features) -> Request:
+        """Returns the same plan for every sample: the first blocks only."""
         k = kept_count(self.budget, self.num_layers)
         return Request(plan=Plan.from_kept_blocks(self.num_layers, range(k)))
 
@@ -149,10 +156,12 @@ class RandomSkip(Method):
 
     @classmethod
     def min_budget(cls, model) -> float:
+        """Returns P/N: the always-run first half of the blocks."""
         n = model.config.text_config.num_hidden_layers
         return (n // 2) / n
 
     def request(self, sample_id, input_ids, image_features) -> Request:
+        """Returns the prefix plus a random set of later blocks, seeded by (seed, sample id)."""
         n, prefix = self.num_layers, self.num_layers // 2
         k = max(0, kept_count(self.budget, n) - prefix)
         seed = int(hashlib.sha256(f"{self.seed}|{sample_id}".encode()).hexdigest()[:12], 16)

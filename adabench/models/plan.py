@@ -30,6 +30,7 @@ class LayerPlan:
 
     @property
     def is_full(self) -> bool:
+        """Whether every head and MLP group of the block runs."""
         return self.heads is None and self.mlp_groups is None
 
 
@@ -63,6 +64,7 @@ class Plan:
 
     @property
     def num_layers(self) -> int:
+        """The number of decoder blocks the plan covers."""
         return len(self.layers)
 
     def kept_blocks(self) -> list[int]:

@@ -143,6 +143,8 @@ class RayExecutor:
         self.meta: dict = {}
 
     def run(self, state: SweepState, on_cell: Callable[[dict, list[dict]], None], progress) -> None:
+        """Runs the todo cells as one Ray task per group; the driver writes each finished cell's
+        parts and calls `on_cell(cell row, sample rows)`."""
         try:
             import ray
         except ImportError:

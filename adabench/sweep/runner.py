@@ -40,6 +40,7 @@ class SweepState:
 
     @property
     def todo(self) -> list[CellConfig]:
+        """The cells of the grid not finished yet, in grid order."""
         return [c for c in self.cells if c.cell_id() not in self.done]
 
 
@@ -265,6 +266,8 @@ class LocalExecutor:
     name = "local"
 
     def run(self, state: SweepState, on_cell: Callable[[dict, list[dict]], None], progress) -> None:
+        """Runs the todo cells group by group in this process, calling `on_cell(cell row, sample
+        rows)` as each cell finishes."""
         for event in iter_cells(state.config, state.run_dir, state.todo, progress.sample):
             if event.kind == "node":
                 state.nodes[event.message] = event.result
@@ -399,7 +402,8 @@ def _prepare(loaded, suite_name: str, cfg: SweepConfig):
 
 
 class Progress:
-    """Rich progress on stderr: overall cells with ETA, the current cell's samples, running accuracy/latency."""
+    """Rich progress on stderr: overall cells with ETA, the current cell's samples, running
+    accuracy/latency."""
 
     def __init__(self, total_cells: int, enabled: bool = True) -> None:
         from rich.progress import (
@@ -433,6 +437,7 @@ class Progress:
         self.bar.__exit__(*exc)
 
     def note(self, message: str) -> None:
+        """Prints `message` above the progress lines (stderr)."""
         self.bar.console.print(message)
 
     def start_group(self, label: str, n: int) -> None:
@@ -444,6 +449,7 @@ class Progress:
         self.bar.update(self.current, completed=done, total=total)
 
     def cell_done(self) -> None:
+        """Advances the overall line by one finished cell."""
         self.bar.advance(self.overall)
 
     def add_worker(self, label: str, total: int) -> int:

@@ -22,6 +22,7 @@ class Units:
 
     @property
     def selectable(self) -> int:
+        """Units the scheduler chooses among: total − prefix."""
         return self.total - self.prefix
 
 

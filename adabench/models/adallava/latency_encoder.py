@@ -34,6 +34,7 @@ class LatencyEncoder(nn.Module):
         self.fc2 = nn.Linear(hidden_size, hidden_size)
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
+        """Returns the latency tokens [B, 1, D] for encoder inputs e [B] (docs/adallava.md §2)."""
         emb = sinusoidal(e).to(self.fc1.weight.dtype)
         return self.fc2(self.act(self.fc1(self.norm(emb))))[:, None, :]
 

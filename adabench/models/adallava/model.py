@@ -68,7 +68,8 @@ class AdaLlavaConfig:
         prefix_layers: int | None = None,
         group_size: int | None = None,
     ) -> AdaLlavaConfig:
-        """Returns the config for a Llava config: P = N/2 and r = 8 by default (r = H/2 when H < 16)."""
+        """Returns the config for a Llava config: P = N/2 and r = 8 by default (r = H/2 when H <
+        16)."""
         text = llava_config.text_config
         n, h = text.num_hidden_layers, text.num_attention_heads
         kv = getattr(text, "num_key_value_heads", None) or h
@@ -77,6 +78,8 @@ class AdaLlavaConfig:
 
     @property
     def units(self) -> budget_mod.Units:
+        """The budget geometry of this variant: blocks (L) or units of r heads + r MLP groups
+        (H)."""
         return budget_mod.units(
             self.variant, self.num_layers, self.prefix_layers, self.num_heads, self.group_size
         )
@@ -110,6 +113,8 @@ class AdaLlavaHead(nn.Module):
         return out
 
     def load_state_dict(self, *args, **kwargs):
+        """Loads the weights like `nn.Module.load_state_dict`, then re-reads the parameters the
+        per-request path holds (the cached latency tokens are keyed by weight version)."""
         out = super().load_state_dict(*args, **kwargs)
         self._hold_parameters()
         return out
@@ -119,6 +124,7 @@ class AdaLlavaHead(nn.Module):
         return budget_mod.selected_units(budget, self.config.units)
 
     def min_budget(self) -> float:
+        """Returns the smallest budget the head can meet: the always-run prefix, P/N."""
         return budget_mod.min_budget(self.config.units)
 
     def latency_token(self, k: torch.Tensor | int) -> torch.Tensor:
@@ -186,10 +192,12 @@ class AdaLlavaHead(nn.Module):
         }
 
     def overhead_flops(self) -> int:
-        """Returns FLOPs of one latency-encoder + scheduler call (counted in `flops`, not the ratio)."""
+        """Returns FLOPs of one latency-encoder + scheduler call (counted in `flops`, not the
+        ratio)."""
         return self.latency_encoder.flops() + self.scheduler.flops()
 
     def save_pretrained(self, path: str | Path) -> None:
+        """Writes adallava_config.json and adallava.safetensors into `path`."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         (path / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2))

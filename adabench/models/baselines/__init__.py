@@ -55,6 +55,7 @@ class TokenMethod(Method):
         raise NotImplementedError
 
     def request(self, sample_id, input_ids, image_features) -> Request:
+        """Returns a full-model plan with this method's token selection added."""
         choice = self.choose(input_ids, image_features)
         return Request(
             plan=choice.apply(Plan.full(self.num_layers)),

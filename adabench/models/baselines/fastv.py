@@ -111,6 +111,7 @@ class FastV(TokenMethod):
         return _lower_bound(model.config, 1)
 
     def choose(self, input_ids, image_features, extra_tokens=0, base_plan=None) -> TokenChoice:
+        """Returns the FastV selection: drop the lowest-attention visual tokens after block K."""
         base = base_plan or Plan.full(self.num_layers)
         n_visual = visual_count(self.model, input_ids)
         seq_len = input_ids.shape[1] + extra_tokens

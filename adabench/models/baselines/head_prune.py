@@ -54,6 +54,7 @@ class HeadPrune(Method):
 
     @classmethod
     def min_budget(cls, model) -> float:
+        """Returns P/N: the always-run prefix of AdaLLaVA-H's geometry."""
         return budget_mod.min_budget(AdaLlavaConfig.for_model(model.config, "H").units)
 
     def __init__(self, model, budget, args=None, seed=0) -> None:
@@ -67,4 +68,5 @@ class HeadPrune(Method):
         )
 
     def request(self, sample_id, input_ids, image_features) -> Request:
+        """Returns the one static plan chosen at construction (the same for every sample)."""
         return Request(plan=self.plan, info={"units": self.units})

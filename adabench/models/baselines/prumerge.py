@@ -175,6 +175,8 @@ class PruMerge(TokenMethod):
         )
 
     def choose(self, input_ids, image_features, extra_tokens=0, base_plan=None) -> TokenChoice:
+        """Returns the PruMerge selection: the CLS-attention outlier tokens, merged with their
+        neighbours, replace the image features."""
         hidden, q, k = self._captured(image_features)
         attn, keys = cls_attention(q, k, self.vision_heads)
         feats = torch.cat([hidden[i][0, 1:] for i in self.feature_layers], dim=-1)
