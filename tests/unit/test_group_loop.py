@@ -104,5 +104,5 @@ def test_one_model_at_a_time_frees_the_previous_model_before_loading_the_next():
     seen = []
     for loaded, model_cells in one_model_at_a_time(cells, load):
         seen.append(len(model_cells))
-        loaded = None  # the caller drops its reference, as iter_cells does
+        del loaded  # the caller drops its reference, as iter_cells does
     assert seen == [2, 1, 1]
