@@ -602,13 +602,11 @@ def _card(state: SweepState) -> None:
     console.err.print("\n".join(lines))
 
 
-AA_BAND = 0.05
-"""An A/A CI wider than ±5 % (or excluding 1.0) means the run's noise floor is too high."""
-
-
 def aa_warnings(cells) -> list[str]:
-    """Returns one warning per (suite, model, contention) group whose A/A ratio CI is wider
-    than ±AA_BAND or excludes 1.0, with what to do about it."""
+    """Returns one warning per (suite, model, contention) group whose A/A ratio CI is weak
+    (`analysis.findings.aa_is_weak`), with what to do about it."""
+    from adabench.analysis.findings import aa_is_weak
+
     if "aa_ratio" not in cells.columns:
         return []
     out = []
@@ -617,7 +615,7 @@ def aa_warnings(cells) -> list[str]:
         aa, lo, hi = g[["aa_ratio", "aa_ratio_ci_low", "aa_ratio_ci_high"]].iloc[0]
         if not (math.isfinite(lo) and math.isfinite(hi)):
             continue
-        if (hi - lo) / 2 > AA_BAND or not lo <= 1.0 <= hi:
+        if aa_is_weak(lo, hi):
             out.append(
                 f"{model} · {suite} · c={level:g}: the A/A ratio of two identical `full` arms is "
                 f"{aa:.3f} (95% CI {lo:.3f}–{hi:.3f}): ratios within that band of 1.0 are noise. "

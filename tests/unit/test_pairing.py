@@ -150,3 +150,12 @@ def test_arm_ratios_pair_each_pass_with_the_full_run_of_the_same_pass():
 def test_arm_ratios_of_a_missing_partner_are_nan():
     measurements = _passes({"drop": 40.0}, lambda s, r, k: 1.0)
     assert all(math.isnan(x) for x in arm_ratios(measurements, "drop", "full")["latency"])
+
+
+def test_aa_band_rule_width_and_offset():
+    from adabench.analysis.findings import aa_is_weak
+
+    assert not aa_is_weak(0.98, 1.03)  # holds 1.0, ±2.5 %
+    assert not aa_is_weak(1.004, 1.02)  # misses 1.0 by a hair: chance, not bias
+    assert aa_is_weak(1.02, 1.05)  # misses 1.0 by 2 %
+    assert aa_is_weak(0.90, 1.12)  # wider than ±5 %
