@@ -93,9 +93,11 @@ def test_ray_run_equals_local_run(local_run, tmp_path):
 
 
 def test_killed_worker_is_retried_and_the_run_completes(tmp_path):
-    proc = _spawn(tmp_path, "kill")
-    run_dir = _first_part(tmp_path, proc)
-    victims = _pids("ray::adabench-")
+    proc = _spawn(tmp_path, "kill", limit="8")
+    run_dir = _first_part(tmp_path, proc)  # the first group is written; the second one starts
+    deadline = time.monotonic() + 60
+    while not (victims := _pids("ray::adabench-")) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert victims, "no running adabench Ray task found"
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
