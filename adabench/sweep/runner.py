@@ -96,21 +96,33 @@ def iter_cells(
                 message=f"contention {level:g} ({cfg.contention_kind}) on {where['hostname']}: "
                 f"workers {stress.pids or 'none'}",
             )
-            for loaded, model_cells in one_model_at_a_time(level_cells, lambda n: _load(n, cfg)):
-                for suite_name, suite_cells in groupby(model_cells, key=lambda c: c.suite):
-                    spec, samples, prepared = _prepare(loaded, suite_name, cfg)
-                    suite_cells = list(suite_cells)
-                    plain, data = [c for c in suite_cells if c.slo_ms is None], None
-                    if plain:
-                        data = GroupData(loaded, spec, samples, prepared,
-                                         cfg.max_new_tokens or int(spec.max_new_tokens),
-                                         swap_heads=cfg.no_weights)  # fmt: skip
-                        yield from _run_group(cfg, run_dir, data, plain, stress, where, on_sample)
-                    for cell in (c for c in suite_cells if c.slo_ms is not None):
-                        yield from _run_slo_event(
-                            loaded, spec, samples, prepared, cell, stress, driver, run_dir, where
-                        )
-                loaded = data = prepared = None  # nothing here may keep the model alive
+            yield from _run_level(cfg, run_dir, list(level_cells), stress, driver, where,
+                                  on_sample)  # fmt: skip
+
+
+def _run_level(cfg: SweepConfig, run_dir: Path, cells, stress, driver, where, on_sample):
+    """Yields the events of one contention level: its models one at a time, their suites."""
+    for loaded, model_cells in one_model_at_a_time(cells, lambda n: _load(n, cfg)):
+        for suite_name, suite_cells in groupby(model_cells, key=lambda c: c.suite):
+            yield from _run_suite(cfg, run_dir, loaded, suite_name, list(suite_cells), stress,
+                                  driver, where, on_sample)  # fmt: skip
+        loaded = None  # the next model loads only once nothing here holds this one
+
+
+def _run_suite(cfg: SweepConfig, run_dir: Path, loaded, suite_name: str, cells, stress, driver,
+               where, on_sample):  # fmt: skip
+    """Yields the events of one (level, model, suite): its cells as one group, then SLO cells."""
+    spec, samples, prepared = _prepare(loaded, suite_name, cfg)
+    plain = [c for c in cells if c.slo_ms is None]
+    if plain:
+        data = GroupData(loaded, spec, samples, prepared,
+                         cfg.max_new_tokens or int(spec.max_new_tokens),
+                         swap_heads=cfg.no_weights)  # fmt: skip
+        yield from _run_group(cfg, run_dir, data, plain, stress, where, on_sample)
+    for cell in (c for c in cells if c.slo_ms is not None):
+        yield from _run_slo_event(
+            loaded, spec, samples, prepared, cell, stress, driver, run_dir, where
+        )
 
 
 def one_model_at_a_time(cells, load: Callable[[str], object]) -> Iterator[tuple[object, list]]:
