@@ -218,7 +218,6 @@ def _measure(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, step)
     """Runs one timed generation; returns its measurement row (times in ms)."""
     with PeakMemory(data.loaded.device) as mem:
         method, g = _generate(data, arm, runner, timer, ps, step.sample)
-    parts = getattr(g, "overhead_parts_ms", {}) or {}
     row = {
         "arm": arm.key,
         "sample": step.sample,
@@ -229,9 +228,9 @@ def _measure(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, step)
         "decode_ms": float(sum(g.decode_ms)),
         "decode_ms_per_token": float(np.mean(g.decode_ms)) if g.decode_ms else math.nan,
         "overhead_ms": g.overhead_ms,
-        **{f"overhead_{k}_ms": float(v) for k, v in parts.items()},
+        **{f"overhead_{k}_ms": float(v) for k, v in g.overhead_parts_ms.items()},
         "peak_mem_mb": mem.peak_mem_mb,
-        "cache_bytes": int(getattr(runner, "cache_bytes", 0)),
+        "cache_bytes": int(runner.cache_bytes),
         "t_s": time.time(),
         "content": None,
         "extra": None,
@@ -264,21 +263,39 @@ def _by_arm(measurements: list[dict]) -> dict[str, dict[int, list[dict]]]:
     return out
 
 
-def _partner_values(ms: list[dict], ref: dict[tuple, dict], column: str) -> list[float]:
-    return [
-        float(ref[(m["sample"], m["round"], m["repeat"])][column])
-        if (m["sample"], m["round"], m["repeat"]) in ref
-        else math.nan
-        for m in ms
-    ]
+class _Pairs:
+    """A group's measurements indexed once: each arm's passes per sample (in pass order) and
+    the `full` partner's pass at the same (sample, round, repeat)."""
+
+    def __init__(self, measurements: list[dict], ref_key: str | None) -> None:
+        self.by_arm = _by_arm(measurements)
+        partner = self.by_arm.get(ref_key, {}) if ref_key is not None else {}
+        self.ref = {
+            (m["sample"], m["round"], m["repeat"]): m for ms in partner.values() for m in ms
+        }
+
+    def samples(self, arm_key: str) -> list[tuple[int, list[dict]]]:
+        """Returns (sample index, its passes) of `arm_key`, in sample order."""
+        per_sample = self.by_arm.get(arm_key, {})
+        return [(s, per_sample[s]) for s in sorted(per_sample)]
+
+    def partner(self, ms: list[dict], column: str) -> list[float]:
+        """Returns the partner's `column` for each pass in `ms` (NaN where it did not run)."""
+        keys = [(m["sample"], m["round"], m["repeat"]) for m in ms]
+        return [float(self.ref[k][column]) if k in self.ref else math.nan for k in keys]
+
+    def ratios(self, arm_key: str) -> dict[str, list[float]]:
+        """Returns per-sample paired ratios for latency, prefill and decode per token."""
+        out: dict[str, list[float]] = {name: [] for name in RATIO_COLUMNS}
+        for _, ms in self.samples(arm_key):
+            for name, col in RATIO_COLUMNS.items():
+                values = [float(m[col]) for m in ms]
+                out[name].append(pairing.per_sample_ratio(values, self.partner(ms, col)))
+        return out
 
 
-def _ref_index(by_arm: dict, ref_key: str | None) -> dict[tuple, dict]:
-    if ref_key is None or ref_key not in by_arm:
-        return {}
-    return {
-        (m["sample"], m["round"], m["repeat"]): m for ms in by_arm[ref_key].values() for m in ms
-    }
+RATIO_COLUMNS = {"latency": "latency_ms", "prefill": "prefill_ms", "decode": "decode_ms_per_token"}
+"""Paired ratio name → the measured column it divides."""
 
 
 def arm_ratios(
@@ -286,16 +303,7 @@ def arm_ratios(
 ) -> dict[str, list[float]]:
     """Returns per-sample paired ratios of `arm_key` to `ref_key` for latency, prefill and
     decode per token: {"latency": [...], "prefill": [...], "decode": [...]} (sample order)."""
-    by_arm = _by_arm(measurements)
-    ref = _ref_index(by_arm, ref_key)
-    out: dict[str, list[float]] = {"latency": [], "prefill": [], "decode": []}
-    for s in sorted(by_arm.get(arm_key, {})):
-        ms = by_arm[arm_key][s]
-        for name, col in (("latency", "latency_ms"), ("prefill", "prefill_ms"),
-                          ("decode", "decode_ms_per_token")):  # fmt: skip
-            values = [float(m[col]) for m in ms]
-            out[name].append(pairing.per_sample_ratio(values, _partner_values(ms, ref, col)))
-    return out
+    return _Pairs(measurements, ref_key).ratios(arm_key)
 
 
 def worst_half_width(measurements: list[dict], arms: list[Arm], seed: int) -> float:
@@ -303,42 +311,42 @@ def worst_half_width(measurements: list[dict], arms: list[Arm], seed: int) -> fl
     ref_key = full_partner(arms)
     if ref_key is None:
         return 0.0
+    pairs = _Pairs(measurements, ref_key)
     widths = []
     for arm in arms:
         if arm.key == ref_key:
             continue
-        ratios = arm_ratios(measurements, arm.key, ref_key)["latency"]
-        _, lo, hi = pairing.ratio_summary(ratios, seed)
+        _, lo, hi = pairing.ratio_summary(pairs.ratios(arm.key)["latency"], seed)
         widths.append(pairing.half_width(lo, hi))
     return max(widths, default=0.0)
 
 
-def ratio_columns(measurements: list[dict], arm_key: str, ref_key: str | None, seed: int) -> dict:
-    """Returns the cell's paired-ratio columns: latency_ratio, prefill_ratio, decode_ratio and
-    their `_ci_low` / `_ci_high` (NaN without a `full` partner)."""
-    ratios = arm_ratios(measurements, arm_key, ref_key)
+def ratio_columns(ratios: dict[str, list[float]], seed: int) -> dict:
+    """Returns the cell's paired-ratio columns from per-sample `ratios` (`_Pairs.ratios`):
+    latency_ratio, prefill_ratio, decode_ratio and their `_ci_low` / `_ci_high` (NaN without
+    a `full` partner)."""
     cols = {}
-    for name in ("latency", "prefill", "decode"):
+    for name in RATIO_COLUMNS:
         value, lo, hi = pairing.ratio_summary(ratios[name], seed)
         cols.update({f"{name}_ratio": value, f"{name}_ratio_ci_low": lo,
                      f"{name}_ratio_ci_high": hi})  # fmt: skip
     return cols
 
 
+OVERHEAD_PARTS = ("overhead_encoder_ms", "overhead_scheduler_ms", "overhead_plan_ms")
+
+
 def sample_rows(
-    data: GroupData, measurements: list[dict], arm_key: str, ref_key: str | None
+    data: GroupData, pairs: _Pairs, arm_key: str, latency_ratios: list[float]
 ) -> list[dict]:
     """Returns one row per sample of `arm_key`: the first pass's answer and plan, every pass's
-    raw times, and the paired `full` latencies of the same passes."""
-    by_arm = _by_arm(measurements)
-    ref = _ref_index(by_arm, ref_key)
+    raw times, the paired `full` latencies of the same passes and the per-sample ratio
+    (`latency_ratios`, from `pairs.ratios`, in sample order)."""
     rows = []
-    for s in sorted(by_arm.get(arm_key, {})):
-        ms = by_arm[arm_key][s]
+    for (s, ms), ratio in zip(pairs.samples(arm_key), latency_ratios, strict=True):
         content = next((json.loads(m["content"]) for m in ms if m.get("content")), {})
         extra = next((json.loads(m["extra"]) for m in ms if m.get("extra")), {})
         lat = [float(m["latency_ms"]) for m in ms]
-        full_lat = _partner_values(ms, ref, "latency_ms")
         per_token = [float(m["decode_ms_per_token"]) for m in ms]
         finite_tokens = [x for x in per_token if math.isfinite(x)]
         row = {
@@ -346,18 +354,14 @@ def sample_rows(
             "sample_id": data.samples[s].id,
             "latency_ms": float(np.mean(lat)),
             "latency_ms_repeats": lat,
-            "full_latency_ms_repeats": full_lat,
-            "latency_ratio": pairing.per_sample_ratio(lat, full_lat),
+            "full_latency_ms_repeats": pairs.partner(ms, "latency_ms"),
+            "latency_ratio": ratio,
             "prefill_ms": float(np.mean([m["prefill_ms"] for m in ms])),
             "prefill_ms_repeats": [float(m["prefill_ms"]) for m in ms],
             "decode_ms": float(np.mean([m["decode_ms"] for m in ms])),
             "decode_ms_per_token": float(np.mean(finite_tokens)) if finite_tokens else math.nan,
             "overhead_ms": float(np.mean([m["overhead_ms"] for m in ms])),
-            **{
-                k: float(np.mean([m.get(k, math.nan) for m in ms]))
-                for k in ("overhead_encoder_ms", "overhead_scheduler_ms", "overhead_plan_ms")
-                if any(k in m for m in ms)
-            },
+            **{k: float(np.mean([m[k] for m in ms])) for k in OVERHEAD_PARTS},
             "peak_mem_mb": float(np.nanmax([m["peak_mem_mb"] for m in ms])),
             "cache_bytes": int(max(m.get("cache_bytes", 0) or 0 for m in ms)),
             "passes": len(ms),
@@ -380,15 +384,16 @@ def assemble(
     """Yields (arm, cell row, sample rows) for every visible arm of the group, with the paired
     ratio columns, the group's A/A floor (`aa_ratio*`) and how the group was measured."""
     ref_key = full_partner(arms)
+    pairs = _Pairs(result.measurements, ref_key)
     aa = {"aa_ratio": math.nan, "aa_ratio_ci_low": math.nan, "aa_ratio_ci_high": math.nan}
     if ref_key is not None and any(a.key == AA for a in arms):
-        ratios = arm_ratios(result.measurements, AA, ref_key)["latency"]
-        aa = dict(zip(aa, pairing.ratio_summary(ratios, seed), strict=True))
+        aa = dict(zip(aa, pairing.ratio_summary(pairs.ratios(AA)["latency"], seed), strict=True))
     tel = result.telemetry
     for arm in arms:
         if arm.hidden:
             continue
-        rows = sample_rows(data, result.measurements, arm.key, ref_key)
+        ratios = pairs.ratios(arm.key)
+        rows = sample_rows(data, pairs, arm.key, ratios["latency"])
         if not rows:
             continue
         latency_s = float(np.mean([x for r in rows for x in r["latency_ms_repeats"]])) / 1e3
@@ -397,7 +402,7 @@ def assemble(
             r["energy_j"] = energy
         peak = float(np.nanmax([r["peak_mem_mb"] for r in rows]))
         row = cell_row(arm.cell, rows, slowdown[0], peak, energy)
-        row.update(ratio_columns(result.measurements, arm.key, ref_key, seed))
+        row.update(ratio_columns(ratios, seed))
         row["cache_bytes"] = max(r["cache_bytes"] for r in rows)  # weight slices (shared runner)
         row.update(aa)
         row.update(
@@ -407,9 +412,9 @@ def assemble(
                 "rounds": result.rounds,
                 "rounds_stop": result.stop_reason,
                 "achieved_slowdown_end": slowdown[1],
-                "throttled": bool(getattr(tel, "throttled", False)),
-                "throttle_reasons": str(getattr(tel, "throttle_reasons", "") or ""),
-                "sm_clock_mhz": float(getattr(tel, "sm_clock_mhz", math.nan)),
+                "throttled": bool(tel.throttled),
+                "throttle_reasons": str(tel.throttle_reasons or ""),
+                "sm_clock_mhz": float(tel.sm_clock_mhz),
                 **(extra_columns or {}),
             }
         )
