@@ -187,17 +187,12 @@ def _run_group(cfg: SweepConfig, run_dir: Path, data, cells, stress, where, on_s
                          "not steady (other programs?)")  # fmt: skip
     if result.rounds > 1 or cfg.target_ci is not None:
         yield SweepEvent("note", message=f"{label}: {result.rounds} round(s), {result.stop_reason}")
-    extra = {"mps_active": bool(getattr(stress, "mps_active", False))}
-    for _, row, rows in assemble(data, arms, result, order=cfg.order, seed=cfg.seed,
+    extra = {"mps_active": bool(stress.mps_active)}
+    for arm, row, rows in assemble(data, arms, result, order=cfg.order, seed=cfg.seed,
                                  slowdown=(start, end), extra_columns=extra):  # fmt: skip
         row.update({k: where[k] for k in PLACEMENT_COLUMNS})
-        yield SweepEvent("done", row_cell(arms, row), result=(row, rows))
+        yield SweepEvent("done", arm.cell, result=(row, rows))
     yield SweepEvent("group_done", message=gid)
-
-
-def row_cell(arms, row: dict) -> CellConfig:
-    """Returns the CellConfig of the arm that produced `row`."""
-    return next(a.cell for a in arms if a.key == row["cell_id"])
 
 
 def _arms(cfg: SweepConfig, data, cells: list[CellConfig]):
@@ -414,8 +409,8 @@ def _prepare(loaded, suite_name: str, cfg: SweepConfig):
 
 
 class Progress:
-    """Rich progress on stderr: overall cells with ETA, the current cell's samples, running
-    accuracy/latency."""
+    """Rich progress on stderr: overall cells with ETA, and the timed generations of the
+    current group."""
 
     def __init__(self, total_cells: int, enabled: bool = True) -> None:
         from rich.progress import (
