@@ -22,9 +22,74 @@ from dataclasses import dataclass
 
 import torch
 
+from adabench.models.families import Decoder
 from adabench.models.plan import LayerPlan
 
 MAX_HALVES = 4096  # entries of a HalfCache (views included; each a few hundred bytes)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """How one decoder layer computes besides its projections (from its family, see
+    adabench/models/families/): its norm modules, window, rotary table and activation."""
+
+    attn_norm: torch.nn.Module
+    mlp_norm: torch.nn.Module
+    post_attn_norm: torch.nn.Module | None  # Gemma: norm of the attention output
+    post_mlp_norm: torch.nn.Module | None  # Gemma: norm of the MLP output
+    q_norm: torch.nn.Module | None  # Qwen3, Gemma 3: per-head norm of q and k
+    k_norm: torch.nn.Module | None
+    gemma_norm: bool  # (1 + w)·x̂ in float32 (Gemma) instead of w·x̂
+    window: int | None  # sliding window: keys visible to a query, itself included
+    rope_key: str  # which rotary table (Gemma 3 has one per layer type)
+    act: object  # the MLP activation module of the layer
+
+
+def layer_spec(layer: torch.nn.Module, decoder: Decoder, index: int) -> LayerSpec:
+    """Returns the LayerSpec of decoder layer `index` (module names from its family)."""
+    fam, attn, mlp = decoder.family, layer.self_attn, layer.mlp
+    return LayerSpec(
+        attn_norm=getattr(layer, fam.attn_norm),
+        mlp_norm=getattr(layer, fam.mlp_norm),
+        post_attn_norm=getattr(layer, fam.post_attn_norm) if fam.post_attn_norm else None,
+        post_mlp_norm=getattr(layer, fam.post_mlp_norm) if fam.post_mlp_norm else None,
+        q_norm=attn.q_norm if fam.qk_norm else None,
+        k_norm=attn.k_norm if fam.qk_norm else None,
+        gemma_norm=fam.norm == "gemma",
+        window=decoder.windows[index],
+        rope_key=decoder.rope_keys[index],
+        act=getattr(mlp, "act_fn", None) or mlp.activation_fn,
+    )
+
+
+def projections(layer: torch.nn.Module, decoder: Decoder) -> dict[str, tuple]:
+    """Returns {q, k, v, o, gate, up, down: (weight, bias)} of `layer`; fused projections
+    (Phi-3's qkv_proj rows [q | k | v], gate_up_proj rows [gate | up]) are split into row views."""
+    attn, mlp = layer.self_attn, layer.mlp
+
+    def wb(lin, start=None, stop=None):
+        w, b = lin.weight, lin.bias
+        if start is None:
+            return (w, b)
+        return (w[start:stop], None if b is None else b[start:stop])
+
+    if decoder.family.fused:
+        q_rows = decoder.num_heads * decoder.head_dim
+        kv_rows = decoder.num_kv_heads * decoder.head_dim
+        inter = decoder.intermediate_size
+        qkv, gate_up = attn.qkv_proj, mlp.gate_up_proj
+        return {
+            "q": wb(qkv, 0, q_rows),
+            "k": wb(qkv, q_rows, q_rows + kv_rows),
+            "v": wb(qkv, q_rows + kv_rows, q_rows + 2 * kv_rows),
+            "o": wb(attn.o_proj),
+            "gate": wb(gate_up, 0, inter),
+            "up": wb(gate_up, inter, 2 * inter),
+            "down": wb(mlp.down_proj),
+        }
+    names = {"q": attn.q_proj, "k": attn.k_proj, "v": attn.v_proj, "o": attn.o_proj}
+    names |= {"gate": mlp.gate_proj, "up": mlp.up_proj, "down": mlp.down_proj}
+    return {key: wb(lin) for key, lin in names.items()}
 
 
 @dataclass
@@ -33,6 +98,7 @@ class BlockWeights:
     joined runs of views for partial ones)."""
 
     layer: torch.nn.Module
+    spec: LayerSpec
     q: tuple | None  # (weight, bias) per projection; None when attention is skipped
     k: tuple | None
     v: tuple | None
@@ -45,25 +111,23 @@ class BlockWeights:
     down: tuple | None
 
 
-def full_block(layer: torch.nn.Module, n_heads: int, n_kv: int, kv_of_q) -> BlockWeights:
-    """Returns the weights of `layer` run in full (the module's parameters themselves)."""
-    attn, mlp = layer.self_attn, layer.mlp
-
-    def wb(lin):
-        return (lin.weight, lin.bias)
-
+def full_block(layer: torch.nn.Module, decoder: Decoder, index: int, kv_of_q) -> BlockWeights:
+    """Returns the weights of decoder layer `index` run in full (the module's parameters, or
+    row views of its fused projections)."""
+    p = projections(layer, decoder)
     return BlockWeights(
         layer,
-        wb(attn.q_proj),
-        wb(attn.k_proj),
-        wb(attn.v_proj),
-        wb(attn.o_proj),
+        layer_spec(layer, decoder, index),
+        p["q"],
+        p["k"],
+        p["v"],
+        p["o"],
         kv_of_q,
-        n_heads,
-        n_kv,
-        wb(mlp.gate_proj),
-        wb(mlp.up_proj),
-        wb(mlp.down_proj),
+        decoder.num_heads,
+        decoder.num_kv_heads,
+        p["gate"],
+        p["up"],
+        p["down"],
     )
 
 
@@ -163,7 +227,7 @@ class HalfCache:
         if lp.mlp_groups is not None:
             key = (i, lp.mlp_groups, group_count, full.gate[0]._version)
             mlp = self._get(key, used, mlp_half, full, lp.mlp_groups, group_count)
-        return BlockWeights(full.layer, *attn, *mlp)
+        return BlockWeights(full.layer, full.spec, *attn, *mlp)
 
     def _get(self, key: tuple, used: list, build, *args) -> tuple:
         used.append(key)

@@ -1,6 +1,9 @@
 """Plan execution for HF Llava models: real block skipping, sliced heads/neurons, our own KV cache.
 
-`LlavaRunner` runs the Llama-family decoder of a `LlavaForConditionalGeneration` block by block:
+`LlavaRunner` runs the decoder of a `LlavaForConditionalGeneration` block by block, for every
+decoder family of adabench/models/families/ (Llama, Mistral, Qwen2, Qwen3, Phi-3, Gemma 2/3): the
+family says which norms sit where, whether q/k are normed, how attention is scaled and capped,
+which layers slide and which rotary table each layer reads; this one loop reads it.
 - a skipped block (plan layer None) does no work and gets no KV-cache entry;
 - a partial block runs q/k/v and o_proj, gate/up and down on the kept rows/columns of the
   model's weights (views, see adabench/models/block_weights.py), prepared once per request and
@@ -9,10 +12,11 @@
   computed for that one query row, so no attention implementation is forced;
 - `forward_masked` is the batched, full-compute path for training and reference runs: masks
   multiply head outputs before o_proj, MLP activations before down_proj, and block outputs.
-Attention: eager (explicit softmax) when the config asks for it, else torch SDPA. RMSNorm and
-RoPE are computed with fewer kernels than the HF modules (same math, see `_rms_norm`, `rope`);
-rotary tables are built once per request for every position it can reach, so a decode step
-needs no host→device transfer.
+Attention: explicit scores when the config asks for eager or the family soft-caps logits (Gemma 2),
+else torch SDPA; sliding-window layers mask keys further back than the window (prefill) or
+attend to the last `window` keys (decode). RMSNorm and RoPE are computed with fewer kernels than
+the HF modules (same math, see `_norm`, `_rotate`); rotary tables are built once per request for
+every position it can reach, so a decode step needs no host→device transfer.
 """
 
 from __future__ import annotations
@@ -24,12 +28,22 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from adabench.errors import UserError
 from adabench.models.block_weights import BlockWeights, HalfCache, full_block
+from adabench.models.families import decoder_of
 from adabench.models.plan import Plan
 
 CPU_CACHE_CAP_BYTES = 1 << 30
 
-__all__ = ["BlockWeights", "KVEntry", "LlavaRunner", "PrefillState", "decode_step", "prefill"]
+__all__ = [
+    "BlockWeights",
+    "KVEntry",
+    "LlavaRunner",
+    "PrefillState",
+    "Rope",
+    "decode_step",
+    "prefill",
+]
 
 
 @dataclass
@@ -39,6 +53,24 @@ class KVEntry:
     k: torch.Tensor
     v: torch.Tensor
     length: int
+
+
+@dataclass
+class Rope:
+    """Rotary tables for a run of positions: {table key: (cos, signed sin)}, each
+    [B, 1, T, rotary dims] (one key per rotary kind the decoder has: Gemma 3 has two)."""
+
+    tables: dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+    def narrow(self, stop: int, start: int = 0) -> Rope:
+        """Returns the tables of positions [start, stop)."""
+        return Rope(
+            {k: (c[:, :, start:stop], s[:, :, start:stop]) for k, (c, s) in self.tables.items()}
+        )
+
+    def take(self, index: torch.Tensor) -> Rope:
+        """Returns the tables of the positions in `index` (FastV's kept tokens)."""
+        return Rope({k: (c[:, :, index], s[:, :, index]) for k, (c, s) in self.tables.items()})
 
 
 class LlavaRunner:
@@ -63,16 +95,24 @@ class LlavaRunner:
         self.lm = model.model.language_model
         self.layers = self.lm.layers
         self.text = model.config.text_config
-        self.n_heads = self.text.num_attention_heads
-        self.n_kv = getattr(self.text, "num_key_value_heads", None) or self.n_heads
-        self.head_dim = (
-            getattr(self.text, "head_dim", None) or self.text.hidden_size // self.n_heads
-        )
+        self.decoder = decoder_of(model.config)
+        self.family = self.decoder.family
+        self.n_heads = self.decoder.num_heads
+        self.n_kv = self.decoder.num_kv_heads
+        self.head_dim = self.decoder.head_dim
         self.group = self.n_heads // self.n_kv
-        self.scale = self.head_dim**-0.5
+        self.scale = self.decoder.scale
+        self.softcap = self.decoder.softcap
         self.eager = getattr(self.text, "_attn_implementation", "sdpa") == "eager"
         self._decoder_bytes = sum(p.numel() * p.element_size() for p in self.layers.parameters())
-        self._probe = self.layers[0].self_attn.q_proj.weight  # its device is the model's
+        self._probe = next(self.layers.parameters())  # its device is the model's
+        # Gemma scales token embeddings by √d: inside embed_tokens in current transformers; in
+        # releases where the decoder scaled its whole input instead, the runner does it here.
+        self._input_scale = (
+            self.text.hidden_size**0.5
+            if self.family.norm == "gemma" and not hasattr(self.lm.embed_tokens, "embed_scale")
+            else None
+        )
         self.cache_limit_bytes: int | None = None  # None: the default of the model's device
         self._default_limit = 0
         self._full: list[BlockWeights] = []
@@ -98,14 +138,24 @@ class LlavaRunner:
         return torch.stack(list(feats)) if isinstance(feats, (list, tuple)) else feats
 
     def embed(self, input_ids: torch.Tensor, image_features: torch.Tensor | None) -> torch.Tensor:
-        """Returns input embeddings [B, T, D] with image-token slots filled by `image_features`."""
+        """Returns input embeddings [B, T, D] with image-token slots filled by `image_features`
+        (what the decoder's first block reads: the family's embedding scale applied)."""
         embeds = self.lm.embed_tokens(input_ids)
         if image_features is not None:
             mask = input_ids == self.model.config.image_token_id
             embeds = embeds.masked_scatter(
                 mask.unsqueeze(-1), image_features.to(embeds.dtype).reshape(-1)
             )
-        return embeds
+        return self._scaled(embeds)
+
+    def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Returns the decoder input of text tokens [B, T, D] (a decode step's new token)."""
+        return self._scaled(self.lm.embed_tokens(input_ids))
+
+    def _scaled(self, embeds: torch.Tensor) -> torch.Tensor:
+        if self._input_scale is None:
+            return embeds
+        return embeds * torch.tensor(self._input_scale, dtype=embeds.dtype)
 
     # ---------------------------------------------------------------- plans
     def full_blocks(self) -> list[BlockWeights]:
@@ -119,7 +169,9 @@ class LlavaRunner:
                 if self.group > 1
                 else None
             )
-            self._full = [full_block(lay, self.n_heads, self.n_kv, kv_of_q) for lay in self.layers]
+            self._full = [
+                full_block(lay, self.decoder, i, kv_of_q) for i, lay in enumerate(self.layers)
+            ]
             self._full_device = device
             cpu = device.type == "cpu"
             self._default_limit = min(self._decoder_bytes, CPU_CACHE_CAP_BYTES) if cpu else 0
@@ -154,28 +206,45 @@ class LlavaRunner:
         return out
 
     # ---------------------------------------------------------------- blocks
-    def _attend(self, q, k, v, kv_of_q, causal: bool, pad_mask=None):
+    def _scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Returns q·kᵀ scaled, soft-capped where the family caps (Gemma 2: tanh(s/cap)·cap)."""
+        scores = (q @ k.transpose(-1, -2)) * self.scale
+        if self.softcap is not None:
+            scores = torch.tanh(scores / self.softcap) * self.softcap
+        return scores
+
+    def _attend(self, q, k, v, kv_of_q, causal: bool, pad_mask=None, window=None):
         if kv_of_q is not None:
             k, v = k.index_select(1, kv_of_q), v.index_select(1, kv_of_q)
-        if self.eager or pad_mask is not None:
-            scores = (q @ k.transpose(-1, -2)) * self.scale
-            tq, tk = q.shape[-2], k.shape[-2]
-            if causal and tq > 1:
-                future = torch.ones(tq, tk, dtype=torch.bool, device=q.device).triu(tk - tq + 1)
-                scores = scores.masked_fill(future, torch.finfo(scores.dtype).min)
+        tq, tk = q.shape[-2], k.shape[-2]
+        if window is not None and tq == 1 and tk > window:
+            # one query sees the last `window` keys (itself included), as HF's window mask says
+            k, v, tk = k[:, :, -window:], v[:, :, -window:], window
+        banned = None
+        if causal and tq > 1:
+            banned = torch.ones(tq, tk, dtype=torch.bool, device=q.device).triu(tk - tq + 1)
+            if window is not None and tk > window:
+                banned |= torch.ones_like(banned).tril(tk - tq - window)
+        if self.eager or pad_mask is not None or self.softcap is not None:
+            scores = self._scores(q, k)
+            if banned is not None:
+                scores = scores.masked_fill(banned, torch.finfo(scores.dtype).min)
             if pad_mask is not None:
                 scores = scores.masked_fill(
                     ~pad_mask[:, None, None, :], torch.finfo(scores.dtype).min
                 )
             return torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype) @ v
-        return F.scaled_dot_product_attention(q, k, v, is_causal=causal and q.shape[-2] > 1)
+        if banned is not None and window is not None and tk > window:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=~banned, scale=self.scale)
+        return F.scaled_dot_product_attention(
+            q, k, v, is_causal=causal and tq > 1, scale=self.scale
+        )
 
     def block(
         self,
         bw: BlockWeights,
         h,
-        cos,
-        sin,
+        rope: Rope,
         cache: KVEntry | None = None,
         *,
         head_mask=None,
@@ -186,44 +255,60 @@ class LlavaRunner:
     ):
         """Runs one decoder block; returns (new hidden states, last-token attention probs or None).
 
-        Masks (training / reference only): head_mask [B, n_q], neuron_mask [B, I], block_gate [B].
-        """
-        layer = bw.layer
+        `rope` holds the rotary tables of h's positions. Masks (training / reference only):
+        head_mask [B, n_q], neuron_mask [B, I], block_gate [B]."""
+        spec = bw.spec
         probs = None
         bsz, t, _ = h.shape
         if bw.q is not None:
-            x = _rms_norm(layer.input_layernorm, h)
+            x = _norm(spec.attn_norm, h, spec.gemma_norm)
             hd = self.head_dim
-            q = F.linear(x, *bw.q).view(bsz, t, bw.n_q, hd).transpose(1, 2)
-            k = F.linear(x, *bw.k).view(bsz, t, bw.n_kv, hd).transpose(1, 2)
+            q = F.linear(x, *bw.q).view(bsz, t, bw.n_q, hd)
+            k = F.linear(x, *bw.k).view(bsz, t, bw.n_kv, hd)
             v = F.linear(x, *bw.v).view(bsz, t, bw.n_kv, hd).transpose(1, 2)
-            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+            if spec.q_norm is not None:
+                q, k = (
+                    _norm(spec.q_norm, q, spec.gemma_norm),
+                    _norm(spec.k_norm, k, spec.gemma_norm),
+                )
+            cos, sin = rope.tables[spec.rope_key]
+            q, k = _rotate(q.transpose(1, 2), cos, sin), _rotate(k.transpose(1, 2), cos, sin)
             if cache is not None:
                 end = cache.length + t
                 cache.k[:, :, cache.length : end] = k
                 cache.v[:, :, cache.length : end] = v
                 cache.length = end
                 k, v = cache.k[:, :, :end], cache.v[:, :, :end]
-            a = self._attend(q, k, v, bw.kv_of_q, causal=True, pad_mask=pad_mask)
+            a = self._attend(q, k, v, bw.kv_of_q, True, pad_mask, spec.window)
             if last_query_probs:
-                kk = k.index_select(1, bw.kv_of_q) if bw.kv_of_q is not None else k
-                # FastV's ranking in fp32: fp16 probabilities tie and reorder the smallest ones
-                probs = torch.softmax(
-                    (q[:, :, -1:] @ kk.transpose(-1, -2)) * self.scale, dim=-1, dtype=torch.float32
-                ).mean(1)[:, 0]
+                probs = self._last_query_probs(q, k, bw.kv_of_q, spec.window)
             if head_mask is not None:
                 a = a * head_mask[:, :, None, None].to(a.dtype)
             a = a.transpose(1, 2).reshape(bsz, t, bw.n_q * hd)
             delta = F.linear(a, *bw.o)
+            if spec.post_attn_norm is not None:
+                delta = _norm(spec.post_attn_norm, delta, spec.gemma_norm)
             h = h + (delta * block_gate[:, None, None] if block_gate is not None else delta)
         if bw.gate is not None:
-            x = _rms_norm(layer.post_attention_layernorm, h)
-            act = layer.mlp.act_fn(F.linear(x, *bw.gate)) * F.linear(x, *bw.up)
+            x = _norm(spec.mlp_norm, h, spec.gemma_norm)
+            act = spec.act(F.linear(x, *bw.gate)) * F.linear(x, *bw.up)
             if neuron_mask is not None:
                 act = act * neuron_mask[:, None, :].to(act.dtype)
             delta = F.linear(act, *bw.down)
+            if spec.post_mlp_norm is not None:
+                delta = _norm(spec.post_mlp_norm, delta, spec.gemma_norm)
             h = h + (delta * block_gate[:, None, None] if block_gate is not None else delta)
         return h, probs
+
+    def _last_query_probs(self, q, k, kv_of_q, window) -> torch.Tensor:
+        """Returns the last token's attention probabilities [B, T] (mean over heads), in fp32:
+        FastV's ranking (fp16 probabilities tie and reorder the smallest ones). Keys outside a
+        sliding window get 0, as in the attention itself."""
+        kk = k.index_select(1, kv_of_q) if kv_of_q is not None else k
+        scores = self._scores(q[:, :, -1:], kk).float()
+        if window is not None and kk.shape[-2] > window:
+            scores[..., : kk.shape[-2] - window] = float("-inf")
+        return torch.softmax(scores, dim=-1).mean(1)[:, 0]
 
     def new_cache(
         self, prepared: list[BlockWeights | None], capacity: int, like: torch.Tensor
@@ -240,28 +325,55 @@ class LlavaRunner:
             for bw in prepared
         ]
 
-    def rope(self, h: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (cos, signed sin) [B, 1, T, head_dim] for `positions` [B, T], as `block` takes
-        them: the HF rotary tables with the sign of `rotate_half` folded into the first half of sin,
-        so rotating is x·cos + roll(x, head_dim/2)·sin (bit-identical to HF's apply_rotary_pos_emb)."""
-        cos, sin = self.lm.rotary_emb(h, positions)
-        half = sin.shape[-1] // 2
-        return cos[:, None], torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)[:, None]
+    def rope(self, h: torch.Tensor, positions: torch.Tensor) -> Rope:
+        """Returns the rotary tables of `positions` [B, T] as `block` takes them: HF's tables
+        (one per rotary kind of the decoder) with the sign of `rotate_half` folded into the first
+        half of sin, so rotating is x·cos + roll(x, dims/2)·sin (bit-identical to HF's
+        apply_rotary_pos_emb). Length-dependent rotary types (dynamic, longrope) are exact only
+        within their original context: positions beyond it are a UserError."""
+        limit = self.decoder.rope_limit
+        if limit is not None and positions.numel() and int(positions.max()) >= limit:
+            raise UserError(
+                f"this request reaches position {int(positions.max()) + 1}, beyond the "
+                f"{limit} positions where the model's rotary type is length-independent; "
+                "lower --max-new-tokens or use shorter prompts"
+            )
+        tables = {}
+        for key in set(self.decoder.rope_keys):
+            if self.family.rope_per_layer_type:
+                cos, sin = self.lm.rotary_emb(h, positions, key)
+            else:
+                cos, sin = self.lm.rotary_emb(h, positions)
+            half = sin.shape[-1] // 2
+            signed = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
+            tables[key] = (cos[:, None], signed[:, None])
+        return Rope(tables)
 
     def logits(self, h_last: torch.Tensor) -> torch.Tensor:
-        """Returns lm_head(final_norm(h)) for the given positions."""
-        return self.model.lm_head(_rms_norm(self.lm.norm, h_last))
+        """Returns lm_head(final_norm(h)) for the given positions (LlavaForConditionalGeneration
+        applies no final-logit soft-cap, so neither does this)."""
+        return self.model.lm_head(_norm(self.lm.norm, h_last, self.family.norm == "gemma"))
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
-    """Applies RoPE to x [B, heads, T, head_dim]: HF's x·cos + rotate_half(x)·sin in four kernels."""
-    return x * cos + x.roll(x.shape[-1] // 2, -1) * signed_sin
+    """Applies RoPE to x [B, heads, T, head_dim]: HF's x·cos + rotate_half(x)·sin in four kernels;
+    with partial rotary (tables narrower than head_dim) only the leading dims rotate."""
+    dims = cos.shape[-1]
+    if dims == x.shape[-1]:
+        return x * cos + x.roll(dims // 2, -1) * signed_sin
+    rot, rest = x[..., :dims], x[..., dims:]
+    return torch.cat([rot * cos + rot.roll(dims // 2, -1) * signed_sin, rest], dim=-1)
 
 
-def _rms_norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Returns the Llama RMSNorm of x with one fused kernel in float32 (HF's module runs eight);
-    other dtypes normalise in float32 and cast before the weight, as HF does; norms of other
-    model families run their own module."""
+def _norm(norm: torch.nn.Module, x: torch.Tensor, gemma: bool = False) -> torch.Tensor:
+    """Returns the RMSNorm of x with one fused kernel, in the family's convention:
+    Llama-style w·x̂ (float32 input: one kernel; other dtypes normalise in float32 and cast
+    before the weight, as HF does), or Gemma's (1 + w)·x̂ computed in float32, then cast. A norm
+    module of another kind runs itself."""
+    if gemma:
+        w = norm.weight
+        y = F.rms_norm(x.float(), w.shape, eps=norm.eps) * (1.0 + w.float())
+        return y.to(x.dtype)
     eps = getattr(norm, "variance_epsilon", None)
     if eps is None:
         return norm(x)
@@ -281,8 +393,7 @@ class PrefillState:
     next_position: int
     plan: Plan
     kept_visual: int | None = None
-    cos: torch.Tensor | None = None
-    sin: torch.Tensor | None = None
+    rope: Rope | None = None
     spans: dict = field(default_factory=dict)
 
 
@@ -314,9 +425,9 @@ def prefill(
         return _Collect(cm, spans.setdefault(name, []))
 
     positions = torch.arange(capacity, device=embeds.device)[None]
-    cos_all, sin_all = runner.rope(embeds, positions)
+    rope_all = runner.rope(embeds, positions)
     positions = positions[:, :t]
-    cos, sin = cos_all[:, :, :t], sin_all[:, :, :t]
+    rope = rope_all.narrow(t)
     h = embeds
     # With `decide`, `plan` (if given) carries only the token fields, known before the decision,
     # so FastV can rank tokens in the always-run prefix; the decided plan replaces it at decide_at.
@@ -344,13 +455,13 @@ def prefill(
             and plan.fastv_layer <= len(prepared)
             and i == _fastv_source(plan, prepared)
         )
-        h, probs = runner.block(prepared[i], h, cos, sin, cache[i], last_query_probs=want_probs)
+        h, probs = runner.block(prepared[i], h, rope, cache[i], last_query_probs=want_probs)
         if want_probs and plan.fastv_removed > 0:
             keep = fastv_keep(probs[0], visual_positions, plan.fastv_removed, h.shape[1])
             h, positions = h[:, keep], positions[:, keep]
-            cos, sin = cos_all[:, :, positions[0]], sin_all[:, :, positions[0]]
+            rope = rope_all.take(positions[0])
             kept_visual = len(visual_positions) - plan.fastv_removed
-    state = PrefillState(prepared, cache, t, plan, kept_visual, cos_all, sin_all, spans)
+    state = PrefillState(prepared, cache, t, plan, kept_visual, rope_all, spans)
     return runner.logits(h[:, -1:])[:, -1], state
 
 
@@ -392,11 +503,11 @@ def fastv_keep(
 def decode_step(runner: LlavaRunner, token_id: torch.Tensor, state: PrefillState) -> torch.Tensor:
     """Runs one greedy decode step for `token_id` [1, 1] (a device tensor) under the prefill's
     plan; returns logits [1, V]. The position is host-side bookkeeping: no transfer."""
-    h = runner.lm.embed_tokens(token_id)
+    h = runner.embed_tokens(token_id)
     p = state.next_position
-    cos, sin = state.cos[:, :, p : p + 1], state.sin[:, :, p : p + 1]
+    rope = state.rope.narrow(p + 1, p)
     for bw, entry in zip(state.prepared, state.cache):
         if bw is not None:
-            h, _ = runner.block(bw, h, cos, sin, entry)
+            h, _ = runner.block(bw, h, rope, entry)
     state.next_position += 1
     return runner.logits(h)[:, -1]

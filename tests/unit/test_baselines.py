@@ -10,6 +10,7 @@ from adabench.errors import UserError
 from adabench.models import flops
 from adabench.models.baselines.head_prune import importance
 from adabench.models.factory import build_method
+from adabench.models.families import decoder_of
 from adabench.models.methods import evenly_spaced, kept_count
 from adabench.models.plan import LayerPlan, Plan
 
@@ -103,7 +104,7 @@ def test_head_prune_drops_the_lowest_norm_heads(loaded):
     with torch.no_grad():
         layer.self_attn.o_proj.weight[:, 16:32] = 0
     try:
-        scores = importance(layers, 4)
+        scores = importance(layers, 4, decoder_of(loaded.model.config))
     finally:
         with torch.no_grad():
             layer.self_attn.o_proj.weight.copy_(saved)

@@ -62,7 +62,7 @@ def _masked_reference(runner, embeds, plan, n_heads, inter):
     """Full-compute forward where masks zero the dropped heads / neurons / blocks."""
     t = embeds.shape[1]
     positions = torch.arange(t)[None]
-    cos, sin = runner.rope(embeds, positions)
+    rope = runner.rope(embeds, positions)
     full = runner.prepare(Plan.full(plan.num_layers, plan.mlp_group_count))
     h = embeds
     for i, lp in enumerate(plan.layers):
@@ -74,7 +74,7 @@ def _masked_reference(runner, embeds, plan, n_heads, inter):
         size = inter // plan.mlp_group_count
         for g in range(plan.mlp_group_count) if lp.mlp_groups is None else lp.mlp_groups:
             nm[0, g * size : (g + 1) * size] = 1
-        h, _ = runner.block(full[i], h, cos, sin, head_mask=hm, neuron_mask=nm)
+        h, _ = runner.block(full[i], h, rope, head_mask=hm, neuron_mask=nm)
     return runner.logits(h[:, -1:])[:, -1]
 
 

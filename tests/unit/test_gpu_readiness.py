@@ -409,8 +409,8 @@ def test_fastv_ranking_probabilities_are_fp32_in_a_half_model():
     runner = LlavaRunner(model.half())
     block = runner.prepare(Plan.full(2))[0]
     h = torch.randn(1, 9, model.config.text_config.hidden_size, dtype=torch.float16)
-    cos, sin = runner.rope(h, torch.arange(9)[None])
+    rope = runner.rope(h, torch.arange(9)[None])
     with torch.no_grad():
-        _, probs = runner.block(block, h, cos, sin, last_query_probs=True)
+        _, probs = runner.block(block, h, rope, last_query_probs=True)
     assert probs.dtype == torch.float32  # fp16 would tie and reorder the smallest scores
     assert float(probs.sum()) == pytest.approx(1.0, abs=1e-5)

@@ -271,19 +271,19 @@ def forward_masked(
     c = head.config
     bsz, t, _ = embeds.shape
     positions = torch.arange(t, device=embeds.device)[None].expand(bsz, -1)
-    cos, sin = runner.rope(embeds, positions)
+    rope = runner.rope(embeds, positions)
     full = runner.prepare(_Plan.full(c.num_layers, c.num_heads))
     h = embeds
     for i in range(c.prefix_layers):
-        h, _ = runner.block(full[i], h, cos, sin)
+        h, _ = runner.block(full[i], h, rope)
     masks = head.masks(h[torch.arange(bsz), lat_pos], k, sample)
-    inter = runner.layers[0].mlp.gate_proj.weight.shape[0]
+    inter = runner.decoder.intermediate_size
     for j, i in enumerate(range(c.prefix_layers, c.num_layers)):
         if c.variant == "L":
-            h, _ = runner.block(full[i], h, cos, sin, block_gate=masks["block"][:, j])
+            h, _ = runner.block(full[i], h, rope, block_gate=masks["block"][:, j])
         else:
             neuron = masks["mlp"][:, j].repeat_interleave(inter // c.num_heads, dim=-1)
             h, _ = runner.block(
-                full[i], h, cos, sin, head_mask=masks["heads"][:, j], neuron_mask=neuron
+                full[i], h, rope, head_mask=masks["heads"][:, j], neuron_mask=neuron
             )
     return runner.logits(h)

@@ -22,20 +22,22 @@ import torch
 from adabench.models.adallava import budget as budget_mod
 from adabench.models.adallava.model import AdaLlavaConfig
 from adabench.models.adallava.scheduler import plan_heads
+from adabench.models.block_weights import projections
+from adabench.models.families import Decoder, decoder_of
 from adabench.models.methods import Method, Request, register
 
 
-def importance(layers, num_heads: int) -> torch.Tensor:
+def importance(layers, num_heads: int, decoder: Decoder) -> torch.Tensor:
     """Returns [len(layers), 2H] scores: per head (first H) and per MLP group (next H), each kind
-    divided by its mean over `layers`."""
+    divided by its mean over `layers` (fused projections read through their row views)."""
     rows = []
     for layer in layers:
-        attn, mlp = layer.self_attn, layer.mlp
-        q = attn.q_proj.weight.detach().float()  # [H·hd, d]
-        o = attn.o_proj.weight.detach().float()  # [d, H·hd]
-        heads = q.view(num_heads, -1).norm(dim=1) * o.T.reshape(num_heads, -1).norm(dim=1)
-        up = mlp.up_proj.weight.detach().float()  # [I, d]
-        down = mlp.down_proj.weight.detach().float()  # [d, I]
+        p = projections(layer, decoder)
+        q = p["q"][0].detach().float()  # [H·hd, d]
+        o = p["o"][0].detach().float()  # [d, H·hd]
+        heads = q.reshape(num_heads, -1).norm(dim=1) * o.T.reshape(num_heads, -1).norm(dim=1)
+        up = p["up"][0].detach().float()  # [I, d]
+        down = p["down"][0].detach().float()  # [d, I]
         groups = up.reshape(num_heads, -1).norm(dim=1) * down.T.reshape(num_heads, -1).norm(dim=1)
         rows.append(torch.cat([heads, groups]))
     scores = torch.stack(rows)
@@ -62,7 +64,7 @@ class HeadPrune(Method):
         c = AdaLlavaConfig.for_model(model.config, "H")
         self.units = budget_mod.selected_units(self.budget, c.units)
         layers = model.model.model.language_model.layers[c.prefix_layers :]
-        scores = importance(layers, c.num_heads)
+        scores = importance(layers, c.num_heads, decoder_of(model.model.config))
         self.plan = plan_heads(
             scores, self.units, c.group_size, c.num_layers, c.prefix_layers, c.kv_group
         )
