@@ -66,6 +66,7 @@ bench: setup  ## performance benchmarks (numbers reported, never asserted)
 	$(VPY) benchmarks/harness_overhead.py
 	$(VPY) benchmarks/budget_speedup.py
 	$(VPY) benchmarks/adaptive_overhead.py --out results/adaptive_overhead.json
+	$(VPY) benchmarks/family_realization.py --out results/family_realization.json
 
 MODELS_OUT ?= adabench/assets
 models: setup  ## retrain the embedded checkpoints from scratch (~60 min on 2 CPU cores)

@@ -223,9 +223,17 @@ def _unit_plan(num_layers: int, heads: int, group: int, units: int) -> Plan:
 def _ada_config(config: Any, adallava: dict, variant: str):
     from adabench.models.adallava.model import AdaLlavaConfig
 
-    return AdaLlavaConfig.for_model(
-        config, variant, adallava.get("prefix_layers"), adallava.get("group_size")
-    )
+    try:
+        return AdaLlavaConfig.for_model(
+            config, variant, adallava.get("prefix_layers"), adallava.get("group_size")
+        )
+    except ValueError as exc:  # e.g. r = 8 on 28 heads in groups of 7 (no shipped group_size)
+        text = config.text_config
+        raise UserError(
+            f"no AdaLLaVA-{variant} geometry for {text.num_attention_heads} heads "
+            f"({getattr(text, 'num_key_value_heads', None) or text.num_attention_heads} key/value "
+            f"heads) with {dict(adallava) or 'the default settings'}: {exc}"
+        ) from None
 
 
 def _check_min(budget: float, minimum: float, method: str) -> None:

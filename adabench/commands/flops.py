@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
         model: Annotated[
             str,
             typer.Option(
-                help="Shipped config (llava-1.5-7b, llava-1.5-13b), embedded alias or folder."
+                help="Shipped config (llava-1.5-7b, llava-1.5-13b, llava-v1.6-mistral-7b, "
+                "llava-qwen2-7b), embedded alias or folder."
             ),
         ] = "llava-1.5-7b",
         method: Annotated[
@@ -46,6 +47,7 @@ def register(app: typer.Typer) -> None:
         Examples:
           adabench flops --model llava-1.5-7b --method adallava-l --budgets 1.0,0.85,0.6
           adabench flops --model llava-1.5-13b --method fastv --method-arg k=2 --method-arg r=0.5 --json
+          adabench flops --model llava-qwen2-7b --method adallava-h --budgets 1.0,0.6
         """
         from adabench import console
         from adabench.errors import UserError

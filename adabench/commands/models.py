@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
     @sub.command("list")
     @user_errors
     def list_cmd(json_: Json = False) -> None:
-        """List model aliases (embedded tiny checkpoints and llava-1.5 hub ids). Example: adabench models list"""
+        """List model aliases (embedded tiny checkpoints, llava-1.5 hub ids, config-only shipped
+        configs) with their decoder family. Example: adabench models list"""
         from adabench import console
         from adabench.models.catalog import describe, model_aliases
 
@@ -31,6 +32,7 @@ def register(app: typer.Typer) -> None:
             rows.append(
                 {
                     "name": name,
+                    "family": info.get("family", ""),
                     "location": info["location"],
                     "weights_present": info["weights_present"],
                     "adallava": ada.get("variant", "") if ada else "",
@@ -42,10 +44,14 @@ def register(app: typer.Typer) -> None:
     @sub.command("show")
     @user_errors
     def show_cmd(
-        name: Annotated[str, typer.Argument(help="Alias, local folder or hub id.")],
+        name: Annotated[
+            str, typer.Argument(help="Alias, shipped config, local folder or hub id (HF cache).")
+        ],
         json_: Json = False,
     ) -> None:
-        """Show a model's config summary and whether its weights are present. Example: adabench models show tiny"""
+        """Show a model's decoder family, the HF class adabench wraps, its config summary and
+        whether its weights are present; a model adabench does not run exits 2 saying why.
+        Example: adabench models show tiny"""
         from adabench import console
         from adabench.models.catalog import describe
 

@@ -1,5 +1,7 @@
 """The model catalog: which names adabench knows (embedded tiny models, hub aliases with a
-shipped llava-1.5 config) and what is known about a model without loading its weights.
+shipped llava-1.5 config, config-only shipped configs) and what is known about a model without
+loading its weights, including whether adabench runs it at all (`check_supported`: the VLM class
+and decoder family of adabench/models/families/, refused from the config before anything loads).
 
 Below `loading.py` (real weights) and `no_weights.py` (random weights), which both read it.
 """
@@ -8,16 +10,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from adabench.errors import UserError, did_you_mean
 from adabench.models.flops import num_image_tokens
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+SHIPPED_KEYS = ("adallava", "_comment")
+"""Keys of a shipped config that are adabench's, not the LlavaConfig's."""
 HUB_ALIASES = {
     "llava-1.5-7b": "llava-hf/llava-1.5-7b-hf",
     "llava-1.5-13b": "llava-hf/llava-1.5-13b-hf",
 }
+"""Shipped configs whose llava-hf checkpoint is a LlavaForConditionalGeneration with the same
+shapes. The other shipped configs (llava-v1.6-mistral-7b, llava-qwen2-7b) have no such checkpoint
+on the hub: they are config-only (`config_only`), for `adabench flops` and `--no-weights`."""
 
 EMBEDDED = {
     "tiny": "tiny",
@@ -27,12 +35,28 @@ EMBEDDED = {
 
 
 def model_aliases() -> dict[str, str]:
-    """Returns alias → location (embedded folder or hub id)."""
-    return {**{k: str(ASSETS / v) for k, v in EMBEDDED.items()}, **HUB_ALIASES}
+    """Returns alias → location (embedded folder, hub id, or a config-only shipped config file)."""
+    return {
+        **{k: str(ASSETS / v) for k, v in EMBEDDED.items()},
+        **HUB_ALIASES,
+        **{k: str(CONFIGS_DIR / f"{k}.json") for k in shipped_names() if config_only(k)},
+    }
+
+
+def config_only(name: str) -> bool:
+    """Returns whether `name` is a shipped config with no checkpoint to load (--no-weights only)."""
+    return (
+        name not in HUB_ALIASES
+        and name not in EMBEDDED
+        and (CONFIGS_DIR / f"{name}.json").is_file()
+    )
 
 
 def resolve(name: str) -> str:
-    """Returns the local folder or hub id for `name`; unknown names raise a did-you-mean UserError."""
+    """Returns the local folder or hub id for `name` (the shipped config file of a config-only
+    name); unknown names raise a did-you-mean UserError."""
+    if config_only(name):
+        return str(CONFIGS_DIR / f"{name}.json")
     if name in EMBEDDED:
         path = ASSETS / EMBEDDED[name]
         if not (path / "config.json").exists():
@@ -46,27 +70,119 @@ def resolve(name: str) -> str:
         return str(Path(name).expanduser())
     if "/" in name and not name.startswith((".", "/")):
         return name  # a hub id: from_pretrained reports if it is missing from the cache
-    raise did_you_mean(name, list(EMBEDDED) + list(HUB_ALIASES), "model")
+    raise did_you_mean(
+        name, list(dict.fromkeys([*EMBEDDED, *HUB_ALIASES, *shipped_names()])), "model"
+    )
+
+
+# --- what adabench runs ----------------------------------------------------------------------
+
+
+def check_supported(config: Any, where: str = "model"):
+    """Returns the resolved `Decoder` of a VLM config (a config object or a config.json dict);
+    raises a one-line UserError naming `where` for a VLM class other than Llava (llava_next,
+    qwen2_vl, ...), a decoder family adabench does not run (phi, gpt_neox, ...) or a config field
+    the family layer does not implement (an unknown rotary type, ...). Reads the config only."""
+    from adabench.models.families import check_vlm, decoder_of, family_of
+
+    try:
+        check_vlm(config)
+        text = config.get("text_config") if isinstance(config, dict) else None
+        if not isinstance(text, dict) or "model_type" in text:  # HF reads a missing one as llama
+            family_of(config)
+        if isinstance(config, dict):
+            config = _llava_config(config)
+        return decoder_of(config)
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from None
+
+
+def family_fields(decoder) -> dict:
+    """Returns what `models show` / `models list` say about a model's decoder family."""
+    from adabench.models.families import VLM_CLASSES
+
+    family = decoder.family
+    return {
+        "family": f"{family.label} ({family.name})",
+        "family_note": family.note,
+        "wrapper": VLM_CLASSES["llava"],
+    }
+
+
+def read_config(folder: str | Path, where: str | None = None):
+    """Returns the LlavaConfig of a model folder (or a hub snapshot) after `check_supported` has
+    accepted its config.json: nothing else of the folder is read."""
+    from transformers import LlavaConfig
+
+    folder = Path(folder)
+    check_supported(_read_json(folder / "config.json"), where or str(folder))
+    return LlavaConfig.from_pretrained(str(folder))
+
+
+def _llava_config(raw: dict):
+    from transformers import LlavaConfig
+
+    try:
+        return LlavaConfig.from_dict({k: v for k, v in raw.items() if k not in SHIPPED_KEYS})
+    except (ValueError, KeyError, TypeError) as exc:
+        text = str(exc).strip().splitlines()
+        raise UserError(f"the config does not parse ({text[0] if text else exc!r})") from None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"model config {path} is unreadable or damaged ({exc})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"model config {path} must hold a JSON object")
+    return raw
+
+
+def _cached_hub_config(repo_id: str) -> Path | None:
+    """Returns the config.json of hub id `repo_id` if it is in the HF cache (never the network)."""
+    if "/" not in repo_id or repo_id.startswith((".", "/")):
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # noqa: BLE001 - a malformed id: not in the cache
+        return None
+    return Path(cached) if isinstance(cached, str) else None
+
+
+# --- describe --------------------------------------------------------------------------------
 
 
 def describe(name: str) -> dict:
-    """Returns what is known about `name` without loading weights: location, config summary, presence."""
-    path = resolve(name) if name in EMBEDDED or name in HUB_ALIASES or Path(name).is_dir() else name
+    """Returns what is known about `name` without loading weights: location, family, config
+    summary, presence. An unsupported model (see `check_supported`) is a UserError."""
+    shipped = name in HUB_ALIASES or config_only(name)
+    path = resolve(name) if name in EMBEDDED or shipped or Path(name).is_dir() else name
     info = {"name": name, "location": path, "weights_present": False}
-    if name in HUB_ALIASES:  # shipped config: shapes offline, weights looked up in the HF cache
+    if shipped:  # shipped config: shapes offline, weights looked up in the HF cache
         info.update(describe_shipped(name))
         return info
     cfg_file = Path(path) / "config.json"
+    hub = None if cfg_file.exists() else _cached_hub_config(name)
+    if hub is not None:
+        cfg_file = hub
     if cfg_file.exists():
-        cfg = json.loads(cfg_file.read_text())
+        cfg = _read_json(cfg_file)
         text = cfg.get("text_config", {})
+        info.update(family_fields(check_supported(cfg, f"model {name!r}")))
         info.update(
-            weights_present=any(Path(path).glob("*.safetensors")),
+            weights_present=weights_in_cache(name)
+            if hub is not None
+            else any(Path(path).glob("*.safetensors")),
             decoder_layers=text.get("num_hidden_layers"),
             hidden_size=text.get("hidden_size"),
             heads=text.get("num_attention_heads"),
             kv_heads=text.get("num_key_value_heads"),
-            size_mb=round(sum(f.stat().st_size for f in Path(path).glob("*")) / 1e6, 2),
+            size_mb=None
+            if hub is not None
+            else round(sum(f.stat().st_size for f in Path(path).glob("*")) / 1e6, 2),
         )
         ada = Path(path) / "adallava_config.json"
         info["adallava"] = json.loads(ada.read_text()) if ada.exists() else None
@@ -91,13 +207,10 @@ def shipped_config_dict(name: str) -> dict | None:
 
 def shipped_config(name: str):
     """Returns the shipped `LlavaConfig` of `name` (offline, a few KB), or None if not shipped."""
-    from transformers import LlavaConfig
-
     raw = shipped_config_dict(name)
     if raw is None:
         return None
-    raw = {k: v for k, v in raw.items() if k not in ("adallava", "_comment")}
-    return LlavaConfig.from_dict(raw)
+    return _llava_config(raw)
 
 
 def adallava_settings(name: str) -> dict:
@@ -138,6 +251,7 @@ def describe_shipped(name: str, cache_dir: str | Path | None = None) -> dict:
     return {
         "config": str(CONFIGS_DIR / f"{name}.json"),
         "weights_present": weights_in_cache(repo, cache_dir) if repo else False,
+        **family_fields(check_supported(config, f"shipped config {name!r}")),
         "decoder_layers": text.num_hidden_layers,
         "hidden_size": text.hidden_size,
         "heads": text.num_attention_heads,
@@ -148,27 +262,25 @@ def describe_shipped(name: str, cache_dir: str | Path | None = None) -> dict:
         "vision": f"CLIP {config.vision_config.num_hidden_layers} × {config.vision_config.hidden_size}, "
         f"{config.vision_config.image_size}px / {config.vision_config.patch_size}",
         "adallava": adallava_settings(name) or None,
+        **({} if repo else {"checkpoint": "none (config only: adabench flops, --no-weights)"}),
     }
 
 
 def config_for(name: str):
     """Returns the LlavaConfig of `name` without loading weights or touching the network:
     a shipped config, an embedded alias (tiny, ...) or local folder's config.json, or a hub id's
-    config.json already in the HF cache. Anything else is a UserError."""
-    from transformers import LlavaConfig
-
+    config.json already in the HF cache. Anything else, or a model adabench does not run
+    (`check_supported`), is a UserError."""
     config = shipped_config(name)
     if config is not None:
+        check_supported(config, f"shipped config {name!r}")
         return config
     folder = local_folder(name)
     if folder is not None:
-        return LlavaConfig.from_pretrained(str(folder))
-    if "/" in name:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(name, "config.json")
-        if isinstance(cached, str):
-            return LlavaConfig.from_pretrained(str(Path(cached).parent))
+        return read_config(folder, f"model {name!r}")
+    cached = _cached_hub_config(name)
+    if cached is not None:
+        return read_config(cached.parent, f"model {name!r}")
     raise UserError(
         f"no config for model {name!r}: use a shipped config ({', '.join(shipped_names())}), "
         "an embedded alias, a local folder with config.json, or a hub id already in the HF cache"

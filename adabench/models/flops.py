@@ -1,4 +1,4 @@
-"""Analytic FLOPs of a LLaVA forward (CLIP vision tower + projector + Llama decoder), plan-aware.
+"""Analytic FLOPs of a LLaVA forward (CLIP vision tower + projector + decoder), plan-aware.
 
 Counted from the executed `Plan` and the real sequence lengths, so the FLOPs reported are those
 of what ran. Cross-checked against `torch.utils.flop_counter.FlopCounterMode` in
@@ -13,7 +13,9 @@ Symbols: d = hidden size, h = query heads that run, g = distinct key/value heads
 hd = head dimension, I = MLP intermediate size (× the kept fraction), V = vocabulary,
 s = new tokens in this forward, c = keys attended to (context length, new tokens included).
 
-Decoder block (Llama, GQA), for s new tokens attending to c keys:
+Decoder block (every family of adabench/models/families/, GQA), for s new tokens attending to c keys
+(fused projections — Phi-3's qkv_proj, gate_up_proj — are the same matmuls stacked; q/k norms,
+soft-capping and Gemma's extra norms are not matmuls):
     q, o projections        2·s·d·(h·hd) each
     k, v projections        2·s·d·(g·hd) each
     QKᵀ                     2·s·c·hd per query head      → 2·s·c·hd·h
@@ -21,7 +23,7 @@ Decoder block (Llama, GQA), for s new tokens attending to c keys:
     MLP (gate, up, down)    3 · 2·s·d·I
   Attention is counted over the full s × c score matrix, not the causal half: eager attention
   (and FlopCounterMode) multiply the full matrices and mask afterwards. Prefill: c = s.
-  Decode step: s = 1, c = context length. With GQA the key/value heads are shared by a group
+  Decode step: s = 1, c = context length (a sliding-window block: at most its window). With GQA the key/value heads are shared by a group
   of n_heads / n_kv query heads; a kept query head keeps its key/value head, so
   g = |{q // (n_heads / n_kv) : q kept}|.
 
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from adabench.models.families import decoder_of
 from adabench.models.plan import Plan
 
 # --- config access ---------------------------------------------------------------------------
@@ -166,11 +169,19 @@ def _check_plan(plan: Plan | None, text: Any) -> None:
         )
 
 
+def _windows(text: Any) -> tuple[int | None, ...]:
+    """Returns each block's sliding window (None: full attention), from its decoder family."""
+    return decoder_of(text).windows
+
+
 def llm_flops(config: Any, seq_len: int, plan: Plan | None = None, past_len: int = 0) -> int:
     """Returns the FLOPs of the decoder blocks that run for `seq_len` new tokens after
-    `past_len` cached ones (prefill: past_len = 0). Excludes embeddings, final norm, lm_head."""
+    `past_len` cached ones (prefill: past_len = 0). Excludes embeddings, final norm, lm_head.
+    A decode step of a sliding-window block attends to at most `window` keys (the executor and
+    HF's sliding cache both keep no more); a prefill multiplies the full score matrix and masks."""
     text = _text(config)
     _check_plan(plan, text)
+    windows = _windows(text) if past_len else ()
     total = 0
     for i in range(text.num_hidden_layers):
         if plan is not None and plan.layers[i] is None:
@@ -179,6 +190,8 @@ def llm_flops(config: Any, seq_len: int, plan: Plan | None = None, past_len: int
         kv_heads = None if plan is None else _kept_kv_heads(plan, i, text)
         fraction = 1.0 if plan is None else plan.mlp_fraction(i)
         s, c = _block_lengths(plan, i, seq_len, past_len)
+        if windows and windows[i] is not None and s == 1:
+            c = min(c, windows[i])
         total += decoder_block_flops(text, s, c, heads, kv_heads, fraction)
     return total
 

@@ -2,7 +2,11 @@
 
 Aliases: `tiny`, `tiny-adallava-l`, `tiny-adallava-h` (embedded under adabench/assets/) and
 `llava-1.5-7b` / `llava-1.5-13b` (llava-hf hub ids, loaded through the user's HF cache).
-A folder with `adallava_config.json` loads as an AdaLLaVA model (base Llava + latency encoder and
+Config-only shipped names (llava-v1.6-mistral-7b, llava-qwen2-7b) have no checkpoint: refused
+here, they run with --no-weights. Before anything is loaded the config is checked
+(`catalog.check_supported`): a VLM class other than Llava, a decoder family adabench does not
+run, or a config field it does not implement is a one-line UserError. A folder with
+`adallava_config.json` loads as an AdaLLaVA model (base Llava + latency encoder and
 scheduler). Image processors use the PIL backend (the torchvision one changes pixel values).
 """
 
@@ -16,7 +20,14 @@ from pathlib import Path
 import torch
 
 from adabench.errors import UserError, did_you_mean
-from adabench.models.catalog import resolve, shipped_config, weights_in_cache
+from adabench.models.catalog import (
+    check_supported,
+    config_only,
+    read_config,
+    resolve,
+    shipped_config,
+    weights_in_cache,
+)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -99,6 +110,7 @@ def load_model(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our progress goes to stderr through rich; theirs is noise here
+    _refuse_config_only(name)
     path = resolve(name)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
@@ -108,6 +120,8 @@ def load_model(
     else:
         _announce_download(path)
     config = _config_without_network(name, path)
+    if config is None and not local:
+        config = _hub_config(name, path)  # config.json only, before the weights download
     if config is not None:
         check_memory(config, dev, dt, name)
     kwargs = {"dtype": dt, "trust_remote_code": trust_remote_code}
@@ -136,6 +150,26 @@ def load_model(
                 "Convert or train it again (`adabench convert adallava` / `adabench train adallava`)."
             ) from exc
     return LoadedModel(name, path, model, processor, dev, dt, adallava)
+
+
+def check_model(name: str) -> None:
+    """Raises UserError, from config files alone and without the network, when `load_model(name)`
+    would refuse `name`: a config-only shipped name, a damaged or unsupported local folder
+    (`check_model_folder`), or an unsupported hub model whose config.json is in the HF cache."""
+    _refuse_config_only(name)
+    path = resolve(name)
+    if Path(path).is_dir():
+        check_model_folder(Path(path))
+    else:
+        _config_without_network(name, path)
+
+
+def _refuse_config_only(name: str) -> None:
+    if config_only(name):
+        raise UserError(
+            f"{name!r} is a shipped config without a checkpoint (no LlavaForConditionalGeneration "
+            "with its decoder on the hub): measure it with --no-weights, or pass a local folder"
+        )
 
 
 def _load_errors() -> tuple[type[BaseException], ...]:
@@ -206,8 +240,9 @@ def _announce_download(repo_id: str) -> None:
 
 
 def check_model_folder(path: Path) -> None:
-    """Raises UserError naming the file when a local model folder is visibly damaged: an
-    unreadable config.json, a missing or truncated *.safetensors, no tokenizer, or an AdaLLaVA
+    """Raises UserError naming the file when a local model folder is visibly damaged or holds a
+    model adabench does not run (`catalog.check_supported`): an unreadable or unsupported
+    config.json, a missing or truncated *.safetensors, no tokenizer, or an AdaLLaVA
     head whose config or weights are missing or broken."""
     config = read_json(path / "config.json", "model config")
     if not isinstance(config, dict) or "text_config" not in config:
@@ -215,6 +250,7 @@ def check_model_folder(path: Path) -> None:
             f"{path / 'config.json'} is not a Llava config (no text_config): is {path} a Llava "
             "model folder?"
         )
+    check_supported(config, str(path))  # VLM class, decoder family, implemented fields
     weights = sorted(path.glob("*.safetensors"))
     base = [w for w in weights if w.name != "adallava.safetensors"]
     if not base and not any(path.glob("*.bin")):
@@ -276,28 +312,38 @@ def check_safetensors(path: Path) -> None:
 
 
 def _config_without_network(name: str, path: str):
-    """Returns the LlavaConfig of `name` from a shipped config, a local folder or the HF cache;
-    None when only the network has it (the memory check is then skipped)."""
+    """Returns the LlavaConfig of `name` from a shipped config, a local folder or the HF cache,
+    checked by `catalog.check_supported`; None when only the network has it."""
     try:
         config = shipped_config(name)
         if config is not None:
+            check_supported(config, f"shipped config {name!r}")
             return config
-        from transformers import LlavaConfig
-
         if Path(path).is_dir():
-            return LlavaConfig.from_pretrained(path)
+            return read_config(path, f"model {name!r}")
         from huggingface_hub import try_to_load_from_cache
 
         cached = try_to_load_from_cache(path, "config.json")
         return (
-            LlavaConfig.from_pretrained(str(Path(cached).parent))
-            if isinstance(cached, str)
-            else None
+            read_config(Path(cached).parent, f"model {name!r}") if isinstance(cached, str) else None
         )
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise UserError(
             f"cannot read the config of model {name!r} ({path}): {_first_line(exc)}"
         ) from None
+
+
+def _hub_config(name: str, repo_id: str):
+    """Returns the checked LlavaConfig of a hub model missing from the cache, downloading its
+    config.json alone (a few KB) so that an unsupported model is refused before its weights are
+    fetched; None when that download fails (from_pretrained then reports why)."""
+    try:
+        from huggingface_hub import hf_hub_download
+
+        file = hf_hub_download(repo_id, "config.json")
+    except Exception:  # noqa: BLE001 - no network, a bad id, ...: from_pretrained says which
+        return None
+    return read_config(Path(file).parent, f"model {name!r}")
 
 
 GB = 1024**3

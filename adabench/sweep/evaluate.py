@@ -28,9 +28,11 @@ def evaluate_one(
     spec = get_spec(suite)
     samples = load_suite(suite, split=split, limit=cfg.limit, seed=0)
     if no_weights:
+        from adabench.models.catalog import config_for
         from adabench.models.no_weights import build_no_weights, center_random_scheduler_
         from adabench.sweep.grid import needs_adallava
 
+        config_for(model)  # refuses an unsupported model from its config, before building it
         loaded = build_no_weights(
             model, device=device, dtype=dtype, seed=seed, adallava_variant=needs_adallava(method)
         )

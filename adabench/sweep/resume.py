@@ -74,8 +74,8 @@ def validate(cfg: SweepConfig) -> None:
     """Raises UserError for an unknown suite, method or model, or an unusable device — before
     a run folder is made."""
     from adabench.data.suites import get_spec
-    from adabench.models.catalog import resolve
-    from adabench.models.loading import check_model_folder, resolve_device
+    from adabench.models.catalog import config_for, resolve
+    from adabench.models.loading import check_model, resolve_device
     from adabench.models.methods import METHODS
 
     for suite in cfg.suites:
@@ -85,10 +85,12 @@ def validate(cfg: SweepConfig) -> None:
             from adabench.models.combine import split_name
 
             split_name(method)  # validates both parts with did-you-mean
-    for model in cfg.models:
-        path = Path(resolve(model))
-        if path.is_dir() and not cfg.no_weights:
-            check_model_folder(path)
+    for model in cfg.models:  # config files only: an unsupported model is refused here
+        resolve(model)  # an unknown name: did you mean ...
+        if cfg.no_weights:
+            config_for(model)  # shipped, embedded or local config, checked
+        else:
+            check_model(model)
     device = resolve_device(cfg.device)
     if any(level > 0 for level in cfg.contention):
         from adabench.contention.controller import check_kind
