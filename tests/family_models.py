@@ -321,7 +321,9 @@ def masked_reference_logits(
 ) -> torch.Tensor:
     """Returns last-position logits [1, V] of the plain HF forward (`hf_last_logits`) where
     pre-hooks zero the dropped query heads' slices of each `self_attn.o_proj` input and the
-    dropped MLP groups' neurons of each `mlp.down_proj` input. Every block runs (plan layers
+    dropped MLP groups' neurons of each `mlp.down_proj` input; a half with no kept unit
+    (`heads=()`, `mlp_groups=()`) contributes nothing, its o_proj / down_proj bias included,
+    as adabench runs no such sublayer. Every block runs (plan layers
     must not be None: a skipped block is `truncated_copy`'s)."""
     text = model.config.text_config
     n_heads = text.num_attention_heads
@@ -335,16 +337,23 @@ def masked_reference_logits(
 
         return hook
 
+    def silenced(_module, _args, output):  # no kept unit: the sublayer adds nothing, bias too
+        return torch.zeros_like(output)
+
     try:
         for i, (layer, lp) in enumerate(zip(decoder_layers(model), plan.layers)):
             if lp is None:
                 raise ValueError(f"block {i} is skipped: masking cannot express that")
-            if lp.heads is not None:
+            if lp.heads == ():
+                handles.append(_o_proj(layer).register_forward_hook(silenced))
+            elif lp.heads is not None:
                 mask = torch.zeros(n_heads * head_dim)
                 for h in lp.heads:
                     mask[h * head_dim : (h + 1) * head_dim] = 1
                 handles.append(_o_proj(layer).register_forward_pre_hook(zeroing(mask)))
-            if lp.mlp_groups is not None:
+            if lp.mlp_groups == ():
+                handles.append(_down_proj(layer).register_forward_hook(silenced))
+            elif lp.mlp_groups is not None:
                 size = inter // plan.mlp_group_count
                 mask = torch.zeros(inter)
                 for g in lp.mlp_groups:

@@ -93,8 +93,15 @@ def register(app: typer.Typer) -> None:
         suite: Annotated[str, typer.Option(help="Training suite (procedural).")] = "shapes",
         minutes: Annotated[float, typer.Option(help="Wall-clock budget in minutes.")] = 10.0,
         seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+        max_steps: Annotated[
+            int, typer.Option(min=0, help="Stop after this many steps (0: the minutes decide).")
+        ] = 0,
+        batch_size: Annotated[int, typer.Option(min=1, help="Samples per step.")] = 32,
+        test_size: Annotated[
+            int, typer.Option(min=1, help="Test samples scored per budget at the end.")
+        ] = 1000,
     ) -> None:
-        """Fine-tune a base model into AdaLLaVA-L/H. Example: adabench train adallava --variant L --base tiny --out /tmp/ada-l"""
+        """Fine-tune a base model (any supported decoder family) into AdaLLaVA-L/H. Example: adabench train adallava --variant L --base tiny --out /tmp/ada-l"""
         from adabench import console
         from adabench.errors import UserError
         from adabench.models.adallava.train import AdaTrainConfig, train_adallava
@@ -106,7 +113,16 @@ def register(app: typer.Typer) -> None:
         bar, update = _progress()
         with bar:
             summary = train_adallava(
-                AdaTrainConfig(variant=variant, base=base, out=out, minutes=minutes, seed=seed),
+                AdaTrainConfig(
+                    variant=variant,
+                    base=base,
+                    out=out,
+                    minutes=minutes,
+                    seed=seed,
+                    max_steps=max_steps,
+                    batch_size=batch_size,
+                    test_size=test_size,
+                ),
                 update,
             )
         console.print_json({"out": str(out), "steps": summary["steps"], "test": summary["test"]})

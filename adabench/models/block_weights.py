@@ -21,6 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from adabench.models.families import Decoder
 from adabench.models.plan import LayerPlan
@@ -142,40 +143,106 @@ def runs(units: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-def _rows(wb: tuple, spans: list[tuple[int, int]], unit: int) -> tuple[tuple, int]:
-    """Returns ((weight, bias) restricted to the rows of `spans` (in units), copied bytes)."""
+@dataclass(frozen=True)
+class Runs:
+    """A projection restricted to several runs of its rows or input columns, without a copy.
+
+    `axis` "rows": `parts` are ((weight, bias), ...) row views; the output is theirs side by
+    side (one small cat of activations per forward). "cols": `parts` are (weight, ...) column
+    views, `widths` their input widths; the output is the sum of each run applied to its slice
+    of the input, plus `bias`."""
+
+    parts: tuple
+    axis: str
+    widths: tuple[int, ...] = ()
+    bias: torch.Tensor | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Returns the bytes one cat of the runs would copy."""
+        weights = (p[0] for p in self.parts) if self.axis == "rows" else self.parts
+        return sum(w.numel() * w.element_size() for w in weights)
+
+
+def linear(x: torch.Tensor, proj) -> torch.Tensor:
+    """Returns x·Wᵀ + b of a projection: (weight, bias), or `Runs` of one."""
+    if not isinstance(proj, Runs):
+        return F.linear(x, *proj)
+    if proj.axis == "rows":
+        return torch.cat([F.linear(x, w, b) for w, b in proj.parts], dim=-1)
+    out, start = None, 0
+    for w, width in zip(proj.parts, proj.widths):
+        y = F.linear(x[..., start : start + width], w)
+        out = y if out is None else out.add_(y)
+        start += width
+    return out if proj.bias is None else out.add_(proj.bias)
+
+
+def mlp_runs(x: torch.Tensor, gate: Runs, up: Runs, down: Runs, act) -> torch.Tensor:
+    """Returns the MLP output of per-run gate/up rows and down columns: the sum over runs of
+    down_r(act(gate_r·x) · up_r·x), so neither weights nor activations are copied."""
+    out = None
+    for (gw, gb), (uw, ub), dw in zip(gate.parts, up.parts, down.parts):
+        y = F.linear(act(F.linear(x, gw, gb)) * F.linear(x, uw, ub), dw)
+        out = y if out is None else out.add_(y)
+    return out if down.bias is None else out.add_(down.bias)
+
+
+def _rows(wb: tuple, spans: list[tuple[int, int]], unit: int, copy: bool) -> tuple:
+    """Returns ((weight, bias) restricted to the rows of `spans` (in units), copied bytes):
+    one run is a view; several are one cat (`copy`) or `Runs` of views."""
     w, b = wb
     if len(spans) == 1:
         s = slice(spans[0][0] * unit, spans[0][1] * unit)
         return (w[s], None if b is None else b[s]), 0
-    w = torch.cat([w[a * unit : z * unit] for a, z in spans])
-    if b is not None:
-        b = torch.cat([b[a * unit : z * unit] for a, z in spans])
+    parts = tuple(
+        (w[a * unit : z * unit], None if b is None else b[a * unit : z * unit]) for a, z in spans
+    )
+    if not copy:
+        return Runs(parts, "rows"), 0
+    w = torch.cat([p[0] for p in parts])
+    b = None if b is None else torch.cat([p[1] for p in parts])
     return (w, b), w.numel() * w.element_size()
 
 
-def _cols(wb: tuple, spans: list[tuple[int, int]], unit: int) -> tuple[tuple, int]:
-    """Returns ((weight, bias) restricted to the input columns of `spans`, copied bytes)."""
+def _cols(wb: tuple, spans: list[tuple[int, int]], unit: int, copy: bool) -> tuple:
+    """Returns ((weight, bias) restricted to the input columns of `spans`, copied bytes): one
+    run is a view; several are one cat (`copy`) or `Runs` of views."""
     w, b = wb
     if len(spans) == 1:
         return (w[:, spans[0][0] * unit : spans[0][1] * unit], b), 0
-    w = torch.cat([w[:, a * unit : z * unit] for a, z in spans], dim=1)
+    parts = tuple(w[:, a * unit : z * unit] for a, z in spans)
+    if not copy:
+        return Runs(parts, "cols", tuple((z - a) * unit for a, z in spans), b), 0
+    w = torch.cat(parts, dim=1)
     return (w, b), w.numel() * w.element_size()
 
 
 def attention_half(
-    full: BlockWeights, heads: tuple[int, ...], head_dim: int, kv_group: int, kv_index
+    full: BlockWeights,
+    heads: tuple[int, ...],
+    head_dim: int,
+    kv_group: int,
+    kv_index,
+    copy: bool = True,
 ) -> tuple[tuple, int]:
     """Returns ((q, k, v, o, kv_of_q, n_q, n_kv), copied bytes) of `full` restricted to the query
     `heads` (empty: no attention). `kv_index(tuple)` returns the device tensor mapping kept query
-    heads to kept kv heads (the runner caches these few small tensors)."""
+    heads to kept kv heads (the runner caches these few small tensors). Several runs of heads
+    are copied (`copy`) or kept as `Runs` of views."""
     if not heads:
         return (None, None, None, None, None, 0, 0), 0
     heads_sorted = sorted(heads)
     kv_heads = sorted({h // kv_group for h in heads_sorted})
     head_runs, kv_runs = runs(heads_sorted), runs(kv_heads)
-    (q, c1), (o, c2) = _rows(full.q, head_runs, head_dim), _cols(full.o, head_runs, head_dim)
-    (k, c3), (v, c4) = _rows(full.k, kv_runs, head_dim), _rows(full.v, kv_runs, head_dim)
+    (q, c1), (o, c2) = (
+        _rows(full.q, head_runs, head_dim, copy),
+        _cols(full.o, head_runs, head_dim, copy),
+    )
+    (k, c3), (v, c4) = (
+        _rows(full.k, kv_runs, head_dim, copy),
+        _rows(full.v, kv_runs, head_dim, copy),
+    )
     n_q, n_kv = len(heads_sorted), len(kv_heads)
     kv_of_q = (
         kv_index(tuple(kv_heads.index(h // kv_group) for h in heads_sorted))
@@ -185,24 +252,41 @@ def attention_half(
     return (q, k, v, o, kv_of_q, n_q, n_kv), c1 + c2 + c3 + c4
 
 
-def mlp_half(full: BlockWeights, groups: tuple[int, ...], group_count: int) -> tuple[tuple, int]:
+def mlp_half(
+    full: BlockWeights, groups: tuple[int, ...], group_count: int, copy: bool = True
+) -> tuple[tuple, int]:
     """Returns ((gate, up, down), copied bytes) of `full` restricted to the MLP `groups` of
-    `group_count` contiguous neuron groups (empty: no MLP)."""
+    `group_count` contiguous neuron groups (empty: no MLP). Several runs of groups are copied
+    (`copy`) or kept as `Runs` of views (run by `mlp_runs`)."""
     if not groups:
         return (None, None, None), 0
     size = full.gate[0].shape[0] // group_count
     group_runs = runs(sorted(groups))
-    (gate, c1), (up, c2) = _rows(full.gate, group_runs, size), _rows(full.up, group_runs, size)
-    down, c3 = _cols(full.down, group_runs, size)
+    gate, c1 = _rows(full.gate, group_runs, size, copy)
+    up, c2 = _rows(full.up, group_runs, size, copy)
+    down, c3 = _cols(full.down, group_runs, size, copy)
     return (gate, up, down), c1 + c2 + c3
+
+
+def _would_copy(parts: tuple) -> int:
+    """Returns the bytes a cat of a half's `Runs` would copy (0: none of its parts is Runs)."""
+    return sum(p.nbytes for p in parts if isinstance(p, Runs))
 
 
 class HalfCache:
     """LRU of prepared halves keyed by (block, units, weight version): views cost no bytes,
-    copies count in `nbytes`. The version key drops halves of weights updated in place."""
+    copies count in `nbytes`. The version key drops halves of weights updated in place.
 
-    def __init__(self, head_dim: int, kv_group: int, kv_index) -> None:
+    A half with several runs is copied (one matmul per projection afterwards) when the copy is
+    under `runs_from_bytes`, and kept as `Runs` of views (one matmul per run, nothing copied)
+    otherwise. On CPU a width-1024 block's copy costs milliseconds, more than its extra per-run
+    matmuls over a whole request, and plans that vary per request would keep copying (or thrash
+    an LRU smaller than their working set); small halves (the embedded tiny models) are cheaper
+    copied, where a kernel's dispatch costs more than copying its weights."""
+
+    def __init__(self, head_dim: int, kv_group: int, kv_index, runs_from_bytes: int) -> None:
         self.head_dim, self.kv_group, self.kv_index = head_dim, kv_group, kv_index
+        self.runs_from_bytes = runs_from_bytes
         self.halves: OrderedDict = OrderedDict()  # key -> (parts, copied bytes)
         self.nbytes = 0
 
@@ -213,29 +297,26 @@ class HalfCache:
         attn = (full.q, full.k, full.v, full.o, full.kv_of_q, full.n_q, full.n_kv)
         if lp.heads is not None:
             key = (i, lp.heads, full.q[0]._version)
-            attn = self._get(
-                key,
-                used,
-                attention_half,
-                full,
-                lp.heads,
-                self.head_dim,
-                self.kv_group,
-                self.kv_index,
-            )
+            args = (full, lp.heads, self.head_dim, self.kv_group, self.kv_index)
+            attn = self._get(key, used, attention_half, args)
         mlp = (full.gate, full.up, full.down)
         if lp.mlp_groups is not None:
             key = (i, lp.mlp_groups, group_count, full.gate[0]._version)
-            mlp = self._get(key, used, mlp_half, full, lp.mlp_groups, group_count)
+            mlp = self._get(key, used, mlp_half, (full, lp.mlp_groups, group_count))
         return BlockWeights(full.layer, full.spec, *attn, *mlp)
 
-    def _get(self, key: tuple, used: list, build, *args) -> tuple:
+    def _get(self, key: tuple, used: list, build, args: tuple) -> tuple:
         used.append(key)
         hit = self.halves.get(key)
         if hit is not None:
             self.halves.move_to_end(key)
             return hit[0]
-        parts, nbytes = self.halves[key] = build(*args)
+        parts, _ = build(*args, copy=False)
+        would = _would_copy(parts)
+        nbytes = 0
+        if would and would < self.runs_from_bytes:
+            parts, nbytes = build(*args, copy=True)
+        self.halves[key] = (parts, nbytes)
         self.nbytes += nbytes
         return parts
 

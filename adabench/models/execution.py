@@ -21,6 +21,7 @@ every position it can reach, so a decode step needs no host→device transfer.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -29,11 +30,21 @@ import torch
 import torch.nn.functional as F
 
 from adabench.errors import UserError
-from adabench.models.block_weights import BlockWeights, HalfCache, full_block
+from adabench.models.block_weights import (
+    BlockWeights,
+    HalfCache,
+    Runs,
+    full_block,
+    linear,
+    mlp_runs,
+)
 from adabench.models.families import decoder_of
 from adabench.models.plan import Plan
 
 CPU_CACHE_CAP_BYTES = 1 << 30
+CPU_RUNS_FROM_BYTES = 1 << 20
+"""On CPU a multi-run half whose copy would be this large runs as per-run matmuls until reused
+(block_weights.HalfCache); on CUDA halves are always copied (a copy is microseconds there)."""
 
 __all__ = [
     "BlockWeights",
@@ -118,7 +129,8 @@ class LlavaRunner:
         self._full: list[BlockWeights] = []
         self._full_device: torch.device | None = None
         self._kv_index: dict = {}
-        self._halves = HalfCache(self.head_dim, self.group, self._index)
+        self.runs_from_bytes: int | None = None  # None: the default of the model's device
+        self._halves = HalfCache(self.head_dim, self.group, self._index, CPU_RUNS_FROM_BYTES)
 
     @property
     def cache_bytes(self) -> int:
@@ -163,7 +175,11 @@ class LlavaRunner:
         device = self._probe.device
         if device != self._full_device:
             self._kv_index = {}
-            self._halves = HalfCache(self.head_dim, self.group, self._index)
+            cpu = device.type == "cpu"
+            runs_from = self.runs_from_bytes
+            if runs_from is None:
+                runs_from = CPU_RUNS_FROM_BYTES if cpu else sys.maxsize
+            self._halves = HalfCache(self.head_dim, self.group, self._index, runs_from)
             kv_of_q = (
                 self._index(tuple(h // self.group for h in range(self.n_heads)))
                 if self.group > 1
@@ -173,7 +189,6 @@ class LlavaRunner:
                 full_block(lay, self.decoder, i, kv_of_q) for i, lay in enumerate(self.layers)
             ]
             self._full_device = device
-            cpu = device.type == "cpu"
             self._default_limit = min(self._decoder_bytes, CPU_CACHE_CAP_BYTES) if cpu else 0
         return self._full
 
@@ -263,9 +278,9 @@ class LlavaRunner:
         if bw.q is not None:
             x = _norm(spec.attn_norm, h, spec.gemma_norm)
             hd = self.head_dim
-            q = F.linear(x, *bw.q).view(bsz, t, bw.n_q, hd)
-            k = F.linear(x, *bw.k).view(bsz, t, bw.n_kv, hd)
-            v = F.linear(x, *bw.v).view(bsz, t, bw.n_kv, hd).transpose(1, 2)
+            q = linear(x, bw.q).view(bsz, t, bw.n_q, hd)
+            k = linear(x, bw.k).view(bsz, t, bw.n_kv, hd)
+            v = linear(x, bw.v).view(bsz, t, bw.n_kv, hd).transpose(1, 2)
             if spec.q_norm is not None:
                 q, k = (
                     _norm(spec.q_norm, q, spec.gemma_norm),
@@ -285,16 +300,21 @@ class LlavaRunner:
             if head_mask is not None:
                 a = a * head_mask[:, :, None, None].to(a.dtype)
             a = a.transpose(1, 2).reshape(bsz, t, bw.n_q * hd)
-            delta = F.linear(a, *bw.o)
+            delta = linear(a, bw.o) if head_mask is None else _masked_linear(a, bw.o, head_mask)
             if spec.post_attn_norm is not None:
                 delta = _norm(spec.post_attn_norm, delta, spec.gemma_norm)
             h = h + (delta * block_gate[:, None, None] if block_gate is not None else delta)
         if bw.gate is not None:
             x = _norm(spec.mlp_norm, h, spec.gemma_norm)
-            act = spec.act(F.linear(x, *bw.gate)) * F.linear(x, *bw.up)
-            if neuron_mask is not None:
-                act = act * neuron_mask[:, None, :].to(act.dtype)
-            delta = F.linear(act, *bw.down)
+            if isinstance(bw.gate, Runs):
+                delta = mlp_runs(x, bw.gate, bw.up, bw.down, spec.act)
+            else:
+                act = spec.act(F.linear(x, *bw.gate)) * F.linear(x, *bw.up)
+                if neuron_mask is not None:
+                    act = act * neuron_mask[:, None, :].to(act.dtype)
+                    delta = _masked_linear(act, bw.down, neuron_mask)
+                else:
+                    delta = F.linear(act, *bw.down)
             if spec.post_mlp_norm is not None:
                 delta = _norm(spec.post_mlp_norm, delta, spec.gemma_norm)
             h = h + (delta * block_gate[:, None, None] if block_gate is not None else delta)
@@ -363,6 +383,16 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> tor
         return x * cos + x.roll(dims // 2, -1) * signed_sin
     rot, rest = x[..., :dims], x[..., dims:]
     return torch.cat([rot * cos + rot.roll(dims // 2, -1) * signed_sin, rest], dim=-1)
+
+
+def _masked_linear(x: torch.Tensor, proj: tuple, mask: torch.Tensor) -> torch.Tensor:
+    """Returns x·Wᵀ + b·max(mask) per row of the batch: a sublayer whose mask drops every unit
+    adds no bias, as a sliced block with no kept heads (or MLP groups) runs no sublayer."""
+    w, b = proj
+    y = F.linear(x, w)
+    if b is None:
+        return y
+    return y + b * mask.amax(-1).to(y.dtype)[:, None, None]
 
 
 def _norm(norm: torch.nn.Module, x: torch.Tensor, gemma: bool = False) -> torch.Tensor:

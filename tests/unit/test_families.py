@@ -168,6 +168,84 @@ def test_partial_blocks_match_masked_hf(family, attn):
                 logits = decode_step(runner, token, state)
 
 
+EMPTY_HALVES_PLAN = Plan(
+    layers=(
+        LayerPlan(),
+        LayerPlan(heads=(), mlp_groups=(0, 2)),  # no attention: o_proj's bias is not added
+        LayerPlan(heads=(1, 3), mlp_groups=()),  # no MLP: down_proj's bias is not added
+        LayerPlan(heads=(), mlp_groups=()),
+    )
+    + (LayerPlan(),) * 4,
+    mlp_group_count=4,
+)
+
+
+def _partial_logits(model, ids, pix, plan, runs_from_bytes=None, steps=4):
+    """Returns (runner, [prefill and decode logits], tokens fed) of adabench on `plan`, the
+    decode steps fed the masked reference's argmax; `runs_from_bytes` 0 forces `Runs` halves."""
+    runner = LlavaRunner(model)
+    runner.runs_from_bytes = runs_from_bytes
+    embeds = runner.embed(ids, runner.image_features(pix))
+    logits, state = prefill(runner, embeds, plan, ids.shape[1] + steps)
+    seq, out = ids, []
+    for step in range(steps):
+        out.append(logits)
+        ref = masked_reference_logits(model, seq, pix, plan, ids.shape[1])
+        torch.testing.assert_close(
+            logits, ref, atol=ATOL, rtol=RTOL, msg=lambda m, s=step: f"step {s}: {m}"
+        )
+        token = torch.tensor([[int(ref.argmax())]])
+        seq = torch.cat([seq, token], dim=1)
+        if step < steps - 1:
+            logits = decode_step(runner, token, state)
+    return runner, out
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_partial_blocks_as_runs_match_masked_hf(family):
+    """The copy-free path (several runs of heads / groups as per-run matmuls, what a multi-run
+    half of a width-1024 block runs on CPU) equals the masked HF forward; the CPU default copies
+    these small halves instead (tested by test_partial_blocks_match_masked_hf)."""
+    from adabench.models.block_weights import Runs
+
+    model, proc = family_model(family)
+    ids, pix = prompt_inputs(proc)
+    with torch.no_grad():
+        runner, _ = _partial_logits(model, ids, pix, PARTIAL_PLAN, runs_from_bytes=0)
+    again = runner.prepare(PARTIAL_PLAN)
+    assert any(isinstance(bw.gate, Runs) for bw in again) and runner.cache_bytes == 0
+    assert any(isinstance(bw.q, Runs) and isinstance(bw.o, Runs) for bw in again)
+    default = LlavaRunner(model).prepare(PARTIAL_PLAN)
+    assert not any(isinstance(p, Runs) for bw in default for p in (bw.q, bw.o, bw.gate, bw.down))
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma2"])
+def test_empty_halves_add_no_bias(family):
+    """A block with no kept head (or MLP group) runs no such sublayer: the sliced path, its
+    Runs twin and the masked training path (`block` with a zero mask) all add no bias (Llama's
+    test model has o_proj and down_proj biases)."""
+    model, proc = family_model(family)
+    ids, pix = prompt_inputs(proc)
+    with torch.no_grad():
+        _partial_logits(model, ids, pix, EMPTY_HALVES_PLAN, steps=2)
+        runner = LlavaRunner(model)
+        h = runner.embed(ids, runner.image_features(pix))
+        rope = runner.rope(h, torch.arange(h.shape[1])[None])
+        sliced = runner.prepare(EMPTY_HALVES_PLAN)
+        for i in (1, 2, 3):
+            lp = EMPTY_HALVES_PLAN.layers[i]
+            heads = torch.zeros(1, runner.n_heads)
+            heads[0, list(lp.heads)] = 1
+            size = runner.decoder.intermediate_size // 4
+            neurons = torch.zeros(1, runner.decoder.intermediate_size)
+            for g in lp.mlp_groups:
+                neurons[0, g * size : (g + 1) * size] = 1
+            full = runner.full_blocks()[i]
+            masked, _ = runner.block(full, h, rope, head_mask=heads, neuron_mask=neurons)
+            ours, _ = runner.block(sliced[i], h, rope)
+            torch.testing.assert_close(ours, masked, atol=ATOL, rtol=RTOL)
+
+
 def _counted(fn) -> int:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         fn()

@@ -40,6 +40,7 @@ class AdaTrainConfig:
     base: str = field(metadata={"help": "base Llava checkpoint (alias or folder)"})
     out: Path = field(metadata={"help": "output folder"})
     minutes: float = field(default=10.0, metadata={"help": "wall-clock budget in minutes"})
+    max_steps: int = field(default=0, metadata={"help": "stop after this many steps (0: none)"})
     seed: int = field(default=0, metadata={"help": "seed"})
     batch_size: int = field(default=32, metadata={"help": "samples per step"})
     lr: float = field(default=3e-4, metadata={"help": "peak learning rate (LLM, projector)"})
@@ -49,6 +50,7 @@ class AdaTrainConfig:
     warmup_frac: float = field(default=0.03, metadata={"help": "warm-up fraction (paper: 0.03)"})
     eval_every: int = field(default=200, metadata={"help": "steps between val evaluations"})
     val_size: int = field(default=300, metadata={"help": "val samples per budget"})
+    test_size: int = field(default=1000, metadata={"help": "test samples of the final summary"})
     prefix_layers: int | None = field(default=None, metadata={"help": "P (default N/2)"})
     group_size: int | None = field(
         default=None, metadata={"help": "r for H (default 8, or H/2 for small models)"}
@@ -125,7 +127,7 @@ def train_adallava(cfg: AdaTrainConfig, progress=None) -> dict:
     val_items = synthetic.generate("val", cfg.val_size)
     sel = head.config.units.selectable
     start, step, total, history = time.monotonic(), 0, 10_000, []
-    while time.monotonic() - start < cfg.minutes * 60:
+    while time.monotonic() - start < cfg.minutes * 60 and not (0 < cfg.max_steps <= step):
         batch = next(stream)
         k = torch.randint(0, sel + 1, (len(batch.families),))
         for group, base_lr in zip(opt.param_groups, base_lrs):
@@ -143,6 +145,8 @@ def train_adallava(cfg: AdaTrainConfig, progress=None) -> dict:
         elapsed = time.monotonic() - start
         if step == 10:
             total = int(cfg.minutes * 60 / (elapsed / step))
+        if cfg.max_steps:
+            total = min(total, cfg.max_steps)
         if progress:
             progress(step, total, float(loss.detach()), elapsed)
         if step % cfg.eval_every == 0:
@@ -161,7 +165,7 @@ def train_adallava(cfg: AdaTrainConfig, progress=None) -> dict:
             print(json.dumps(history[-1]), flush=True)
     model.eval()
     head.eval()
-    test_items = synthetic.generate("test", 1000)
+    test_items = synthetic.generate("test", cfg.test_size)
     summary = {
         "config": {k: str(v) for k, v in asdict(cfg).items()},
         "steps": step,
