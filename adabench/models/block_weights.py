@@ -3,15 +3,16 @@
 A head is a contiguous block of rows of q_proj (k/v: its key/value head) and of columns of
 o_proj; an MLP neuron group is a contiguous block of rows of gate_proj/up_proj and of columns of
 down_proj. A kept set of heads or groups that forms one run is therefore a *view* (no copy, no
-kernel); several runs are joined by one `torch.cat` of views per weight, which copies the kept
-bytes once per request and needs neither index tensors nor host→device transfers. The per-step
-work of a partial block is then the op sequence of a full block on fewer rows, so its latency
-differs from a full block's by the work it skips, not by how it was prepared.
+kernel). Several runs are either joined by one `torch.cat` of views per weight, which copies the
+kept bytes once per request, or kept as `Runs` of views run one matmul per run (no copy): the
+first for small halves (a kernel's dispatch costs more than copying them), the second for large
+ones on CPU (a width-1024 block's copy costs milliseconds; see `HalfCache`). Neither needs index
+tensors or host→device transfers, so the per-step work of a partial block is the op sequence
+of a full block on fewer rows and its latency differs from a full block's by the work it skips.
 
 A block's kept heads (its attention half) and kept MLP groups (its MLP half) are prepared and
 cached separately (`HalfCache`): plans that differ in one block still share the other halves.
-Alternatives measured by benchmarks/adaptive_overhead.py (`--paths`): per-run matmuls summed
-into the output (no copy, but more kernels on every step: slower on the tiny CPU models) and
+benchmarks/adaptive_overhead.py `--paths` times one partial projection pair both ways and with
 index_select gathers (the same bytes as the cat, plus index tensors to build per request).
 """
 

@@ -88,11 +88,13 @@ class LlavaRunner:
     """Executes a LlavaForConditionalGeneration under a Plan (batch 1 for timing, batched masks for training).
 
     Partial blocks are built from halves (one block's kept heads, or its kept MLP groups). A
-    half whose units form one run is a view; one with several runs is a copy of the kept rows.
-    Both are kept in an LRU keyed by (block, units): views at no byte cost, copies up to
-    `cache_limit_bytes` (None: the device's default below) beyond the halves of the plan in use
-    (never evicted, so one plan always fits). `cache_bytes` is what the copies hold. Whatever is prepared inside a request is
-    counted in its latency (the "plan" overhead of adabench.sweep.generate).
+    half whose units form one run is a view; one with several runs is a copy of the kept rows
+    when that copy is small (under `runs_from_bytes`; None: the device's default, CPU 1 MiB,
+    CUDA always) and per-run views (`block_weights.Runs`) otherwise. All are kept in an LRU
+    keyed by (block, units): views at no byte cost, copies up to `cache_limit_bytes` (None:
+    the device's default below) beyond the halves of the plan in use (never evicted, so one
+    plan always fits). `cache_bytes` is what the copies hold. Whatever is prepared inside a
+    request is counted in its latency (the "plan" overhead of adabench.sweep.generate).
 
     Default limit (measured with benchmarks/adaptive_overhead.py): on CPU a copy costs about a
     small matmul's dispatch, and an LRU smaller than the plans' working set mostly misses
