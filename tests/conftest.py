@@ -38,27 +38,14 @@ def build_random_llava(
     seed: int = 0,
 ):
     """Returns (model, processor): a random tiny Llava using the embedded tokenizer/processor."""
-    from transformers import (
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-    )
+    from transformers import LlamaConfig, LlavaForConditionalGeneration
 
     from adabench.models import tiny
+    from tests.family_models import llava_config
 
     torch.manual_seed(seed)
     processor = tiny.build_processor()
     tok = processor.tokenizer
-    vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=48,
-        patch_size=16,
-        projection_dim=32,
-    )
     text = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=hidden,
@@ -72,14 +59,7 @@ def build_random_llava(
         eos_token_id=tok.eos_token_id,
         bos_token_id=tok.bos_token_id,
     )
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_id=tok.convert_tokens_to_ids("<image>"),
-        vision_feature_layer=-1,
-        vision_feature_select_strategy="default",
-        image_seq_length=9,
-    )
+    config = llava_config(text, tok)  # the tiny CLIP tower every test model shares
     config.text_config._attn_implementation = attn
     config._attn_implementation = attn
     model = LlavaForConditionalGeneration(config).eval()

@@ -180,7 +180,8 @@ def text_config(family: str, layers: int = 8, tok=None):
 
 
 def llava_config(text, tok):
-    """Returns a LlavaConfig around `text` with the tiny CLIP tower of tests/conftest.py."""
+    """Returns a LlavaConfig around `text` with the tiny CLIP tower every test model shares
+    (tests/conftest.py's random Llava too): 48 px, patch 16, 9 visual tokens."""
     from transformers import CLIPVisionConfig, LlavaConfig
 
     vision = CLIPVisionConfig(
