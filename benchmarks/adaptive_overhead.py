@@ -51,7 +51,7 @@ from adabench.models.loading import load_model
 from adabench.sweep.cell import prepare_samples
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paired import PARTS, REPLAYED, Replay, arm_name, decide_us, measure  # noqa: E402
+from paired import PARTS, REPLAYED, Replay, arm_name, decide_us, measure, report  # noqa: E402
 
 __all__ = ["PARTS", "REPLAYED", "Replay", "arm_name", "decide_us", "measure", "print_rows"]
 
@@ -192,15 +192,11 @@ def main() -> list[dict]:
             args.no_weights, "cuda", args.gpu_limit, args.rounds, args.seed, args.warmup
         )
     print_rows(rows)
-    result = {"load_average_start": load, "load_average_end": os.getloadavg()[0], "rows": rows}
+    result = {"load_average_start": load, "rows": rows}
     if args.paths:
         result["paths_us"] = paths_us()
         print("partial q+o per request, µs:", json.dumps(result["paths_us"]))
-    print(f"load average at the end {result['load_average_end']:.2f}")
-    print(json.dumps(result))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2))
+    report(result, args.out)
     return rows
 
 

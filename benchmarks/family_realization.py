@@ -52,7 +52,6 @@ Prints a card, one table row per family × arm and one JSON line; `--out FILE` w
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -65,7 +64,7 @@ from adabench.data.suites import get_spec, load_suite
 from adabench.sweep.cell import prepare_samples
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paired import PARTS, measure  # noqa: E402
+from paired import PARTS, measure, report  # noqa: E402
 
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3")
 ARMS = (
@@ -244,7 +243,6 @@ def main() -> dict:
     print_rows(rows)
     result = {
         "load_average_start": load,
-        "load_average_end": os.getloadavg()[0],
         "settings": {
             "limit": args.limit,
             "rounds": args.rounds,
@@ -259,11 +257,7 @@ def main() -> dict:
         "failures": failures,
         "rows": rows,
     }
-    print(f"load average at the end {result['load_average_end']:.2f}")
-    print(json.dumps(result))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2))
+    report(result, args.out)
     return result
 
 

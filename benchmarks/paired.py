@@ -11,8 +11,11 @@ in adaptive_overhead.py's docstring).
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +30,19 @@ from adabench.models.methods import Request
 from adabench.sweep.generate import generate
 
 PARTS = ("encoder", "scheduler", "plan")
+
+
+def report(result: dict, out: str) -> None:
+    """Records the load average at the end in `result`, prints it and `result` as one JSON line,
+    and writes `result` to `out` (indented; "" writes nothing)."""
+    result["load_average_end"] = os.getloadavg()[0]
+    print(f"load average at the end {result['load_average_end']:.2f}")
+    print(json.dumps(result))
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2))
+
+
 REPLAYED = ("adallava-h@0.75",)  # arms that also run as a static replay of their plans
 
 

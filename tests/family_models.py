@@ -241,6 +241,15 @@ def build_family_llava(
     return model, processor
 
 
+def save_family_llava(family: str, path, layers: int = 8):
+    """Returns `path` holding `build_family_llava(family, layers)` saved as an HF model folder
+    with its processor (what a user passes as `--model DIR`)."""
+    model, processor = build_family_llava(family, layers=layers)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
 def prompt_inputs(processor, index: int = 0, question: str | None = None):
     """Returns (input_ids, pixel_values) of a shapes test sample through the tiny processor."""
     from adabench.data import synthetic

@@ -164,6 +164,14 @@ class Runs:
         weights = (p[0] for p in self.parts) if self.axis == "rows" else self.parts
         return sum(w.numel() * w.element_size() for w in weights)
 
+    def joined(self) -> tuple:
+        """Returns the runs copied into one (weight, bias): one matmul per projection."""
+        if self.axis == "cols":
+            return torch.cat(self.parts, dim=1), self.bias
+        biases = [b for _, b in self.parts]
+        bias = None if biases[0] is None else torch.cat(biases)
+        return torch.cat([w for w, _ in self.parts]), bias
+
 
 def linear(x: torch.Tensor, proj) -> torch.Tensor:
     """Returns x·Wᵀ + b of a projection: (weight, bias), or `Runs` of one."""
@@ -189,34 +197,30 @@ def mlp_runs(x: torch.Tensor, gate: Runs, up: Runs, down: Runs, act) -> torch.Te
     return out if down.bias is None else out.add_(down.bias)
 
 
-def _rows(wb: tuple, spans: list[tuple[int, int]], unit: int, copy: bool) -> tuple:
-    """Returns ((weight, bias) restricted to the rows of `spans` (in units), copied bytes):
-    one run is a view; several are one cat (`copy`) or `Runs` of views."""
+def _rows(wb: tuple, spans: list[tuple[int, int]], unit: int):
+    """Returns (weight, bias) restricted to the rows of `spans` (in units): one run is a view,
+    several are `Runs` of views."""
     w, b = wb
     if len(spans) == 1:
         s = slice(spans[0][0] * unit, spans[0][1] * unit)
-        return (w[s], None if b is None else b[s]), 0
-    parts = tuple(
-        (w[a * unit : z * unit], None if b is None else b[a * unit : z * unit]) for a, z in spans
+        return w[s], None if b is None else b[s]
+    return Runs(
+        tuple(
+            (w[a * unit : z * unit], None if b is None else b[a * unit : z * unit])
+            for a, z in spans
+        ),
+        "rows",
     )
-    if not copy:
-        return Runs(parts, "rows"), 0
-    w = torch.cat([p[0] for p in parts])
-    b = None if b is None else torch.cat([p[1] for p in parts])
-    return (w, b), w.numel() * w.element_size()
 
 
-def _cols(wb: tuple, spans: list[tuple[int, int]], unit: int, copy: bool) -> tuple:
-    """Returns ((weight, bias) restricted to the input columns of `spans`, copied bytes): one
-    run is a view; several are one cat (`copy`) or `Runs` of views."""
+def _cols(wb: tuple, spans: list[tuple[int, int]], unit: int):
+    """Returns (weight, bias) restricted to the input columns of `spans`: one run is a view,
+    several are `Runs` of views."""
     w, b = wb
     if len(spans) == 1:
-        return (w[:, spans[0][0] * unit : spans[0][1] * unit], b), 0
+        return w[:, spans[0][0] * unit : spans[0][1] * unit], b
     parts = tuple(w[:, a * unit : z * unit] for a, z in spans)
-    if not copy:
-        return Runs(parts, "cols", tuple((z - a) * unit for a, z in spans), b), 0
-    w = torch.cat(parts, dim=1)
-    return (w, b), w.numel() * w.element_size()
+    return Runs(parts, "cols", tuple((z - a) * unit for a, z in spans), b)
 
 
 def attention_half(
@@ -225,53 +229,40 @@ def attention_half(
     head_dim: int,
     kv_group: int,
     kv_index,
-    copy: bool = True,
-) -> tuple[tuple, int]:
-    """Returns ((q, k, v, o, kv_of_q, n_q, n_kv), copied bytes) of `full` restricted to the query
-    `heads` (empty: no attention). `kv_index(tuple)` returns the device tensor mapping kept query
-    heads to kept kv heads (the runner caches these few small tensors). Several runs of heads
-    are copied (`copy`) or kept as `Runs` of views."""
+) -> tuple:
+    """Returns (q, k, v, o, kv_of_q, n_q, n_kv) of `full` restricted to the query `heads`
+    (empty: no attention); several runs of heads are `Runs` of views. `kv_index(tuple)`
+    returns the device tensor mapping kept query heads to kept kv heads (the runner caches
+    these few small tensors)."""
     if not heads:
-        return (None, None, None, None, None, 0, 0), 0
+        return (None, None, None, None, None, 0, 0)
     heads_sorted = sorted(heads)
     kv_heads = sorted({h // kv_group for h in heads_sorted})
     head_runs, kv_runs = runs(heads_sorted), runs(kv_heads)
-    (q, c1), (o, c2) = (
-        _rows(full.q, head_runs, head_dim, copy),
-        _cols(full.o, head_runs, head_dim, copy),
-    )
-    (k, c3), (v, c4) = (
-        _rows(full.k, kv_runs, head_dim, copy),
-        _rows(full.v, kv_runs, head_dim, copy),
-    )
+    q, o = _rows(full.q, head_runs, head_dim), _cols(full.o, head_runs, head_dim)
+    k, v = _rows(full.k, kv_runs, head_dim), _rows(full.v, kv_runs, head_dim)
     n_q, n_kv = len(heads_sorted), len(kv_heads)
     kv_of_q = (
         kv_index(tuple(kv_heads.index(h // kv_group) for h in heads_sorted))
         if n_q != n_kv
         else None
     )
-    return (q, k, v, o, kv_of_q, n_q, n_kv), c1 + c2 + c3 + c4
+    return (q, k, v, o, kv_of_q, n_q, n_kv)
 
 
-def mlp_half(
-    full: BlockWeights, groups: tuple[int, ...], group_count: int, copy: bool = True
-) -> tuple[tuple, int]:
-    """Returns ((gate, up, down), copied bytes) of `full` restricted to the MLP `groups` of
-    `group_count` contiguous neuron groups (empty: no MLP). Several runs of groups are copied
-    (`copy`) or kept as `Runs` of views (run by `mlp_runs`)."""
+def mlp_half(full: BlockWeights, groups: tuple[int, ...], group_count: int) -> tuple:
+    """Returns (gate, up, down) of `full` restricted to the MLP `groups` of `group_count`
+    contiguous neuron groups (empty: no MLP); several runs of groups are `Runs` of views (run by
+    `mlp_runs`)."""
     if not groups:
-        return (None, None, None), 0
+        return (None, None, None)
     size = full.gate[0].shape[0] // group_count
     group_runs = runs(sorted(groups))
-    gate, c1 = _rows(full.gate, group_runs, size, copy)
-    up, c2 = _rows(full.up, group_runs, size, copy)
-    down, c3 = _cols(full.down, group_runs, size, copy)
-    return (gate, up, down), c1 + c2 + c3
-
-
-def _would_copy(parts: tuple) -> int:
-    """Returns the bytes a cat of a half's `Runs` would copy (0: none of its parts is Runs)."""
-    return sum(p.nbytes for p in parts if isinstance(p, Runs))
+    return (
+        _rows(full.gate, group_runs, size),
+        _rows(full.up, group_runs, size),
+        _cols(full.down, group_runs, size),
+    )
 
 
 class HalfCache:
@@ -312,11 +303,12 @@ class HalfCache:
         if hit is not None:
             self.halves.move_to_end(key)
             return hit[0]
-        parts, _ = build(*args, copy=False)
-        would = _would_copy(parts)
-        nbytes = 0
-        if would and would < self.runs_from_bytes:
-            parts, nbytes = build(*args, copy=True)
+        parts = build(*args)
+        nbytes = sum(p.nbytes for p in parts if isinstance(p, Runs))
+        if nbytes < self.runs_from_bytes:  # small enough: copy the runs, one matmul each
+            parts = tuple(p.joined() if isinstance(p, Runs) else p for p in parts)
+        else:
+            nbytes = 0
         self.halves[key] = (parts, nbytes)
         self.nbytes += nbytes
         return parts

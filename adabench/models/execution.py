@@ -43,7 +43,7 @@ from adabench.models.plan import Plan
 
 CPU_CACHE_CAP_BYTES = 1 << 30
 CPU_RUNS_FROM_BYTES = 1 << 20
-"""On CPU a multi-run half whose copy would be this large runs as per-run matmuls until reused
+"""On CPU a multi-run half whose copy would be this large runs as per-run matmuls
 (block_weights.HalfCache); on CUDA halves are always copied (a copy is microseconds there)."""
 
 __all__ = [

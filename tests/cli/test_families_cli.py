@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from adabench.cli import app
-from tests.family_models import build_family_llava, llava_config, truncated_copy
+from tests.family_models import llava_config, save_family_llava, truncated_copy
 
 runner = CliRunner()
 LIMIT, NEW_TOKENS = 3, 8
@@ -24,11 +24,7 @@ LAYER_DROP_KEPT = (0, 2, 5, 7)
 @pytest.fixture(scope="module", params=["gemma2", "phi3"])
 def family_dir(request, tmp_path_factory):
     """A saved tiny Llava of the family (random weights, biases and norms), with its processor."""
-    model, processor = build_family_llava(request.param, layers=8)
-    path = tmp_path_factory.mktemp(f"{request.param}_llava")
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
+    return save_family_llava(request.param, tmp_path_factory.mktemp(f"{request.param}_llava"))
 
 
 def _hf_answers(path, kept=None) -> dict[str, str]:

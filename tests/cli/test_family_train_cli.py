@@ -11,18 +11,15 @@ import torch
 from typer.testing import CliRunner
 
 from adabench.cli import app
-from tests.family_models import build_family_llava
+from tests.family_models import save_family_llava
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module", params=["qwen2", "gemma2"])
 def base_dir(request, tmp_path_factory):
-    model, processor = build_family_llava(request.param, layers=8)
     path = tmp_path_factory.mktemp(f"{request.param}_base")
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return request.param, path
+    return request.param, save_family_llava(request.param, path)
 
 
 @pytest.mark.parametrize("variant", ["L", "H"])
