@@ -17,11 +17,15 @@ import pandas as pd
 
 from adabench.analysis.significance import (
     benjamini_hochberg,
+    bootstrap_ci,
     intervals_overlap,
     mcnemar_exact_p,
+    min_attainable_p,
     paired_test,
+    sign_flip_p,
+    tarone_bh,
 )
-from adabench.errors import UserError
+from adabench.errors import UserError, did_you_mean
 from adabench.store import CELL_KEY, Run, devices
 
 WORSE, BETTER, SAME, NA = "+", "-", "~", "x"
@@ -35,6 +39,9 @@ class Comparison:
     pooled: dict = field(metadata={"help": "paired sign test over all matched samples"})
     only_base: list[str] = field(metadata={"help": "cells only in the baseline run"})
     only_new: list[str] = field(metadata={"help": "cells only in the new run"})
+    settings: list[str] = field(
+        default_factory=list, metadata={"help": "run settings that differ ('name: a → b')"}
+    )
 
     @property
     def regressions(self) -> list[str]:
@@ -55,47 +62,123 @@ def summary_rows(result: Comparison) -> list[dict[str, str]]:
             "": r["mark"], "cell": r["cell"],
             "accuracy": f"{r['acc_mark']} {_f(r['acc_base'], 3)}→{_f(r['acc_new'], 3)} "
                         f"p={_f(r['acc_p'], 3)} q={_f(r['acc_q'], 3)}",
-            "latency": _latency_text(r),
+            "latency": latency_text(r),
             "GFLOPs": f"{r['flops_mark']} {_f(r['flops_base'] / 1e9, 3)}→{_f(r['flops_new'] / 1e9, 3)}",
         })  # fmt: skip
-    pooled = result.pooled
-    rows.append({"": pooled["mark"], "cell": f"pooled ({pooled['n']} paired samples)",
-                 "accuracy": f"{pooled['mark']} Δ {_f(pooled['acc_delta'], 3)} p={_f(pooled['acc_p'], 3)}",
-                 "latency": "", "GFLOPs": ""})  # fmt: skip
+    rows.append({"": result.pooled["mark"], "cell": f"pooled ({result.pooled['n']} paired samples)",
+                 "accuracy": pooled_text(result.pooled), "latency": "", "GFLOPs": ""})  # fmt: skip
     return rows
 
 
-def _latency_text(r: dict) -> str:
+def pooled_text(pooled: dict) -> str:
+    """Returns the pooled row's accuracy text: mark, mean Δ, sign-test p."""
+    return f"{pooled['mark']} Δ {_signed(pooled['acc_delta'], 3)} p={_f(pooled['acc_p'], 3)}"
+
+
+def latency_text(r: dict) -> str:
+    """Returns a cell's latency verdict as text: the paired ratio to full (reduced cells) or the
+    between-run ratio with its machine-speed normalisation (`full`, older runs)."""
     if r["lat_test"] == RATIO_TEST:
         return (f"{r['lat_mark']} ×full {_f(r['ratio_base'], 2)}→{_f(r['ratio_new'], 2)} "
                 f"[{_f(r['ratio_new_ci_low'], 2)}, {_f(r['ratio_new_ci_high'], 2)}]")  # fmt: skip
-    return (f"{r['lat_mark']} {_f(r['lat_base_ms'], 1)}→{_f(r['lat_new_ms'], 1)} ms "
-            f"×{_f(r['lat_ratio'], 2)} p={_f(r['lat_p'], 3)}")  # fmt: skip
+    text = (f"{r['lat_mark']} {_f(r['lat_base_ms'], 1)}→{_f(r['lat_new_ms'], 1)} ms "
+            f"×{_f(r['lat_ratio'], 2)}")  # fmt: skip
+    if not math.isnan(r.get("machine_speed_ratio", math.nan)):
+        text += (
+            f" ÷ machine ×{_f(r['machine_speed_ratio'], 2)} = ×{_f(r['lat_ratio_normalised'], 2)}"
+        )
+    if not math.isnan(r.get("lat_ratio_ci_low", math.nan)):
+        text += f" [{_f(r['lat_ratio_ci_low'], 2)}, {_f(r['lat_ratio_ci_high'], 2)}]"
+    return text + f" p={_f(r['lat_p'], 3)}"
+
+
+def verdict(result: Comparison) -> str:
+    """Returns the one-line verdict: the regressed cells by name, and the pooled row's own
+    finding when it adds one."""
+    parts = []
+    if result.regressions:
+        parts.append(f"regression in {len(result.regressions)} cell(s): "
+                     + ", ".join(result.regressions))  # fmt: skip
+    if result.pooled.get("mark") == WORSE:
+        drops = ", ".join(result.pooled.get("largest_drops") or []) or "none"
+        parts.append(f"pooled accuracy dropped {_signed(result.pooled['acc_delta'], 3)} over "
+                     f"{result.pooled['n']} paired samples (largest cell drops: {drops})")  # fmt: skip
+    return "; ".join(parts) if parts else "no significant regression"
 
 
 def to_markdown(result: Comparison) -> str:
     """Returns a markdown block for a CI comment: verdict line plus the per-cell table."""
-    verdict = (f"**regression** in {', '.join(result.regressions) or 'pooled accuracy'}"
-               if result.regressed else "no significant regression")  # fmt: skip
+    head = verdict(result)
+    if result.regressed:  # bold the first word of each finding
+        head = head.replace("regression in", "**regression** in", 1).replace(
+            "pooled accuracy dropped", "**pooled accuracy dropped**", 1
+        )
     rows = summary_rows(result)
     cols = list(rows[0])
-    lines = [f"adabench compare: {verdict}", "", "| mark | " + " | ".join(cols[1:]) + " |",
+    lines = [f"adabench compare: {head}", "", "| mark | " + " | ".join(cols[1:]) + " |",
              "|" + "---|" * len(cols)]  # fmt: skip
     lines += [
         "| " + " | ".join(f"`{r[c]}`" if c == "" else r[c] for c in cols) + " |" for r in rows
     ]
     lines += ["", "Marks: `+` worse, `-` better, `~` not significant, `x` not comparable. "
-              "Accuracy q: Benjamini–Hochberg over the cells. Latency ×full: paired ratio to "
-              "`full` [new run's 95 % CI]; a change counts when both runs' CIs and the A/A "
-              "noise floor lie apart."]  # fmt: skip
+              "Accuracy q: Benjamini–Hochberg over the cells whose test can reach alpha "
+              "(Tarone's rule). Latency ×full: paired ratio to `full` [new run's 95 % CI]; a "
+              "change counts when both runs' CIs and the A/A noise floor lie apart and it "
+              "passes the threshold. `full`: per-sample ratio between the runs ÷ the runs' "
+              "machine-speed probe ratio."]  # fmt: skip
+    for line in result.settings:
+        lines.append(f"\nwarning: the runs differ in {line}")
     return "\n".join(lines)
+
+
+def to_junit(result: Comparison) -> str:
+    """Returns a JUnit XML report: one testcase per compared cell (a failure when it regressed),
+    one skipped testcase per cell found in one run only, one for the pooled accuracy test."""
+    from xml.sax.saxutils import quoteattr
+
+    cases = []
+    for r in result.cells.to_dict("records"):
+        body = (f"<failure message={quoteattr('regression: ' + _row_text(r))}/>"
+                if r["regressed"] else "")  # fmt: skip
+        cases.append((r["cell"], f"{r['suite']}.{r['model']}", body))
+    for label in result.only_base + result.only_new:
+        cases.append((label, "only-one-run", '<skipped message="in one run only"/>'))
+    pooled = result.pooled
+    pooled_body = (f"<failure message={quoteattr(pooled_text(pooled))}/>"
+                   if pooled.get("mark") == WORSE else "")  # fmt: skip
+    cases.append(("pooled accuracy", "pooled", pooled_body))
+    failures = sum(bool(body.startswith("<failure")) for _, _, body in cases)
+    skipped = len(result.only_base) + len(result.only_new)
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>',
+             f'<testsuite name="adabench compare" tests="{len(cases)}" failures="{failures}" '
+             f'skipped="{skipped}">']  # fmt: skip
+    for name, cls, body in cases:
+        lines.append(
+            f"  <testcase classname={quoteattr(cls)} name={quoteattr(name)}>{body}</testcase>"
+        )
+    lines.append("</testsuite>")
+    return "\n".join(lines) + "\n"
+
+
+def _row_text(r: dict) -> str:
+    return (f"accuracy {r['acc_mark']} {_f(r['acc_base'], 3)}→{_f(r['acc_new'], 3)} "
+            f"q={_f(r['acc_q'], 3)}; latency {latency_text(r)}")  # fmt: skip
 
 
 def to_json(result: Comparison) -> dict:
     """Returns a JSON-ready dict: regressed flag, regressed cells, pooled test and every cell."""
-    return {"regressed": result.regressed, "regressions": result.regressions,
-            "pooled": result.pooled, "cells": result.cells.to_dict("records"),
-            "only_base": result.only_base, "only_new": result.only_new}  # fmt: skip
+    return {"regressed": result.regressed, "verdict": verdict(result),
+            "regressions": result.regressions, "pooled": result.pooled,
+            "cells": result.cells.to_dict("records"), "only_base": result.only_base,
+            "only_new": result.only_new, "settings_differ": result.settings}  # fmt: skip
+
+
+def _signed(value: float, digits: int) -> str:
+    """Returns `value` with its sign and `digits` decimals, never '-0.00'."""
+    if value is None or math.isnan(value):
+        return "nan"
+    rounded = round(float(value), digits) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return f"{rounded:+.{digits}f}"
 
 
 def _f(value: float, digits: int) -> str:
@@ -142,15 +225,28 @@ def bootstrap_delta(base, new, n_boot: int = 2000, seed: int = 0) -> tuple[float
     return float(new.mean() - base.mean()), float(min(1.0, p))
 
 
+CORRECTIONS = ("tarone-bh", "bh", "none")
+"""How the cells' accuracy p-values are combined (`--correction`, docs/measurement.md):
+tarone-bh — Benjamini–Hochberg over the cells whose test can reach alpha (Tarone's rule);
+bh — over every cell; none — each cell at alpha alone."""
+
+
 def compare_runs(
-    base: Run, new: Run, max_acc_drop: float = 0.01, max_slowdown: float = 1.05, alpha: float = 0.01
+    base: Run,
+    new: Run,
+    max_acc_drop: float = 0.01,
+    threshold: float = 1.10,
+    alpha: float = 0.01,
+    correction: str = "tarone-bh",
 ) -> Comparison:
     """Matches cells by (suite, model, method, budget, contention) and tests each pair.
 
-    A cell regresses when accuracy drops by more than `max_acc_drop` with p < `alpha`, or when
-    mean latency grows by more than `max_slowdown`× with Mann–Whitney p < `alpha`. FLOPs are
-    compared exactly and reported, not counted as a regression. Raises UserError when the runs
-    share no cell.
+    A cell regresses when accuracy drops by more than `max_acc_drop` with q < `alpha` (q from
+    `correction` over the cells), or when its latency grows by more than `threshold`× with the
+    change significant: the paired ratio to `full` for reduced cells; for `full` (and runs
+    without ratio CIs) the per-sample latency ratio between the runs divided by the runs'
+    machine-speed probe ratio, sign-flip p < `alpha`. FLOPs are compared exactly and reported,
+    not counted as a regression. Raises UserError when the runs share no cell.
     """
     key = match_key(base.cells, new.cells)
     keys = {_label(r): r for r in base.cells[key].to_dict("records")}
@@ -167,28 +263,56 @@ def compare_runs(
     for label in common:
         empty = pd.DataFrame(columns=["sample_id", "score"])
         bs, ns = b_samples.get(label, empty), n_samples.get(label, empty)
-        acc = _accuracy(b_cells.loc[label], n_cells.loc[label], bs, ns, max_acc_drop, alpha)
-        lat = _latency(b_cells.loc[label], n_cells.loc[label], bs, ns, max_slowdown, alpha)
-        flops = _flops(b_cells.loc[label], n_cells.loc[label])
+        bc, nc = b_cells.loc[label], n_cells.loc[label]
+        acc = _accuracy(bc, nc, bs, ns, max_acc_drop, alpha)
+        lat = _latency(bc, nc, bs, ns, threshold, alpha)
+        flops = _flops(bc, nc)
         paired.append(acc.pop("_diffs"))
         row = {"cell": label, **keys[label], **acc, **lat, **flops}
         row["regressed"] = WORSE in (acc["acc_mark"], lat["lat_mark"])
         row["mark"] = _overall(acc["acc_mark"], lat["lat_mark"])
         rows.append(row)
-    frame = _apply_fdr(pd.DataFrame(rows), max_acc_drop, alpha)
+    frame = _apply_fdr(pd.DataFrame(rows), max_acc_drop, alpha, correction)
     return Comparison(
         cells=frame,
-        pooled=_pooled(paired, max_acc_drop, alpha),
+        pooled=_pooled(paired, max_acc_drop, alpha, frame),
         only_base=[k for k in keys if k not in new_keys],
         only_new=[k for k in new_keys if k not in keys],
+        settings=setting_differences(base.config, new.config),
     )
 
 
-def _apply_fdr(frame: pd.DataFrame, max_drop: float, alpha: float) -> pd.DataFrame:
-    """Adds BH q-values over the cells' accuracy tests and marks accuracy by q < alpha."""
+SETTINGS = ("limit", "repeats", "warmup", "max_new_tokens", "split", "dtype", "device",
+            "order", "no_weights", "target_ci", "max_rounds", "seed", "method_args")  # fmt: skip
+"""Run settings that change what a cell's numbers mean; `compare` warns when they differ."""
+
+
+def setting_differences(base: dict, new: dict) -> list[str]:
+    """Returns 'name: base → new' for each of SETTINGS that differs between two run configs."""
+    out = []
+    for name in SETTINGS:
+        if name in base or name in new:
+            a, b = base.get(name), new.get(name)
+            if a != b:
+                out.append(f"{name}: {a!r} → {b!r}")
+    return out
+
+
+def _apply_fdr(
+    frame: pd.DataFrame, max_drop: float, alpha: float, correction: str = "tarone-bh"
+) -> pd.DataFrame:
+    """Adds q-values over the cells' accuracy tests (`correction`, one of CORRECTIONS) and
+    marks accuracy by q < alpha."""
     if frame.empty:
         return frame
-    frame["acc_q"] = benjamini_hochberg(frame["acc_p"])
+    if correction not in CORRECTIONS:
+        raise did_you_mean(correction, list(CORRECTIONS), "correction")
+    if correction == "tarone-bh":
+        frame["acc_q"] = tarone_bh(frame["acc_p"], frame["acc_min_p"], alpha)
+    elif correction == "bh":
+        frame["acc_q"] = benjamini_hochberg(frame["acc_p"])
+    else:
+        frame["acc_q"] = frame["acc_p"]
     frame["acc_mark"] = [
         NA if m == NA else _mark(-d, max_drop, q, alpha)
         for m, d, q in zip(frame["acc_mark"], frame["acc_delta"], frame["acc_q"], strict=True)
@@ -202,7 +326,8 @@ def _apply_fdr(frame: pd.DataFrame, max_drop: float, alpha: float) -> pd.DataFra
 def _accuracy(bc, nc, bs, ns, max_drop: float, alpha: float) -> dict:
     out = {"acc_base": float(bc["accuracy"]), "acc_new": float(nc["accuracy"]),
            "acc_delta": math.nan, "acc_ci_low": math.nan, "acc_ci_high": math.nan,
-           "acc_p": math.nan, "acc_test": "none", "acc_mark": NA, "_diffs": np.array([])}  # fmt: skip
+           "acc_p": math.nan, "acc_min_p": math.nan, "acc_test": "none", "acc_mark": NA,
+           "_diffs": np.array([])}  # fmt: skip
     if math.isnan(out["acc_base"]) or math.isnan(out["acc_new"]):
         return out
     b_ids, n_ids = set(bs["sample_id"]), set(ns["sample_id"])
@@ -212,10 +337,11 @@ def _accuracy(bc, nc, bs, ns, max_drop: float, alpha: float) -> dict:
         diffs = (merged["score_y"] - merged["score_x"]).to_numpy(float)
         delta, p = test.delta, test.p
         out.update(acc_test=test.test, acc_ci_low=test.ci_low, acc_ci_high=test.ci_high,
+                   acc_min_p=min_attainable_p(test.a_better + test.b_better),
                    _diffs=diffs[~np.isnan(diffs)])  # fmt: skip
     elif len(bs) and len(ns):
         delta, p = bootstrap_delta(bs["score"].dropna(), ns["score"].dropna())
-        out["acc_test"] = "bootstrap"
+        out.update(acc_test="bootstrap", acc_min_p=0.0)
     else:
         return out
     out.update(acc_delta=delta, acc_p=p, acc_mark=_mark(-delta, max_drop, p, alpha))
@@ -226,25 +352,80 @@ RATIO_TEST = "paired ratio CIs + A/A"
 RATIO_COLUMNS = ["latency_ratio", "latency_ratio_ci_low", "latency_ratio_ci_high"]
 
 
-def _latency(bc, nc, bs, ns, max_slowdown: float, alpha: float) -> dict:
-    base_ms, new_ms = _repeats(bs), _repeats(ns)
+ABSOLUTE_TEST = "per-sample ratio ÷ machine speed, sign-flip"
+UNPAIRED_TEST = "Mann–Whitney U ÷ machine speed"
+
+
+def _latency(bc, nc, bs, ns, threshold: float, alpha: float) -> dict:
     b_mean, n_mean = float(bc["latency_ms_mean"]), float(nc["latency_ms_mean"])
+    speed = machine_speed_ratio(bc, nc)
     ratio = n_mean / b_mean if b_mean > 0 else math.nan
-    out = {"lat_base_ms": b_mean, "lat_new_ms": n_mean, "lat_ratio": ratio, "lat_p": math.nan,
-           "lat_test": "Mann–Whitney U", "lat_mark": NA}  # fmt: skip
+    out = {"lat_base_ms": b_mean, "lat_new_ms": n_mean, "lat_ratio": ratio,
+           "machine_speed_ratio": speed, "lat_ratio_normalised": math.nan,
+           "lat_ratio_ci_low": math.nan, "lat_ratio_ci_high": math.nan, "lat_p": math.nan,
+           "lat_test": "none", "lat_mark": NA}  # fmt: skip
     if bc["method"] != "full" and _has_ratio_ci(bc) and _has_ratio_ci(nc):
-        return {**out, **_ratio_change(bc, nc, max_slowdown)}
-    if len(base_ms) and len(new_ms) and not math.isnan(ratio):
-        _, p = mann_whitney_u(new_ms, base_ms)
-        out.update(lat_p=p, lat_mark=_mark(math.log(ratio), math.log(max_slowdown), p, alpha))
-    return out
+        return {**out, **_ratio_change(bc, nc, threshold)}
+    return {**out, **_absolute_change(bs, ns, ratio, speed, threshold, alpha)}
+
+
+def machine_speed_ratio(bc, nc) -> float:
+    """Returns new ÷ base machine-probe time (> 1: the new run's machine was slower), or NaN
+    when either run has no probe (made before v0.4)."""
+    b, n = bc.get("machine_probe_ms", math.nan), nc.get("machine_probe_ms", math.nan)
+    if _isnan(b) or _isnan(n) or float(b) <= 0:
+        return math.nan
+    return float(n) / float(b)
+
+
+def _absolute_change(bs, ns, ratio: float, speed: float, threshold: float, alpha: float) -> dict:
+    """The latency change of a cell between runs, normalised by machine speed: the geometric
+    mean over shared samples of new ÷ base latency, divided by the probe ratio (1 when a run has
+    no probe), with a paired-bootstrap CI and the sign-flip test on the log ratios; runs without
+    shared samples fall back to Mann–Whitney U on the raw repeats (new repeats ÷ probe ratio)."""
+    scale = 1.0 if math.isnan(speed) else speed
+    per_b, per_n = _per_sample_ms(bs), _per_sample_ms(ns)
+    shared = per_b.index.intersection(per_n.index)
+    if len(shared) >= 2:
+        logs = np.log(per_n[shared].to_numpy(float) / per_b[shared].to_numpy(float))
+        logs = logs[np.isfinite(logs)] - math.log(scale)
+    else:
+        logs = np.array([])
+    if len(logs) >= 2:
+        low, high = bootstrap_ci(logs)
+        p, change = sign_flip_p(logs), math.exp(float(logs.mean()))
+        return {"lat_test": ABSOLUTE_TEST, "lat_p": p, "lat_ratio_normalised": change,
+                "lat_ratio_ci_low": math.exp(low), "lat_ratio_ci_high": math.exp(high),
+                "lat_mark": _mark(math.log(change), math.log(threshold), p, alpha)}  # fmt: skip
+    base_ms, new_ms = _repeats(bs), _repeats(ns) / scale
+    if not (len(base_ms) and len(new_ms)) or math.isnan(ratio):
+        return {}
+    _, p = mann_whitney_u(new_ms, base_ms)
+    change = ratio / scale
+    return {"lat_test": UNPAIRED_TEST, "lat_p": p, "lat_ratio_normalised": change,
+            "lat_mark": _mark(math.log(change), math.log(threshold), p, alpha)}  # fmt: skip
+
+
+def _per_sample_ms(samples: pd.DataFrame) -> pd.Series:
+    """Returns sample_id → the sample's median latency over its repeats and rounds, in ms."""
+    if samples.empty or "sample_id" not in samples.columns:
+        return pd.Series(dtype=float)
+    if "latency_ms_repeats" in samples.columns:
+        values = [np.median(r) if r is not None and len(r) else math.nan
+                  for r in samples["latency_ms_repeats"]]  # fmt: skip
+        frame = pd.DataFrame({"sample_id": samples["sample_id"], "ms": values})
+    elif "latency_ms" in samples.columns:
+        frame = pd.DataFrame({"sample_id": samples["sample_id"], "ms": samples["latency_ms"]})
+    else:
+        return pd.Series(dtype=float)
+    return frame.dropna().groupby("sample_id")["ms"].median()
 
 
 def _has_ratio_ci(cell) -> bool:
     return all(c in cell.index and not _isnan(cell[c]) for c in RATIO_COLUMNS)
 
 
-def _ratio_change(bc, nc, max_slowdown: float) -> dict:
+def _ratio_change(bc, nc, threshold: float) -> dict:
     """A change of the paired ratio to `full` counts only when the two runs' CIs are apart and
     the gap exceeds either run's A/A noise floor (its half-width, on the log scale)."""
     rb, rn = float(bc["latency_ratio"]), float(nc["latency_ratio"])
@@ -254,9 +435,9 @@ def _ratio_change(bc, nc, max_slowdown: float) -> dict:
     change = rn / rb
     if not apart or gap <= max(_aa_half_width(bc), _aa_half_width(nc)):
         mark = SAME
-    elif change > max_slowdown:
+    elif change > threshold:
         mark = WORSE
-    elif change < 1 / max_slowdown:
+    elif change < 1 / threshold:
         mark = BETTER
     else:
         mark = SAME
@@ -291,17 +472,22 @@ def _flops(bc, nc) -> dict:
     return {"flops_base": b, "flops_new": n, "flops_mark": mark}
 
 
-def _pooled(paired: list[np.ndarray], max_drop: float, alpha: float) -> dict:
+def _pooled(paired: list[np.ndarray], max_drop: float, alpha: float, cells: pd.DataFrame) -> dict:
+    """The sign test over every matched sample of every cell: an addition to the cell verdicts
+    (it can catch a drop spread thin over cells), never a replacement — `largest_drops` names
+    the cells that moved it most."""
     diffs = np.concatenate(paired) if paired else np.array([])
     if not len(diffs):
-        return {"n": 0, "acc_delta": math.nan, "acc_p": math.nan, "mark": NA}
+        return {"n": 0, "acc_delta": math.nan, "acc_p": math.nan, "mark": NA, "largest_drops": []}
     p = sign_test_p(int((diffs < 0).sum()), int((diffs > 0).sum()))
     delta = float(diffs.mean())
+    drops = cells[cells["acc_delta"] < 0].sort_values("acc_delta") if len(cells) else cells
     return {
         "n": len(diffs),
         "acc_delta": delta,
         "acc_p": p,
         "mark": _mark(-delta, max_drop, p, alpha),
+        "largest_drops": [f"{r.cell} ({r.acc_delta:+.3f})" for r in drops.head(3).itertuples()],
     }
 
 

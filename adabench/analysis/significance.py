@@ -114,3 +114,30 @@ def intervals_overlap(low_a: float, high_a: float, low_b: float, high_b: float) 
     if any(math.isnan(v) for v in (low_a, high_a, low_b, high_b)):
         return False
     return low_a <= high_b and low_b <= high_a
+
+
+def min_attainable_p(n_discordant: int) -> float:
+    """Returns the smallest two-sided p-value an exact paired test (McNemar, or the sign-flip
+    test enumerated exactly) can give with `n_discordant` non-zero differences: 2 ÷ 2^n, capped
+    at 1 — a cell with no changed answer cannot show a change at any level."""
+    return min(1.0, 2.0 * 0.5 ** max(0, int(n_discordant)))
+
+
+def tarone_bh(pvalues, min_pvalues, alpha: float) -> np.ndarray:
+    """Returns Benjamini–Hochberg q-values over the tests that can reach `alpha` at all, chosen
+    by Tarone's rule for discrete tests (the smallest K with #{min p ≤ α ÷ K} ≤ K; Gilbert
+    2005 pairs it with BH): a test whose smallest attainable p-value is above α ÷ K can never be
+    significant and does not dilute the others. Tests left out get q = 1 (NaN p stays NaN)."""
+    p, low = np.asarray(pvalues, float), np.asarray(min_pvalues, float)
+    q = np.where(np.isnan(p), math.nan, 1.0)
+    valid = ~np.isnan(p)
+    m = int(valid.sum())
+    for k in range(1, m + 1):
+        family = valid & (low <= alpha / k)
+        if family.sum() <= k:
+            break
+    else:
+        family = valid
+    if family.any():
+        q[family] = benjamini_hochberg(p[family])
+    return q

@@ -68,38 +68,74 @@ def register(app: typer.Typer) -> None:
         max_acc_drop: Annotated[
             float, typer.Option(help="Tolerated accuracy drop (absolute, 0..1).")
         ] = 0.01,
-        max_slowdown: Annotated[
-            float, typer.Option(help="Tolerated latency ratio new/baseline (≥ 1).")
-        ] = 1.05,
+        threshold: Annotated[
+            float,
+            typer.Option(
+                "--threshold",
+                "--max-slowdown",
+                help="Smallest latency ratio new/baseline that counts as a regression (> 1; "
+                "asv-style: the change must also be significant).",
+            ),
+        ] = 1.10,
         alpha: Annotated[
-            float, typer.Option(help="Significance level of the tests (0..1).")
+            float,
+            typer.Option(
+                help="Significance level: a cell is marked when its q-value < alpha (0..1)."
+            ),
         ] = 0.01,
-        format: Annotated[str, typer.Option("--format", help="table | markdown | json.")] = "table",
+        correction: Annotated[
+            str,
+            typer.Option(
+                help="How cells' accuracy p-values become q-values: tarone-bh (BH over the cells "
+                "whose test can reach alpha), bh (over every cell), none (each cell alone)."
+            ),
+        ] = "tarone-bh",
+        format: Annotated[
+            str, typer.Option("--format", help="table | markdown | json | junit.")
+        ] = "table",
     ) -> None:
         """Compare two runs cell by cell; exit 1 on a significant regression, 0 otherwise.
 
         Marks: + worse, - better, ~ not significant, x not comparable. Accuracy: McNemar exact
         (0/1 scores) or a sign-flip permutation (fractional scores) on the same samples, with
-        Benjamini-Hochberg q-values over cells; latency of non-`full` cells: the paired
-        latency ratios, a change only when both runs' CIs are apart by more than the A/A noise
-        floor; `full` cells and older runs: Mann-Whitney U on raw repeats; FLOPs: exact
-        (reported, not a regression).
+        q-values over cells (--correction); latency of non-`full` cells: the paired latency
+        ratios, a change only when both runs' CIs are apart by more than the A/A noise floor
+        and past --threshold; `full` cells: the per-sample latency ratio between the runs
+        divided by their machine-speed probe ratio, significant and past --threshold; FLOPs:
+        exact (reported, not a regression).
 
-        Example: adabench compare results/baseline results/20250101-120000-ci --format markdown
+        Example: adabench compare ci/baseline results/ci --format markdown
         """
-        from adabench.analysis.compare import compare_runs, summary_rows, to_json, to_markdown
+        from adabench.analysis.compare import (
+            CORRECTIONS,
+            compare_runs,
+            summary_rows,
+            to_json,
+            to_junit,
+            to_markdown,
+            verdict,
+        )
         from adabench.console import print_json
         from adabench.errors import check_range, did_you_mean
         from adabench.store import load_run
 
-        if format not in ("table", "markdown", "json"):
-            raise did_you_mean(format, ["table", "markdown", "json"], "format")
+        formats = ["table", "markdown", "json", "junit"]
+        if format not in formats:
+            raise did_you_mean(format, formats, "format")
+        if correction not in CORRECTIONS:
+            raise did_you_mean(correction, list(CORRECTIONS), "correction")
         check_range(max_acc_drop, 0.0, 1.0, "--max-acc-drop")
-        check_range(max_slowdown, 1.0, float("inf"), "--max-slowdown")
+        check_range(threshold, 1.0, float("inf"), "--threshold", low_open=True)
         check_range(alpha, 0.0, 1.0, "--alpha", low_open=True)
-        result = compare_runs(load_run(baseline), load_run(new), max_acc_drop, max_slowdown, alpha)
+        result = compare_runs(load_run(baseline), load_run(new), max_acc_drop, threshold, alpha,
+                              correction)  # fmt: skip
+        for line in result.settings:
+            typer.echo(f"warning: the runs differ in {line}: their cells may not be comparable.",
+                       err=True)  # fmt: skip
         if format == "json":
             print_json(to_json(result))
+        elif format == "junit":
+            sys.stdout.write(to_junit(result))
         elif format == "markdown":
             sys.stdout.write(to_markdown(result) + "\n")
         else:
@@ -107,8 +143,7 @@ def register(app: typer.Typer) -> None:
         for label in result.only_base + result.only_new:
             typer.echo(f"warning: cell {label} is in one run only: not compared (x).", err=True)
         if result.regressed:
-            names = result.regressions or ["pooled accuracy"]
-            typer.echo(f"regression in {len(names)} cell(s): {', '.join(names)}", err=True)
+            typer.echo(verdict(result), err=True)
             sys.exit(1)  # not typer.Exit: the entry point runs click with standalone_mode=False
 
 

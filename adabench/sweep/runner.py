@@ -149,6 +149,7 @@ def _free_device_memory() -> None:
 def _run_group(cfg: SweepConfig, run_dir: Path, data, cells, stress, where, on_sample):
     """Yields the events of one group: its arms measured together, paired sample by sample."""
     from adabench.contention.calibrate import measure_slowdown
+    from adabench.measure.machine_speed import machine_probe, probe_columns
     from adabench.sweep import chunks
     from adabench.sweep.group import assemble, group_id, iter_arms
 
@@ -158,6 +159,8 @@ def _run_group(cfg: SweepConfig, run_dir: Path, data, cells, stress, where, on_s
         return
     level, gid = cells[0].contention, group_id(cells[0], cfg.order)
     stress.check()
+    probe = machine_probe(str(data.loaded.device))
+    probe_start = probe.probe(contention=stress)
     start = measure_slowdown(stress) if level > 0 else 1.0
     label = f"{cells[0].model} · {cells[0].suite} · c={level:g} · {len(arms)} arms"
     yield SweepEvent("start", cells[0], n=len(data.samples) * cfg.repeats * len(arms),
@@ -181,13 +184,14 @@ def _run_group(cfg: SweepConfig, run_dir: Path, data, cells, stress, where, on_s
         elif on_sample is not None:
             on_sample(item[1], item[2])
     end = measure_slowdown(stress) if level > 0 else 1.0
+    probe_end = probe.probe(contention=stress)
     if level > 0 and abs(end / start - 1) > 0.10:
         yield SweepEvent("note", message=f"[yellow]warning:[/] {label}: the stress slowdown "
                          f"moved from {start:.2f}x to {end:.2f}x during the group; the load was "
                          "not steady (other programs?)")  # fmt: skip
     if result.rounds > 1 or cfg.target_ci is not None:
         yield SweepEvent("note", message=f"{label}: {result.rounds} round(s), {result.stop_reason}")
-    extra = {"mps_active": bool(stress.mps_active)}
+    extra = {"mps_active": bool(stress.mps_active), **probe_columns(probe_start, probe_end)}
     for arm, row, rows in assemble(data, arms, result, order=cfg.order, seed=cfg.seed,
                                  slowdown=(start, end), extra_columns=extra):  # fmt: skip
         row.update({k: where[k] for k in PLACEMENT_COLUMNS})
