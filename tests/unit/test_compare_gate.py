@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import shutil
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,7 +68,12 @@ def _planted(run: Run) -> Run:
     cells.loc[_cell(run, DROPPED), "accuracy"] = 0.5
     slowed = _cell(run, SLOWED)
     sid = cells.loc[slowed, "cell_id"].iloc[0]
-    for col in ["latency_ratio", "latency_ratio_ci_low", "latency_ratio_ci_high", "latency_ms_mean"]:
+    for col in [
+        "latency_ratio",
+        "latency_ratio_ci_low",
+        "latency_ratio_ci_high",
+        "latency_ms_mean",
+    ]:
         cells.loc[slowed, col] *= 1.5
     at = samples["cell_id"] == sid
     samples.loc[at, "latency_ms"] *= 1.5
@@ -118,7 +122,7 @@ def test_planted_drop_and_slowdown_are_named_at_their_cells(base):
     assert cells.loc[DROPPED, "acc_q"] < 0.01
     text = verdict(result)
     assert DROPPED in text and SLOWED in text
-    assert f"**regression** in 2 cell(s): " in to_markdown(result)
+    assert "**regression** in 2 cell(s): " in to_markdown(result)
 
 
 def test_plain_bh_over_every_cell_misses_the_planted_drop(base):
@@ -160,8 +164,9 @@ def test_min_attainable_p_and_tarone_family():
 
 
 def test_cli_gate_exit_codes_and_formats(base, tmp_path):
-    from adabench.cli import app
     from typer.testing import CliRunner
+
+    from adabench.cli import app
 
     planted = _planted(_rerun(base, drift=1.1, seed=4))
     new_dir = tmp_path / "new"
@@ -190,5 +195,3 @@ def test_compare_warns_on_differing_settings(base, tmp_path):
     ]
     other = Run(base.path, base.meta, {**base.config, "repeats": 1}, base.cells, base.samples)
     assert compare_runs(base, other).settings == [f"repeats: {base.config['repeats']!r} → 1"]
-
-
