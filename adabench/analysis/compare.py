@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from adabench.analysis.findings import signed
 from adabench.analysis.significance import (
     benjamini_hochberg,
     bootstrap_ci,
@@ -72,7 +73,7 @@ def summary_rows(result: Comparison) -> list[dict[str, str]]:
 
 def pooled_text(pooled: dict) -> str:
     """Returns the pooled row's accuracy text: mark, mean Δ, sign-test p."""
-    return f"{pooled['mark']} Δ {_signed(pooled['acc_delta'], 3)} p={_f(pooled['acc_p'], 3)}"
+    return f"{pooled['mark']} Δ {signed(pooled['acc_delta'], 3)} p={_f(pooled['acc_p'], 3)}"
 
 
 def latency_text(r: dict) -> str:
@@ -101,7 +102,7 @@ def verdict(result: Comparison) -> str:
                      + ", ".join(result.regressions))  # fmt: skip
     if result.pooled.get("mark") == WORSE:
         drops = ", ".join(result.pooled.get("largest_drops") or []) or "none"
-        parts.append(f"pooled accuracy dropped {_signed(result.pooled['acc_delta'], 3)} over "
+        parts.append(f"pooled accuracy dropped {signed(result.pooled['acc_delta'], 3)} over "
                      f"{result.pooled['n']} paired samples (largest cell drops: {drops})")  # fmt: skip
     return "; ".join(parts) if parts else "no significant regression"
 
@@ -171,14 +172,6 @@ def to_json(result: Comparison) -> dict:
             "regressions": result.regressions, "pooled": result.pooled,
             "cells": result.cells.to_dict("records"), "only_base": result.only_base,
             "only_new": result.only_new, "settings_differ": result.settings}  # fmt: skip
-
-
-def _signed(value: float, digits: int) -> str:
-    """Returns `value` with its sign and `digits` decimals, never '-0.00'."""
-    if value is None or math.isnan(value):
-        return "nan"
-    rounded = round(float(value), digits) + 0.0  # + 0.0 turns -0.0 into 0.0
-    return f"{rounded:+.{digits}f}"
 
 
 def _f(value: float, digits: int) -> str:

@@ -140,12 +140,15 @@ def _pair_findings(pairs, budget, where, ratios, suite, model, adaptive) -> list
         sign = -1.0 if first_wins else 1.0  # orient the effect as best − other
         delta, (low, high) = sign * r.delta, sorted((sign * r.ci_low, sign * r.ci_high))
         lead, rest = f"{best}@{budget:g}", f"{other}@{budget:g}"
-        evidence = _evidence(delta, low, high, r.p, r.q, r.n, r.test)
+        evidence = _evidence(delta, low, high, r.p, r.q, r.n, r.test)  # Δ = lead − rest
         if r.q < FDR and delta > 0:
             speed = _speed(ratios, suite, model, (best, other), budget, contention)
             text = f"{lead} is {delta:.2f} more accurate than {rest} {where} ({evidence}){speed}."
+        elif _ci_excludes_zero(low, high):
+            text = (f"{where}, {lead} is ahead of {rest} in accuracy with a CI that excludes 0, "
+                    f"but not significant after FDR control ({evidence}).")  # fmt: skip
         else:
-            text = f"{where}, {rest} is not distinguishable from {lead} in accuracy ({evidence})."
+            text = f"{where}, {lead} is not distinguishable from {rest} in accuracy ({evidence})."
         items.append(Finding("accuracy", text, r.p, r.q, r.n, r.test, bool(r.q < FDR)))
     return items
 
@@ -158,7 +161,11 @@ def _vs_full_findings(vs_full: pd.DataFrame, where: str) -> list[Finding]:
         held = tests[~((tests["q"] < FDR) & (tests["delta"] < 0))]
         r = held.iloc[0] if len(held) else tests.iloc[-1]
         evidence = _evidence(r.delta, r.ci_low, r.ci_high, r.p, r.q, r.n, r.test)
-        if len(held):
+        if len(held) and _ci_excludes_zero(r.ci_low, r.ci_high):
+            text = (f"{where}, {method}@{r.b_budget:g} differs from full in accuracy with a CI "
+                    f"that excludes 0, but not significantly after FDR control ({evidence}); "
+                    "its lowest budget without a significant loss.")  # fmt: skip
+        elif len(held):
             text = (f"{where}, {method}@{r.b_budget:g} is not distinguishable from full in "
                     f"accuracy ({evidence}); its lowest such budget.")  # fmt: skip
         else:
@@ -294,8 +301,21 @@ def _band(c) -> str:
 
 
 def _evidence(delta, low, high, p, q, n, test) -> str:
-    return (f"Δ = {delta:+.2f} [{low:+.2f}, {high:+.2f}], {test} {format_p(p)}, "
+    """Returns 'Δ = … [low, high], test p, q, n'; Δ is always the sentence's subject − object."""
+    return (f"Δ = {signed(delta)} [{signed(low)}, {signed(high)}], {test} {format_p(p)}, "
             f"q {format_p(q)[2:]}, n = {int(n)}")  # fmt: skip
+
+
+def signed(value: float, digits: int = 2) -> str:
+    """Returns `value` with its sign and `digits` decimals; never '-0.00' (a zero is '+0.00')."""
+    if value is None or math.isnan(value):
+        return "nan"
+    return f"{round(float(value), digits) + 0.0:+.{digits}f}"
+
+
+def _ci_excludes_zero(low: float, high: float) -> bool:
+    """True when a CI of a difference lies wholly on one side of 0 (and is not [0, 0])."""
+    return (low > 0 or high < 0) and not (math.isnan(low) or math.isnan(high))
 
 
 def format_p(p: float) -> str:

@@ -52,8 +52,9 @@ def test_identical_pair_is_not_distinguishable(planted):
     result = find(planted.cells, planted.samples)
     same = result.tests.set_index(["a", "b", "b_budget"]).loc[("adallava-l", "early-exit", 0.5)]
     assert same["delta"] == 0.0 and same["p"] == 1.0
-    assert any("early-exit@0.5 is not distinguishable from adallava-l@0.5" in t
-               for t in result.lines())  # fmt: skip
+    line = next(t for t in result.lines()
+                if "adallava-l@0.5 is not distinguishable from early-exit@0.5" in t)  # fmt: skip
+    assert "Δ = +0.00 [+0.00, +0.00]" in line and "-0.00" not in " ".join(result.lines())
     assert not any("more accurate than early-exit" in t for t in result.lines())
     assert any("Benjamini–Hochberg" in t for t in result.lines())
 
@@ -102,3 +103,28 @@ def test_adaptive_pairs_are_named_when_a_baseline_leads(tmp_path):
     assert any(
         t.startswith("early-exit@0.5 is 0.05 more accurate than adallava-l@0.5") for t in lines
     )
+
+
+def test_delta_is_subject_minus_object_and_fdr_misses_say_so():
+    """A pair whose CI excludes 0 but misses the FDR threshold is not called 'not
+    distinguishable'; Δ always has the sign of subject − object."""
+    import pandas as pd
+
+    from adabench.analysis.findings import _pair_findings
+
+    cells = pd.DataFrame([
+        {"suite": "s", "model": "m", "method": m, "budget": 0.5, "contention": 0.0,
+         "accuracy": acc, "latency_ratio": float("nan")}
+        for m, acc in (("early-exit", 0.2), ("layer-drop", 0.62))
+    ]).set_index(["suite", "model", "method", "budget", "contention"])  # fmt: skip
+    # a = early-exit, b = layer-drop: delta = b − a = +0.42, CI [+0.17, +0.67], q above 0.05
+    pairs = pd.DataFrame([{"a": "early-exit", "b": "layer-drop", "a_budget": 0.5, "b_budget": 0.5,
+                           "contention": 0.0, "delta": 0.42, "ci_low": 0.17, "ci_high": 0.67,
+                           "p": 0.02, "q": 0.08, "n": 12, "test": "McNemar exact"}])  # fmt: skip
+    (item,) = _pair_findings(pairs, 0.5, "on m", cells, "s", "m", set())
+    assert item.text.startswith("on m, layer-drop@0.5 is ahead of early-exit@0.5")
+    assert "not significant after FDR control" in item.text and "q = 0.08" in item.text
+    assert "Δ = +0.42 [+0.17, +0.67]" in item.text and "not distinguishable" not in item.text
+    significant = pairs.assign(q=0.001)
+    (item,) = _pair_findings(significant, 0.5, "on m", cells, "s", "m", set())
+    assert item.text.startswith("layer-drop@0.5 is 0.42 more accurate than early-exit@0.5")
