@@ -79,6 +79,10 @@ class SweepConfig:
     no_weights: bool = field(
         default=False, metadata={"help": "random weights from the config (latency only)"}
     )
+    skip_unreachable: bool = field(
+        default=False,
+        metadata={"help": "drop cells whose budget the method cannot reach (else: refused)"},
+    )
     order: str = field(
         default="interleaved",
         metadata={
@@ -125,6 +129,8 @@ class SweepConfig:
         self.contention = [
             check_range(float(c), 0.0, 1.0, "contention level") for c in self.contention
         ]
+        for name in ("models", "methods", "suites", "budgets", "contention"):
+            setattr(self, name, collapse_duplicates(name, getattr(self, name)))
         check_run_settings(self.repeats, self.warmup, self.limit, self.max_new_tokens)
         if self.threads is not None and self.threads < 1:
             raise UserError(f"threads must be >= 1, got {self.threads}")
@@ -154,6 +160,24 @@ class SweepConfig:
         data = checked_values(data, str(yaml_path))
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**data)
+
+
+def collapse_duplicates(name: str, values: list) -> list:
+    """Returns `values` without repeats (first occurrence kept; numbers compared at 1e-9), with a
+    note on stderr naming what was dropped."""
+    kept, dropped = [], []
+    for v in values:
+        same = [k for k in kept if (abs(k - v) < 1e-9 if isinstance(v, float) else k == v)]
+        (dropped if same else kept).append(v)
+    if dropped:
+        from adabench import console
+
+        shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in dropped)
+        console.log(
+            f"note: {name}: repeated value(s) {shown} collapsed; the grid uses "
+            + ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in kept)
+        )
+    return kept
 
 
 LIST_FIELDS = {"models": "names", "methods": "names", "suites": "names", "budgets": "numbers",

@@ -388,3 +388,32 @@ def _first_line(exc: BaseException) -> str:
     """Returns the first line of an exception's message (its class name when it has none)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def update_latest_link(run_dir: Path, name: str) -> Path | None:
+    """Points ``<out>/<name>`` (a relative symlink next to the run folder) at `run_dir`, the
+    newest run of that name, so scripts need no glob (``adabench compare ci/baseline
+    results/ci``). Returns the link, or None (with a note) when a real file or folder holds
+    that path or the file system has no symlinks."""
+    run_dir = Path(run_dir)
+    link = run_dir.parent / name
+    if link.exists() and not link.is_symlink():
+        console.log(f"note: {link} exists and is not a link: no '{name}' link to the newest run")
+        return None
+    tmp = run_dir.parent / f".{name}.link-{os.getpid()}"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(run_dir.name, target_is_directory=True)
+        os.replace(tmp, link)  # atomic: a reader sees the old run or the new one
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        console.log(f"note: cannot link {link} to the newest run ({exc.strerror or exc})")
+        return None
+    return link
+
+
+def drop_latest_link(run_dir: Path, name: str) -> None:
+    """Removes ``<out>/<name>`` when it points at `run_dir` (a discarded run)."""
+    link = Path(run_dir).parent / name
+    if link.is_symlink() and os.readlink(link) == Path(run_dir).name:
+        link.unlink(missing_ok=True)

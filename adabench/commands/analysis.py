@@ -139,7 +139,9 @@ def register(app: typer.Typer) -> None:
         elif format == "markdown":
             sys.stdout.write(to_markdown(result) + "\n")
         else:
-            _print_rows(summary_rows(result), title=f"{baseline.name} → {new.name}")
+            _print_rows(
+                summary_rows(result), title=f"{baseline.resolve().name} → {new.resolve().name}"
+            )
         for label in result.only_base + result.only_new:
             typer.echo(f"warning: cell {label} is in one run only: not compared (x).", err=True)
         if result.regressed:

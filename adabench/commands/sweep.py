@@ -64,6 +64,14 @@ def register(app: typer.Typer) -> None:
                 help="Random weights from the config: latency/FLOPs only, accuracy NaN.",
             ),
         ] = None,
+        skip_unreachable: Annotated[
+            bool | None,
+            typer.Option(
+                "--skip-unreachable",
+                help="Drop cells whose budget the method cannot reach (listed in a warning); "
+                "without it such a grid is refused before the first cell.",
+            ),
+        ] = None,
         order: Annotated[
             str | None,
             typer.Option(
@@ -169,6 +177,7 @@ def register(app: typer.Typer) -> None:
             "seed": seed,
             "threads": threads,
             "no_weights": no_weights,
+            "skip_unreachable": skip_unreachable,
             "slo_ms": parse_floats(slo_ms, "slo-ms"),
             "contention_schedule": contention_schedule,
             "order": order,

@@ -293,3 +293,34 @@ def local_folder(name: str) -> Path | None:
         return Path(resolve(name))  # a UserError says how to build it when missing
     path = Path(name).expanduser()
     return path if (path / "config.json").is_file() else None
+
+
+WEIGHTS_LABELS = ("trained", "random", "unknown")
+"""What a run records under `weights` (docs/results.md): trained | random | unknown."""
+
+
+def weights_label(name: str) -> str:
+    """Returns what the checkpoint `name` says about its weights, never a guess: 'trained' for a
+    published hub checkpoint adabench names (HUB_ALIASES) or a folder whose training.json
+    records training steps; 'random' for a folder whose training.json says
+    ``"weights": "random"`` or ``"steps": 0``; 'unknown' for anything else (a folder without a
+    training record, a hub id adabench does not know)."""
+    if name in HUB_ALIASES:
+        return "trained"
+    try:
+        folder = local_folder(name)
+    except UserError:
+        return "unknown"
+    record = folder / "training.json" if folder is not None else None
+    if record is None or not record.is_file():
+        return "unknown"
+    try:
+        training = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return "unknown"
+    if not isinstance(training, dict):
+        return "unknown"
+    if str(training.get("weights", "")).lower() == "random" or training.get("steps") == 0:
+        return "random"
+    steps = training.get("steps")
+    return "trained" if isinstance(steps, int) and steps > 0 else "unknown"

@@ -43,7 +43,7 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     adallava: object | None = None  # adabench.models.adallava.model.AdaLlavaHead
-    weights: str = "trained"  # "random" for --no-weights builds (adabench/models/no_weights.py)
+    weights: str = "unknown"  # catalog.weights_label; "random" for --no-weights builds
     random_heads: dict[str, object] = field(default_factory=dict, repr=False)
     """--no-weights: the random AdaLLaVA head built per variant ("L", "H"), reused across cells."""
     flops_memo: dict[tuple, dict] = field(default_factory=dict, repr=False)
@@ -149,7 +149,9 @@ def load_model(
                 f"cannot load the AdaLLaVA head of {name!r} from {path}: {_first_line(exc)}. "
                 "Convert or train it again (`adabench convert adallava` / `adabench train adallava`)."
             ) from exc
-    return LoadedModel(name, path, model, processor, dev, dt, adallava)
+    from adabench.models.catalog import weights_label
+
+    return LoadedModel(name, path, model, processor, dev, dt, adallava, weights=weights_label(name))
 
 
 def check_model(name: str) -> None:

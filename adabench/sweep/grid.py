@@ -49,6 +49,13 @@ def expand(
     if variants is None:
         variants = {} if cfg.no_weights else {m: model_variant(m) for m in cfg.models}
     cells, skipped = [], []
+    unreachable = set()
+    if cfg.skip_unreachable:
+        from adabench.sweep.reachability import unreachable_cells
+
+        for u in unreachable_cells(cfg):
+            unreachable.add((u.model, u.suite, u.method, u.budget))
+            skipped.append(Skipped(u.model, f"{u.method}@{u.budget:g} on {u.suite}", u.reason))
     levels = cfg.contention
     if cfg.contention_schedule:
         from adabench.slo.schedule import max_level, parse_schedule
@@ -72,7 +79,8 @@ def expand(
                         ]
                         continue
                     budgets = [1.0] if method == "full" else cfg.budgets
-                    cells += [_cell(cfg, model, method, suite, level, b) for b in budgets]
+                    cells += [_cell(cfg, model, method, suite, level, b) for b in budgets
+                              if (model, suite, method, b) not in unreachable]  # fmt: skip
     return cells, skipped
 
 

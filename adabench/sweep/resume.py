@@ -50,6 +50,7 @@ def open_run(
         run_dir = store.new_run_dir(Path(out), name)
         lock = RunLock(run_dir).acquire()
         _write_new(run_dir, cfg, argv)
+        store.update_latest_link(run_dir, name)
     else:
         run_dir = Path(resume)
         _check_results_folder(run_dir)
@@ -68,6 +69,7 @@ def open_run(
         lock.release()
         if discard:
             shutil.rmtree(run_dir, ignore_errors=True)
+            store.drop_latest_link(run_dir, name)
 
 
 def validate(cfg: SweepConfig) -> None:
@@ -96,6 +98,9 @@ def validate(cfg: SweepConfig) -> None:
         from adabench.contention.controller import check_kind
 
         check_kind(cfg.contention_kind, "cpu" if device.type == "cpu" else str(device))
+    from adabench.sweep.reachability import check_grid
+
+    check_grid(cfg)  # every (model, suite, method, budget) can meet its budget, or is skipped
 
 
 def resumed_config(
@@ -206,10 +211,21 @@ def _write_new(run_dir: Path, cfg: SweepConfig, argv: list[str]) -> None:
             "command": argv,
             "start": dt.datetime.now().isoformat(timespec="seconds"),
             "seed": cfg.seed,
-            "weights": "random" if cfg.no_weights else "trained",
+            "weights": run_weights_label(cfg),
             "fingerprint": fingerprint(),
         },
     )
+
+
+def run_weights_label(cfg: SweepConfig) -> str:
+    """Returns the run's `weights`: 'random' with --no-weights, else the models' common
+    `catalog.weights_label` ('mixed' when they differ)."""
+    if cfg.no_weights:
+        return "random"
+    from adabench.models.catalog import weights_label
+
+    labels = {weights_label(m) for m in cfg.models}
+    return labels.pop() if len(labels) == 1 else "mixed"
 
 
 def _same(key: str, stored, given) -> bool:

@@ -116,6 +116,6 @@ def cell_row(
         "split": cfg.split,
         "repeats": cfg.repeats,
         "distinct_plans": len({r["plan"] for r in rows}),
-        "weights": rows[0].get("weights", "trained") if rows else "trained",
+        "weights": rows[0].get("weights", "unknown") if rows else "unknown",
         "spread_warning": repeat_spread_warning(rows),
     }

@@ -591,11 +591,12 @@ def _validate_names(cfg: SweepConfig) -> None:
 def _card(state: SweepState) -> None:
     cfg = state.config
     from adabench.models.loading import resolve_device
+    from adabench.sweep.resume import run_weights_label
 
     device = resolve_device(cfg.device)
     lines = [
         f"run       {state.run_dir}",
-        f"device    {device} · dtype {cfg.dtype} · weights {'random' if cfg.no_weights else 'trained'}",
+        f"device    {device} · dtype {cfg.dtype} · weights {run_weights_label(cfg)}",
         f"grid      {len(state.cells)} cells ({len(state.todo)} to run): models {', '.join(cfg.models)}; "
         f"methods {', '.join(cfg.methods)}; budgets {', '.join(f'{b:g}' for b in cfg.budgets)}; "
         f"contention {', '.join(f'{c:g}' for c in cfg.contention)} ({cfg.contention_kind}); suites {', '.join(cfg.suites)}",

@@ -36,8 +36,13 @@ def print_summary(
     lines = [
         "sweep summary" + (" · weights: random (latency/FLOPs only)" if random_weights else "")
     ]
-    for (contention, model), group in cells.groupby(["contention", "model"], sort=True):
-        lines += ["", *_wrap(_heading(group, model, contention), width, "")]
+    several = cells["suite"].nunique() > 1 if "suite" in cells.columns else False
+    keys = ["contention", "model", "suite"] if several else ["contention", "model"]
+    for key, group in cells.groupby(keys, sort=True):
+        contention, model = key[0], key[1]
+        suite = key[2] if several else None  # one table per suite: rows never mix suites
+        title = _heading(group, model, contention, suite)
+        lines += ["", *_wrap(title, width, "")]
         rows = [_row(c, random_weights) for c in _ordered(group).itertuples()]
         lines += console.fit_columns(rows, RIGHT, OPTIONAL, max_width=width)
     lines += ["", *_wrap(LEGEND, width, "")]
@@ -51,8 +56,8 @@ def print_summary(
     sys.stdout.flush()
 
 
-def _heading(group: pd.DataFrame, model: str, contention: float) -> str:
-    parts = [model, f"contention {contention:g}"]
+def _heading(group: pd.DataFrame, model: str, contention: float, suite: str | None = None) -> str:
+    parts = [model, *([suite] if suite else []), f"contention {contention:g}"]
     slowdown = _first(group, "achieved_slowdown")
     if contention > 0 and not math.isnan(slowdown):
         parts[-1] += f" (slowdown {slowdown:.2f}×)"

@@ -68,13 +68,13 @@ def local_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("local")
     result = runner.invoke(app, _args(out, "local"))
     assert result.exit_code == 0, result.output
-    return next(out.iterdir())
+    return next(p for p in out.iterdir() if not p.is_symlink())
 
 
 def test_ray_run_equals_local_run(local_run, tmp_path):
     result = runner.invoke(app, _args(tmp_path, "ray", "ray"))
     assert result.exit_code == 0, result.output
-    run_dir = next(tmp_path.iterdir())
+    run_dir = next(p for p in tmp_path.iterdir() if not p.is_symlink())
     local, ray = _cells(local_run), _cells(run_dir)
     assert list(ray.cell_id) == list(local.cell_id) and len(ray) == 6
     assert (ray.accuracy == local.accuracy).all()

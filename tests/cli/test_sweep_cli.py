@@ -51,7 +51,8 @@ def finished_run(random_llava_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("sweeps")
     result = runner.invoke(app, _sweep_args(random_llava_dir, out, "x"))
     assert result.exit_code == 0, result.output
-    (run_dir,) = list(out.iterdir())
+    (run_dir,) = [p for p in out.iterdir() if not p.is_symlink()]
+    assert (out / "x").resolve() == run_dir.resolve()  # the newest-run link
     return run_dir
 
 

@@ -123,6 +123,17 @@ class FastV(TokenMethod):
             fastv_layer=self.k, fastv_removed=removed, info={"fastv_removed": removed}
         )
 
+    @classmethod
+    def prompt_floor(cls, config, seq_len: int, n_visual: int, args: dict) -> float:
+        """Returns the smallest flops_ratio FastV reaches alone on a `seq_len`-token prompt with
+        `n_visual` visual tokens: every visual token dropped after block k, or ⌊r·n_visual⌋
+        with arg r (a fixed count). A budget below it cannot be met on that prompt."""
+        layers = config.text_config.num_hidden_layers
+        k = _parse_k(args.get("k", DEFAULT_K), layers)
+        r = _parse_r(args.get("r"))
+        removed = n_visual if r is None else math.floor(r * n_visual + 1e-9)
+        return flops_ratio(config, seq_len, fastv_plan(Plan.full(layers), k, removed))
+
     def _removed(self, base: Plan, seq_len: int, n_visual: int) -> int:
         if self.r is not None:
             removed = math.floor(self.r * n_visual + 1e-9)

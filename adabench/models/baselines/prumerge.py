@@ -174,6 +174,16 @@ class PruMerge(TokenMethod):
             model.config, 2, Plan.full(layers).with_tokens(visual_tokens_removed=n - 1)
         )
 
+    @classmethod
+    def prompt_floor(cls, config, seq_len: int, n_visual: int, args: dict) -> float:
+        """Returns the smallest flops_ratio PruMerge reaches alone on a `seq_len`-token prompt
+        with `n_visual` visual tokens: one visual token kept (`_fit`'s lower end)."""
+        layers = config.text_config.num_hidden_layers
+        removed = n_visual - 1
+        return flops_ratio(
+            config, seq_len - removed, Plan.full(layers).with_tokens(visual_tokens_removed=removed)
+        )
+
     def choose(self, input_ids, image_features, extra_tokens=0, base_plan=None) -> TokenChoice:
         """Returns the PruMerge selection: the CLS-attention outlier tokens, merged with their
         neighbours, replace the image features."""

@@ -1,0 +1,154 @@
+"""Which cells of a grid can run at all, decided before the first cell is measured.
+
+A budget below what a method can reach is found from config files and the suites' prompts, no
+weights loaded: block/head methods (and combinations, whose block/head part takes the budget,
+adabench/models/combine.py) by their analytic plans (`flops_table`); plain token methods
+(fastv, prumerge, prumerge+) by their floor on the suite's longest prompt (a longer text part
+leaves less to drop), computed by the method's own `prompt_floor`. The sweep refuses such a
+grid up front, listing every unreachable cell, or drops those cells with a warning when
+`skip_unreachable` is set (docs/sweeps.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from adabench.config import SweepConfig
+from adabench.errors import UserError
+
+PROMPT_METHODS = ("fastv", "prumerge", "prumerge+")
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    """A (model, suite, method, budget) cell that cannot meet its budget, and why."""
+
+    model: str
+    suite: str
+    method: str
+    budget: float
+    reason: str
+
+    @property
+    def label(self) -> str:
+        """Returns 'model · suite · method@budget'."""
+        return f"{self.model} · {self.suite} · {self.method}@{self.budget:g}"
+
+
+def unreachable_cells(cfg: SweepConfig) -> list[Unreachable]:
+    """Returns every grid cell whose budget its method cannot reach (empty in SLO mode, where
+    the controller picks budgets within each method's range). Cached per grid."""
+    if cfg.slo_ms:
+        return []
+    key = (tuple(cfg.models), tuple(cfg.suites), tuple(cfg.methods), tuple(cfg.budgets),
+           cfg.split, cfg.limit, cfg.no_weights, tuple(sorted(cfg.method_args.items())))  # fmt: skip
+    if key not in _CACHE:
+        _CACHE[key] = _unreachable(cfg)
+    return list(_CACHE[key])
+
+
+_CACHE: dict[tuple, list[Unreachable]] = {}
+
+
+def _unreachable(cfg: SweepConfig) -> list[Unreachable]:
+    from adabench.models import catalog
+
+    out: list[Unreachable] = []
+    for model in cfg.models:
+        config = catalog.config_for(model)
+        adallava = catalog.adallava_settings_for(model)
+        methods = [m for m in cfg.methods if m != "full"]
+        budgets = list(cfg.budgets)
+        longest: dict[str, tuple[int, int]] = {}
+        for method in methods:
+            for budget in budgets:
+                reason = _block_reason(method, config, adallava, budget)
+                if reason:
+                    out += [Unreachable(model, s, method, budget, reason) for s in cfg.suites]
+                    continue
+                if method not in PROMPT_METHODS:
+                    continue
+                for suite in cfg.suites:
+                    if suite not in longest:
+                        longest[suite] = longest_prompt(model, suite, cfg, config)
+                    seq_len, n_visual = longest[suite]
+                    floor = _token_class(method).prompt_floor(
+                        config, seq_len, n_visual, dict(cfg.method_args)
+                    )
+                    if budget + 1e-9 < floor:
+                        out.append(Unreachable(model, suite, method, budget,
+                                               f"the minimum on the suite's longest prompt "
+                                               f"({seq_len} tokens, {n_visual} visual) is "
+                                               f"{floor:.4g}"))  # fmt: skip
+    return out
+
+
+def check_grid(cfg: SweepConfig) -> list[Unreachable]:
+    """Raises UserError listing every unreachable cell unless `cfg.skip_unreachable`; returns
+    the cells to skip (empty when every cell can run)."""
+    bad = unreachable_cells(cfg)
+    if bad and not cfg.skip_unreachable:
+        listed = "; ".join(f"{u.label} ({u.reason})" for u in bad)
+        raise UserError(
+            f"{len(bad)} cell(s) of the grid cannot meet their budget: {listed}. Raise or drop "
+            "those budgets, or pass --skip-unreachable to run the rest"
+        )
+    return bad
+
+
+def _block_reason(method: str, config, adallava: dict, budget: float) -> str | None:
+    """Returns why the block/head part of `method` cannot reach `budget` (None: it can)."""
+    from adabench.flops_table import _plan
+    from adabench.models.combine import split_name
+
+    block = method
+    if "+" in method:
+        block, _ = split_name(method)
+    if block in PROMPT_METHODS or block == "full":
+        return None
+    try:
+        _plan(block, config, adallava, budget)
+    except UserError as exc:
+        return str(exc)
+    except (KeyError, ValueError):  # a method without a config-only plan: checked when built
+        return None
+    return None
+
+
+def _token_class(method: str):
+    from adabench.models.methods import METHODS
+
+    return METHODS.get(method)
+
+
+def longest_prompt(model: str, suite: str, cfg: SweepConfig, config) -> tuple[int, int]:
+    """Returns (tokens, visual tokens) of the longest prompt of `suite` (at `cfg.limit` and
+    `cfg.split`) for `model`: its text tokenized by the model's tokenizer, its `<image>`
+    placeholder counted as the config's visual-token count."""
+    from adabench.data.suites import get_spec, load_suite
+    from adabench.models.flops import num_image_tokens
+
+    tokenizer = _tokenizer(model, cfg.no_weights)
+    spec = get_spec(suite)
+    samples = load_suite(suite, split=cfg.split, limit=cfg.limit, seed=0)
+    image_id = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
+    n_visual = num_image_tokens(config)
+    longest = 0
+    for s in samples:
+        ids = tokenizer(spec.render_prompt(s))["input_ids"]
+        placeholders = sum(1 for i in ids if i == image_id)
+        longest = max(longest, len(ids) - placeholders + n_visual * max(1, placeholders))
+    return longest, n_visual
+
+
+def _tokenizer(model: str, no_weights: bool):
+    """Returns the tokenizer the sweep will use for `model` (the synthetic one of --no-weights
+    on a shipped config, else the folder's)."""
+    if no_weights:
+        from adabench.models.no_weights import _config_and_processor
+
+        return _config_and_processor(model)[2].tokenizer
+    from adabench.models.catalog import resolve
+    from adabench.models.loading import load_processor
+
+    return load_processor(str(resolve(model))).tokenizer
