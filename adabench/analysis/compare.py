@@ -219,7 +219,7 @@ def bootstrap_delta(base, new, n_boot: int = 2000, seed: int = 0) -> tuple[float
 
 
 CORRECTIONS = ("tarone-bh", "bh", "none")
-"""How the cells' accuracy p-values are combined (`--correction`, docs/measurement.md):
+"""How the cells' accuracy p-values are combined (`--correction`, docs/ci.md):
 tarone-bh — Benjamini–Hochberg over the cells whose test can reach alpha (Tarone's rule);
 bh — over every cell; none — each cell at alpha alone."""
 

@@ -1,7 +1,7 @@
 """The machine-speed probe: a fixed workload timed at the start and the end of every group, so a
 later run's absolute latency can be compared with a baseline's on a machine whose speed drifts
 (a shared CI box, another load, another clock). `adabench compare` divides `full`'s per-sample
-latency ratio between two runs by the ratio of their probes (docs/measurement.md, "Machine speed").
+latency ratio between two runs by the ratio of their probes (docs/ci.md, "Latency, `full` cells").
 
 The probe is shaped like a batch-1 decode step of a small model, the case the embedded models are
 in: a chain of small matmuls with elementwise work between them, dispatched one op at a time from
