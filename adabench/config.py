@@ -17,6 +17,39 @@ CONTENTION_KINDS = ("compute", "memory", "mixed", "sm")  # adabench.contention.K
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 MAX_RANGE_VALUES = 1000
+SHIPPED_SWEEPS_DIR = Path(__file__).resolve().parent / "configs" / "sweeps"
+"""Sweep YAMLs installed with the package: `--config ci` is SHIPPED_SWEEPS_DIR / "ci.yaml"."""
+
+
+def shipped_sweeps() -> list[str]:
+    """Returns the names of the shipped sweep configs (e.g. "ci", "demo", "paper")."""
+    return sorted(p.stem for p in SHIPPED_SWEEPS_DIR.glob("*.yaml"))
+
+
+def resolve_config(value: str | Path) -> Path:
+    """Returns the sweep YAML `value` names: an existing file, else the shipped config of that
+    name (`ci` or `ci.yaml`). Raises a UserError listing the shipped names (with a did-you-mean)
+    for anything else, and for a folder."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise UserError(
+            f"--config {value}: is a folder; give a sweep YAML file or a shipped name "
+            f"({', '.join(shipped_sweeps())})"
+        )
+    stem = path.name.removesuffix(".yaml").removesuffix(".yml")
+    if path.parent == Path(".") and stem in shipped_sweeps():
+        return SHIPPED_SWEEPS_DIR / f"{stem}.yaml"
+    if path.parent == Path(".") and path.suffix not in (".yaml", ".yml"):
+        from adabench.errors import did_you_mean
+
+        err = did_you_mean(str(value), shipped_sweeps(), "sweep config")
+        raise UserError(f"{err} Or give the path of a YAML file (no file {value!r} here).")
+    raise UserError(
+        f"config file not found: {value} (shipped configs, usable by name: "
+        f"{', '.join(shipped_sweeps())})"
+    )
 
 
 def check_run_settings(
@@ -180,20 +213,45 @@ def collapse_duplicates(name: str, values: list) -> list:
     return kept
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping key given twice (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # the base constructor reports unhashable keys
+            if key in seen:
+                raise _DuplicateKey(
+                    f"key {key!r} given twice (lines {seen[key] + 1} and "
+                    f"{key_node.start_mark.line + 1}); keep one"
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 LIST_FIELDS = {"models": "names", "methods": "names", "suites": "names", "budgets": "numbers",
                "contention": "numbers", "slo_ms": "numbers"}  # fmt: skip
 """List fields and what they hold; a YAML scalar there is read like the CLI flag (`a,b`)."""
 
 
 def read_yaml(path: Path) -> dict:
-    """Returns the mapping in the YAML file `path` (safe loader); every problem is a UserError."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file not found: {path}")
+    """Returns the mapping in the YAML file `path` (a file, or a shipped name: resolve_config;
+    safe loader, a key given twice refused); every problem is a UserError."""
+    path = resolve_config(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except _DuplicateKey as exc:
+        raise UserError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

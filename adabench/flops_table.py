@@ -45,7 +45,8 @@ from typing import Any
 
 from adabench.errors import UserError, check_range
 from adabench.models import flops
-from adabench.models.plan import LayerPlan, Plan
+from adabench.models.count_plans import ada_config, representative_plan
+from adabench.models.plan import Plan
 
 BLOCK_METHODS = ("full", "layer-drop", "early-exit", "random-skip", "adallava-l")
 UNIT_METHODS = ("adallava-h", "head-prune")
@@ -122,7 +123,7 @@ def _row(query: FlopsQuery, config: Any, adallava: dict, budget: float) -> dict:
     )
     latency_tokens = 1 if base.startswith("adallava") else 0
     seq_len = image_tokens + query.prompt_tokens + latency_tokens
-    plan, units = _plan(base, config, adallava, budget)
+    plan, units = representative_plan(base, config, adallava, budget)
     if token == "fastv":
         args = dict(query.method_args)
         if query.method != "fastv":  # in a combination FastV runs at its default, not the budget
@@ -161,86 +162,6 @@ def _row(query: FlopsQuery, config: Any, adallava: dict, budget: float) -> dict:
         "tflops": total_flops / T,
         "plan": plan.describe(config.text_config.num_attention_heads),
     }
-
-
-# --- representative plans --------------------------------------------------------------------
-
-
-def _plan(method: str, config: Any, adallava: dict, budget: float) -> tuple[Plan, str]:
-    """Returns (a plan with the method's block/unit counts at `budget`, "kept/total" text)."""
-    from adabench.models.adallava import budget as B
-    from adabench.models.methods import evenly_spaced, kept_count
-
-    text = config.text_config
-    n = text.num_hidden_layers
-    if method == "full":
-        return Plan.full(n), f"{n}/{n}"
-    if method == "layer-drop":
-        kept = evenly_spaced(n, kept_count(budget, n))
-        return Plan.from_kept_blocks(n, kept), f"{len(kept)}/{n}"
-    if method == "early-exit":
-        k = kept_count(budget, n)
-        return Plan.from_kept_blocks(n, range(k)), f"{k}/{n}"
-    if method == "random-skip":
-        prefix = n // 2
-        _check_min(budget, prefix / n, method)
-        k = prefix + max(0, kept_count(budget, n) - prefix)
-        return Plan.from_kept_blocks(n, range(k)), f"{k}/{n}"
-    ada = _ada_config(config, adallava, "L" if method == "adallava-l" else "H")
-    if method == "adallava-l":
-        u = ada.units
-        _check_min(budget, B.min_budget(u), method)
-        k = u.prefix + B.selected_units(budget, u)
-        return Plan.from_kept_blocks(n, range(k)), f"{k}/{n} blocks"
-    per_layer = ada.num_heads // ada.group_size
-    if method == "adallava-h":
-        u = ada.units
-        _check_min(budget, B.min_budget(u), method)
-        k = u.prefix + B.selected_units(budget, u)
-    else:  # head-prune: AdaLLaVA-H's geometry at AdaLlavaConfig.for_model's defaults
-        u = _ada_config(config, {}, "H").units
-        _check_min(budget, B.min_budget(u), method)
-        k = u.prefix + B.selected_units(budget, u)
-    return _unit_plan(n, ada.num_heads, ada.group_size, k), f"{k}/{n * per_layer} units"
-
-
-def _unit_plan(num_layers: int, heads: int, group: int, units: int) -> Plan:
-    """Returns a plan running `units` units (r heads + r MLP groups each), filling blocks in order."""
-    per_layer = heads // group
-    layers: list[LayerPlan | None] = []
-    for i in range(num_layers):
-        kept = min(per_layer, max(0, units - i * per_layer))
-        if kept == per_layer:
-            layers.append(LayerPlan())
-        elif kept == 0:
-            layers.append(None)
-        else:
-            ids = tuple(range(kept * group))
-            layers.append(LayerPlan(heads=ids, mlp_groups=ids))
-    return Plan(layers=tuple(layers), mlp_group_count=heads)
-
-
-def _ada_config(config: Any, adallava: dict, variant: str):
-    from adabench.models.adallava.model import AdaLlavaConfig
-
-    try:
-        return AdaLlavaConfig.for_model(
-            config, variant, adallava.get("prefix_layers"), adallava.get("group_size")
-        )
-    except ValueError as exc:  # e.g. r = 8 on 28 heads in groups of 7 (no shipped group_size)
-        text = config.text_config
-        raise UserError(
-            f"no AdaLLaVA-{variant} geometry for {text.num_attention_heads} heads "
-            f"({getattr(text, 'num_key_value_heads', None) or text.num_attention_heads} key/value "
-            f"heads) with {dict(adallava) or 'the default settings'}: {exc}"
-        ) from None
-
-
-def _check_min(budget: float, minimum: float, method: str) -> None:
-    if budget + 1e-9 < minimum:
-        raise UserError(
-            f"budget {budget} is below what {method!r} can reach: the minimum is {minimum:.4g}"
-        )
 
 
 def _with_fastv(
@@ -283,7 +204,7 @@ def _adallava_overhead(config: Any, adallava: dict, method: str) -> int:
     """Returns FLOPs of AdaLLaVA's latency encoder + scheduler (one call each, 2 × MAC)."""
     from adabench.models.adallava.latency_encoder import NUM_FREQS
 
-    ada = _ada_config(config, adallava, "L" if method == "adallava-l" else "H")
+    ada = ada_config(config, adallava, "L" if method == "adallava-l" else "H")
     d = ada.hidden_size
     selectable = ada.num_layers - ada.prefix_layers
     out = selectable if ada.variant == "L" else selectable * 2 * ada.num_heads

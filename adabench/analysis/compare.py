@@ -79,6 +79,11 @@ def pooled_text(pooled: dict) -> str:
 def latency_text(r: dict) -> str:
     """Returns a cell's latency verdict as text: the paired ratio to full (reduced cells) or the
     between-run ratio with its machine-speed normalisation (`full`, older runs)."""
+    if str(r["lat_test"]).startswith("none: "):
+        return (
+            f"{r['lat_mark']} {_f(r['lat_base_ms'], 1)}→{_f(r['lat_new_ms'], 1)} ms, not "
+            f"compared: {r['lat_test'][6:]}"
+        )
     if r["lat_test"] == RATIO_TEST:
         return (f"{r['lat_mark']} ×full {_f(r['ratio_base'], 2)}→{_f(r['ratio_new'], 2)} "
                 f"[{_f(r['ratio_new_ci_low'], 2)}, {_f(r['ratio_new_ci_high'], 2)}]")  # fmt: skip
@@ -90,7 +95,8 @@ def latency_text(r: dict) -> str:
         )
     if not math.isnan(r.get("lat_ratio_ci_low", math.nan)):
         text += f" [{_f(r['lat_ratio_ci_low'], 2)}, {_f(r['lat_ratio_ci_high'], 2)}]"
-    return text + f" p={_f(r['lat_p'], 3)}"
+    text += f" p={_f(r['lat_p'], 3)}"
+    return text if r.get("lat_gated", True) else text + " (under contention: not gated)"
 
 
 def verdict(result: Comparison) -> str:
@@ -231,6 +237,7 @@ def compare_runs(
     threshold: float = 1.10,
     alpha: float = 0.01,
     correction: str = "tarone-bh",
+    gate_contended: bool = False,
 ) -> Comparison:
     """Matches cells by (suite, model, method, budget, contention) and tests each pair.
 
@@ -238,7 +245,8 @@ def compare_runs(
     `correction` over the cells), or when its latency grows by more than `threshold`× with the
     change significant: the paired ratio to `full` for reduced cells; for `full` (and runs
     without ratio CIs) the per-sample latency ratio between the runs divided by the runs'
-    machine-speed probe ratio, sign-flip p < `alpha`. FLOPs are compared exactly and reported,
+    machine-speed probe ratio, sign-flip p < `alpha` — gated at contention 0 only unless
+    `gate_contended` (under stress it is reported, not gated). FLOPs are compared exactly and reported,
     not counted as a regression. Raises UserError when the runs share no cell.
     """
     key = match_key(base.cells, new.cells)
@@ -258,7 +266,7 @@ def compare_runs(
         bs, ns = b_samples.get(label, empty), n_samples.get(label, empty)
         bc, nc = b_cells.loc[label], n_cells.loc[label]
         acc = _accuracy(bc, nc, bs, ns, max_acc_drop, alpha)
-        lat = _latency(bc, nc, bs, ns, threshold, alpha)
+        lat = _latency(bc, nc, bs, ns, threshold, alpha, gate_contended)
         flops = _flops(bc, nc)
         paired.append(acc.pop("_diffs"))
         row = {"cell": label, **keys[label], **acc, **lat, **flops}
@@ -349,26 +357,51 @@ ABSOLUTE_TEST = "per-sample ratio ÷ machine speed, sign-flip"
 UNPAIRED_TEST = "Mann–Whitney U ÷ machine speed"
 
 
-def _latency(bc, nc, bs, ns, threshold: float, alpha: float) -> dict:
+def _latency(bc, nc, bs, ns, threshold: float, alpha: float, gate_contended: bool = False) -> dict:
     b_mean, n_mean = float(bc["latency_ms_mean"]), float(nc["latency_ms_mean"])
     speed = machine_speed_ratio(bc, nc)
     ratio = n_mean / b_mean if b_mean > 0 else math.nan
     out = {"lat_base_ms": b_mean, "lat_new_ms": n_mean, "lat_ratio": ratio,
            "machine_speed_ratio": speed, "lat_ratio_normalised": math.nan,
            "lat_ratio_ci_low": math.nan, "lat_ratio_ci_high": math.nan, "lat_p": math.nan,
-           "lat_test": "none", "lat_mark": NA}  # fmt: skip
+           "lat_test": "none", "lat_mark": NA, "lat_gated": True}  # fmt: skip
     if bc["method"] != "full" and _has_ratio_ci(bc) and _has_ratio_ci(nc):
         return {**out, **_ratio_change(bc, nc, threshold)}
-    return {**out, **_absolute_change(bs, ns, ratio, speed, threshold, alpha)}
+    unsteady = [why for why in (probe_unsteady(bc), probe_unsteady(nc)) if why]
+    if unsteady:  # the machine's speed moved within the group: no honest absolute comparison
+        return {**out, "lat_test": "none: " + "; ".join(unsteady), "lat_mark": NA}
+    out.update(_absolute_change(bs, ns, ratio, speed, threshold, alpha))
+    if float(bc.get("contention", 0) or 0) > 0 and not gate_contended and out["lat_mark"] != NA:
+        # under stress, absolute latency measures how hard the stress bit this time more than
+        # the code (docs/ci.md): reported, not gated; the paired ratios and c0 gate the code
+        out.update(lat_mark=SAME, lat_gated=False)
+    return out
 
 
 def machine_speed_ratio(bc, nc) -> float:
-    """Returns new ÷ base machine-probe time (> 1: the new run's machine was slower), or NaN
-    when either run has no probe (made before v0.4)."""
+    """Returns new ÷ base machine-probe time (unitless, > 1: the new run's machine was slower),
+    or NaN when either run has no probe (made before v0.4)."""
     b, n = bc.get("machine_probe_ms", math.nan), nc.get("machine_probe_ms", math.nan)
     if _isnan(b) or _isnan(n) or float(b) <= 0:
         return math.nan
     return float(n) / float(b)
+
+
+PROBE_STEADY = 1.5
+"""A group whose slowest machine-probe block took more than this × its fastest ran on a machine
+whose speed moved under it (another program's burst): its absolute latency is not compared."""
+
+
+def probe_unsteady(cell) -> str | None:
+    """Returns why a cell's machine was not steady (its probe blocks' max ÷ min above
+    PROBE_STEADY), or None (steady, or no probe recorded)."""
+    blocks = cell.get("machine_probe_blocks_ms")
+    if blocks is None or isinstance(blocks, float) or len(blocks) < 2:
+        return None
+    low, high = float(np.min(blocks)), float(np.max(blocks))
+    if low > 0 and high / low > PROBE_STEADY:
+        return f"machine not steady (probe {low:.2f}–{high:.2f} ms)"
+    return None
 
 
 def _absolute_change(bs, ns, ratio: float, speed: float, threshold: float, alpha: float) -> dict:

@@ -90,6 +90,14 @@ def register(app: typer.Typer) -> None:
                 "whose test can reach alpha), bh (over every cell), none (each cell alone)."
             ),
         ] = "tarone-bh",
+        gate_contended: Annotated[
+            bool,
+            typer.Option(
+                "--gate-contended",
+                help="Also gate `full`'s absolute latency under contention (by default it is "
+                "reported only: it measures the stress more than the code).",
+            ),
+        ] = False,
         format: Annotated[
             str, typer.Option("--format", help="table | markdown | json | junit.")
         ] = "table",
@@ -128,7 +136,7 @@ def register(app: typer.Typer) -> None:
         check_range(threshold, 1.0, float("inf"), "--threshold", low_open=True)
         check_range(alpha, 0.0, 1.0, "--alpha", low_open=True)
         result = compare_runs(load_run(baseline), load_run(new), max_acc_drop, threshold, alpha,
-                              correction)  # fmt: skip
+                              correction, gate_contended)  # fmt: skip
         for line in result.settings:
             typer.echo(f"warning: the runs differ in {line}: their cells may not be comparable.",
                        err=True)  # fmt: skip

@@ -17,7 +17,11 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def sweep_cmd(
         config: Annotated[
-            Path | None, typer.Option(help="Sweep YAML (see sweeps/). CLI flags override it.")
+            Path | None,
+            typer.Option(
+                help="Sweep YAML file, or a shipped one by name: ci, demo, gpu-latency, paper "
+                "(adabench/configs/sweeps/). CLI flags override it."
+            ),
         ] = None,
         models: Annotated[
             str | None, typer.Option(help="Comma-separated models, e.g. tiny,tiny-adallava-l.")
@@ -149,7 +153,7 @@ def register(app: typer.Typer) -> None:
         Examples:
           adabench sweep
           adabench sweep --models tiny --methods full,layer-drop --budgets 0.5,1.0 --contention 0,0.5 --limit 12
-          adabench sweep --config sweeps/paper.yaml --device cuda
+          adabench sweep --config paper --device cuda
           adabench sweep --resume results/20260101-120000-demo
           adabench sweep --resume results/20260101-120000-demo --methods early-exit --extend
           adabench sweep --executor ray --ray-address local --models tiny --limit 12

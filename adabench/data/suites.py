@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from adabench.data.hf_suites import default_fixture_dir, load_hf, validate_fixture
+from adabench.data.hf_suites import data_root, default_fixture_dir, load_hf, validate_fixture
 from adabench.data.sample import Sample, SuiteSpec
 from adabench.errors import UserError, did_you_mean
 
@@ -92,11 +92,14 @@ def parse_spec(path: Path) -> SuiteSpec:
 
 
 def validate_all() -> list[dict]:
-    """Returns one row per suite file: name, ok, problem (empty when ok). Checks metrics exist."""
+    """Returns one row per suite file: name, ok, data (where its data was checked), problem
+    (empty when ok). Checks metrics exist, and an hf suite against its own data (see
+    `data_to_check`)."""
     from adabench.data.metrics import METRICS
 
     rows = []
     for name, path in _suite_files().items():
+        where = ""
         try:
             spec = parse_spec(path)
             for metric in {spec.metric, *spec.family_metrics.values()}:
@@ -105,14 +108,33 @@ def validate_all() -> list[dict]:
                 raise UserError(
                     f"source.type must be 'procedural' or 'hf', got {spec.source.get('type')!r}"
                 )
+            where = "generated" if spec.source.get("type") == "procedural" else ""
             if spec.source.get("type") == "hf":
-                fixtures = default_fixture_dir()
-                if fixtures is not None and (problems := validate_fixture(spec, fixtures)):
+                root, where = data_to_check(spec)
+                if root is not None and (problems := validate_fixture(spec, root)):
                     raise UserError("; ".join(problems))
-            rows.append({"suite": name, "ok": True, "problem": ""})
+            rows.append({"suite": name, "ok": True, "data": where, "problem": ""})
         except UserError as exc:
-            rows.append({"suite": name, "ok": False, "problem": str(exc)})
+            rows.append({"suite": name, "ok": False, "data": where, "problem": str(exc)})
     return rows
+
+
+def data_to_check(spec: SuiteSpec) -> tuple[Path | None, str]:
+    """Returns (the folder an hf suite's data is checked in, what to call it): the suite's own
+    local copy (source.data_dir, then $ADABENCH_DATA_DIR: where `eval` reads it), else for a
+    suite shipped with adabench the repository's test fixtures, else (None, why not checked):
+    a user suite read from the Hugging Face cache cannot be checked offline."""
+    root = data_root(spec)
+    if root is not None:
+        return root, str(root)
+    fixtures = default_fixture_dir()
+    shipped = Path(__file__).resolve().parent.parent
+    if fixtures is not None and spec.path.resolve().parent in (
+        shipped / "suites",
+        shipped.parent / "suites",
+    ):
+        return fixtures, "test fixtures"
+    return None, "not checked (no local copy: set source.data_dir or $ADABENCH_DATA_DIR)"
 
 
 def load_suite(

@@ -60,7 +60,7 @@ def build_no_weights(
     config.json and processor are used; its weights are not read), or a `LlavaConfig`.
     `adallava_variant` "L" / "H" adds a random AdaLLaVA head (P and r from the shipped settings,
     else N/2 and 8). The result has `weights == "random"`."""
-    name, config, processor = _config_and_processor(name_or_config)
+    name, config, processor = config_and_processor(name_or_config)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     check_memory(config, dev, dt, name)  # before allocating: a 7B model in fp32 needs ~28 GB
@@ -175,7 +175,7 @@ def center_random_scheduler_(loaded, prepared: list, n: int = 8) -> int:
     return len(states)
 
 
-def _config_and_processor(name_or_config: Any):
+def config_and_processor(name_or_config: Any):
     """Returns (name, LlavaConfig, processor) for a shipped name, local model or config."""
     from transformers import LlavaConfig
 

@@ -98,8 +98,8 @@ def check_grid(cfg: SweepConfig) -> list[Unreachable]:
 
 def _block_reason(method: str, config, adallava: dict, budget: float) -> str | None:
     """Returns why the block/head part of `method` cannot reach `budget` (None: it can)."""
-    from adabench.flops_table import _plan
     from adabench.models.combine import split_name
+    from adabench.models.count_plans import representative_plan
 
     block = method
     if "+" in method:
@@ -107,7 +107,7 @@ def _block_reason(method: str, config, adallava: dict, budget: float) -> str | N
     if block in PROMPT_METHODS or block == "full":
         return None
     try:
-        _plan(block, config, adallava, budget)
+        representative_plan(block, config, adallava, budget)
     except UserError as exc:
         return str(exc)
     except (KeyError, ValueError):  # a method without a config-only plan: checked when built
@@ -145,9 +145,9 @@ def _tokenizer(model: str, no_weights: bool):
     """Returns the tokenizer the sweep will use for `model` (the synthetic one of --no-weights
     on a shipped config, else the folder's)."""
     if no_weights:
-        from adabench.models.no_weights import _config_and_processor
+        from adabench.models.no_weights import config_and_processor
 
-        return _config_and_processor(model)[2].tokenizer
+        return config_and_processor(model)[2].tokenizer
     from adabench.models.catalog import resolve
     from adabench.models.loading import load_processor
 

@@ -81,3 +81,32 @@ def test_weights_label_follows_what_the_folder_says(tmp_path):
     assert weights_label(str(folder)) == "trained"
     (folder / "training.json").write_text("not json")
     assert weights_label(str(folder)) == "unknown"
+
+
+def test_shipped_sweep_config_resolves_by_name_from_any_directory(tmp_path, monkeypatch):
+    """The README's `--config ci` works outside the checkout: the YAML ships in the package."""
+    from adabench.config import SHIPPED_SWEEPS_DIR, read_yaml, resolve_config, shipped_sweeps
+
+    monkeypatch.chdir(tmp_path)
+    assert {"ci", "demo", "paper"} <= set(shipped_sweeps())
+    assert resolve_config("ci") == resolve_config("ci.yaml") == SHIPPED_SWEEPS_DIR / "ci.yaml"
+    assert read_yaml("ci")["methods"] == ["full", "layer-drop", "adallava-l"]
+    (tmp_path / "ci").write_text("limit: 3\n")  # a file of that name wins over the shipped one
+    assert read_yaml("ci") == {"limit": 3}
+
+
+def test_config_errors_are_one_line_exit_2(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "twice.yaml").write_text("limit: 2\nmodels: [tiny]\nlimit: 5\n")
+    cases = {
+        "cii": "unknown sweep config 'cii'. Did you mean 'ci'?",
+        "nope/x.yaml": "config file not found: nope/x.yaml (shipped configs, usable by name: ci,",
+        "folder": "--config folder: is a folder",
+        "twice.yaml": "key 'limit' given twice (lines 1 and 3)",
+    }
+    for value, message in cases.items():
+        result = runner.invoke(app, ["sweep", "--config", value, "--no-report"])
+        assert result.exit_code == 2, (value, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (value, lines)

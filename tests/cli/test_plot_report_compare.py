@@ -116,7 +116,9 @@ def test_compare_same_run_exits_0(run_dir):
 def test_compare_regression_exits_1_and_names_cells(run_dir, worse_dir):
     result = runner.invoke(app, ["compare", str(run_dir), str(worse_dir), "--format", "markdown"])
     assert result.exit_code == 1, result.output
-    assert "regression in 20 cell(s)" in result.stderr
+    assert "regression in 10 cell(s)" in result.stderr  # c0.5: latency reported, not gated
+    gated = runner.invoke(app, ["compare", str(run_dir), str(worse_dir), "--gate-contended"])
+    assert gated.exit_code == 1 and "regression in 20 cell(s)" in gated.stderr
     assert "shapes/tiny/layer-drop@0.5/c0.5" in result.stderr
     assert result.stdout.startswith("adabench compare: **regression**")
     as_json = runner.invoke(app, ["compare", str(run_dir), str(worse_dir), "--format", "json"])

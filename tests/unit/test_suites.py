@@ -1,5 +1,8 @@
 """Suites as data: YAML loading with include, validation, the procedural shapes generator."""
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -94,3 +97,41 @@ def test_limit_and_split_errors():
         load_suite("shapes", limit=0)
     with pytest.raises(UserError, match="split"):
         load_suite("shapes", split="tset")
+
+
+USER_SUITE = """name: mypope
+source: {{type: hf, path: me/mypope, data_dir: {data}}}
+splits: {{test: {{split: test, size: 4}}}}
+fields: {{id: question_id, image: image, question: {question}, answers: answer,
+         answer_format: single}}
+prompt: "USER: <image>\\n{{question}} ASSISTANT:"
+metric: yes_no
+max_new_tokens: 4
+"""
+
+
+def _user_suite(tmp_path, monkeypatch, question="question"):
+    """A user suite `mypope` whose own data (a copy of the POPE fixture) lives under tmp_path."""
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "suites" / "lmms-lab" / "POPE"
+    shutil.copytree(fixture / "default", tmp_path / "data" / "me" / "mypope" / "default")
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    text = USER_SUITE.format(data=tmp_path / "data", question=question)
+    (suites / "mypope.yaml").write_text(text, encoding="utf-8")
+    monkeypatch.setenv("ADABENCH_SUITES_DIR", str(suites))
+
+
+def test_user_suite_is_validated_against_its_own_data(tmp_path, monkeypatch):
+    """`suites validate` reads the data where `eval` does (source.data_dir), not test fixtures."""
+    _user_suite(tmp_path, monkeypatch)
+    row = {r["suite"]: r for r in validate_all()}["mypope"]
+    assert row["ok"], row
+    assert row["data"] == str(tmp_path / "data")
+    assert len(load_suite("mypope", limit=2)) == 2  # what eval would read
+
+
+def test_user_suite_with_a_wrong_column_fails_naming_it(tmp_path, monkeypatch):
+    _user_suite(tmp_path, monkeypatch, question="questoin")
+    row = {r["suite"]: r for r in validate_all()}["mypope"]
+    assert not row["ok"] and "questoin" in row["problem"]
