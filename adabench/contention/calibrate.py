@@ -52,7 +52,19 @@ class SlowdownSample:
 
 
 class ReferenceWorkload:
-    """The fixed reference step on `device`; `step_ms()` times one step in milliseconds."""
+    """The fixed reference step on `device`; `step_ms()` times one step in milliseconds.
+    Build it once per device with `ReferenceWorkload.shared(device)` (its tensors are 67M
+    elements on CPU and 2.3 GiB on a GPU: not something to make twice per group)."""
+
+    _shared: dict[str, ReferenceWorkload] = {}
+
+    @classmethod
+    def shared(cls, device: str = "cpu") -> ReferenceWorkload:
+        """Returns this process's reference workload on `device`, built on first use."""
+        key = str(device)
+        if key not in cls._shared:
+            cls._shared[key] = cls(key)
+        return cls._shared[key]
 
     def __init__(self, device: str = "cpu") -> None:
         import torch
@@ -137,7 +149,7 @@ def measure(
     blocks. By default a block lasts about five duty-cycle periods when alone. Raises
     ContentionError if a worker died meanwhile. Returns the raw timings.
     """
-    ref = reference or ReferenceWorkload(contention.device)
+    ref = reference or ReferenceWorkload.shared(contention.device)
     sample = SlowdownSample([], [])
     with _torch_threads(threads):
         steps = steps or _steps_per_block(ref, contention)
@@ -174,7 +186,7 @@ def calibrate(
     """
     specs = [Contention(lv, kind, device, period_ms, workers) for lv in levels]  # validate first
     samples = [SlowdownSample([], []) for _ in specs]
-    reference = ReferenceWorkload(specs[0].device)  # "cuda" resolved to the workers' cuda:i
+    reference = ReferenceWorkload.shared(specs[0].device)  # "cuda" resolved to the workers' cuda:i
     with _torch_threads(threads):
         if kind == "sm":
             for spec, sample in zip(specs, samples, strict=True):

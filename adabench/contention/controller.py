@@ -191,7 +191,9 @@ class Contention:
             raise
 
     def _spawn(self, core: int) -> subprocess.Popen:
-        env = dict(os.environ)
+        from adabench.measure.device import child_environ
+
+        env = child_environ()
         if self.device == "cpu":
             env.update(SINGLE_THREAD_ENV)
         if self.kind == "sm":

@@ -23,7 +23,6 @@ ENV_VARS = (
     "PYTORCH_CUDA_ALLOC_CONF",
     "CUDA_MPS_PIPE_DIRECTORY",
     "TOKENIZERS_PARALLELISM",
-    "ADABENCH_IMAGE_BACKEND",
 )
 
 
@@ -121,7 +120,10 @@ def _nvml_gpus() -> tuple[list[dict[str, Any]], str | None, str | None]:
 
     gpus = []
     for i in range(get("nvmlDeviceGetCount") or 0):
-        h = nv.nvmlDeviceGetHandleByIndex(i)
+        h = get("nvmlDeviceGetHandleByIndex", i)
+        if h is None:  # a GPU that fell off the bus, no permission: listed by index only
+            gpus.append({"index": i, "name": "unreadable (NVML)"})
+            continue
         mem = get("nvmlDeviceGetMemoryInfo", h)
         limit = get("nvmlDeviceGetEnforcedPowerLimit", h)
         mig = get("nvmlDeviceGetMigMode", h)

@@ -147,6 +147,14 @@ class NvmlSampler:
         self._thread.start()
         return self.result
 
+    def read_energy_mj(self) -> float:
+        """Returns the GPU's total-energy counter now (mJ since the driver loaded), read in the
+        calling thread; NaN outside the block, without NVML or on a GPU without the counter."""
+        if self._handle is None:
+            return NAN
+        value = _read(self._nvml, "nvmlDeviceGetTotalEnergyConsumption", self._handle)
+        return float(value) if value is not None else NAN
+
     def _loop(self) -> None:
         while not self._stop.wait(self.period_s):
             t_s = time.perf_counter() - self._t0
@@ -162,6 +170,7 @@ class NvmlSampler:
         self.result.samples.append(last)
         self._summarize(last)
         _read(self._nvml, "nvmlShutdown")  # NVML counts init/shutdown pairs
+        self._handle = None
 
     def _summarize(self, last: Sample) -> None:
         r, samples = self.result, self.result.samples

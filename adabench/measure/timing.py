@@ -8,10 +8,13 @@ synchronised at both ends and its CUDA-event time is kept beside the wall time.
     t.gpu_ms                # on CUDA: its GPU-timeline time from events (NaN elsewhere)
     timer.latency()         # Latency over every tracked run, raw values kept
 
-Why wall time on CUDA too: events time the GPU timeline of this process's stream, so while a
-co-running process holds the GPU's time slice (contention), the wait before our kernels run
-is not counted, yet the achieved slowdown is measured with the wall clock. Wall time around a
-block synchronised at both ends is what a caller waits; `gpu_ms` is the secondary column.
+Why wall time on CUDA too: events time the GPU timeline of this process's stream, from when
+the stream reached the start event to when it reached the end one. Time-slice waits between
+them (a co-running process holding the GPU) do count, but the host's launch latency before the
+first kernel and a slice held when the block begins do not, and neither shows host work that
+leaves the GPU idle. Wall time around a block synchronised at both ends is what a caller waits
+(and what the achieved slowdown is measured with); `gpu_ms` is the secondary column. Host-side
+regions (Python, plan bookkeeping) are timed with `host_span`, never with events.
 
 A fake mode (`Timer(device, fake_ms=[...])`) returns preset durations so scheduling and
 statistics logic can be tested deterministically (hyperfine's --debug-mode idea).
@@ -159,6 +162,20 @@ class Timer:
             span = Span()
             yield span
             span._ms = (time.perf_counter_ns() - start_ns) / 1e6
+
+    @contextmanager
+    def host_span(self) -> Iterator[Span]:
+        """Yields a `Span` timing host-side work (Python, plan bookkeeping, kernel launches) by
+        the wall clock (`perf_counter_ns`, ms), on every device and without synchronising: a
+        CUDA-event span around host work reads ≈ 0 while earlier kernels are still queued,
+        because its events are recorded back to back on the stream. A fake timer gives NaN."""
+        span = Span()
+        if self._fake is not None:
+            yield span
+            return
+        start_ns = time.perf_counter_ns()
+        yield span
+        span._ms = (time.perf_counter_ns() - start_ns) / 1e6
 
     def _next_fake(self) -> float:
         try:

@@ -140,6 +140,11 @@ class LlavaRunner:
         return self._halves.nbytes
 
     # ---------------------------------------------------------------- inputs
+    @property
+    def device(self) -> torch.device:
+        """Returns the device the model's blocks live on (where its inputs must be)."""
+        return self._probe.device
+
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Returns projected visual tokens [n_images, n_visual, hidden] (vision tower + projector)."""
         cfg = self.model.config
@@ -453,7 +458,8 @@ def prefill(
     def span(name: str):
         if timer is None:
             return nullcontext()
-        cm = timer.span()
+        # the plan's preparation is host work (views, bookkeeping): timed by the wall clock
+        cm = timer.host_span() if name == "plan" else timer.span()
         return _Collect(cm, spans.setdefault(name, []))
 
     positions = torch.arange(capacity, device=embeds.device)[None]

@@ -158,6 +158,7 @@ def center_random_scheduler_(loaded, prepared: list, n: int = 8) -> int:
         raise _Stop
 
     for ps in prepared[:n]:
+        ps = ps.to(runner.device)  # prepared samples stay on the host (sweep.generate)
         embeds = runner.embed(ps.input_ids, runner.image_features(ps.pixel_values))
         embeds = torch.cat([embeds, head.latency_token(0).to(embeds.dtype)], dim=1)
         with contextlib.suppress(_Stop):

@@ -22,15 +22,19 @@ def prepare_samples(
 ) -> list[PreparedSample]:
     """Returns processor outputs for `samples`, kept on the host (pinned when the model is on
     CUDA) in the model's dtype; `PreparedSample.to(device)` moves one before it is timed."""
+    import torch
+
     from adabench.data.hf_suites import prepare_image
 
     pin = loaded.device.type == "cuda"
+    image_token = loaded.model.config.image_token_id
     out = []
     for s in samples:
         image = prepare_image(spec, s.image, loaded.processor)  # pad-to-square where asked
         enc = loaded.processor(images=image, text=spec.render_prompt(s), return_tensors="pt")
         ids, pixels = enc["input_ids"], enc["pixel_values"].to(loaded.dtype)
+        positions = torch.nonzero(ids[0] == image_token).squeeze(1)  # on the host: no sync
         if pin:
-            ids, pixels = ids.pin_memory(), pixels.pin_memory()
-        out.append(PreparedSample(s.id, ids, pixels))
+            ids, pixels, positions = ids.pin_memory(), pixels.pin_memory(), positions.pin_memory()
+        out.append(PreparedSample(s.id, ids, pixels, positions))
     return out

@@ -19,15 +19,25 @@ class PreparedSample:
     sample_id: str
     input_ids: torch.Tensor
     pixel_values: torch.Tensor
+    image_positions: torch.Tensor | None = field(
+        default=None,
+        metadata={
+            "help": "positions of the image tokens in input_ids (1-D, made on the host, "
+            "so FastV and PruMerge need no device → host sync to find them)"
+        },
+    )
 
     def to(self, device: torch.device) -> PreparedSample:
-        """Returns this sample with its tensors on `device` (itself when already there)."""
+        """Returns this sample with its tensors on `device` (itself when already there). Every
+        model-facing use of a prepared sample goes through this (`generate` calls it itself)."""
         if self.input_ids.device == device and self.pixel_values.device == device:
             return self
+        positions = self.image_positions
         return PreparedSample(
             self.sample_id,
             self.input_ids.to(device, non_blocking=True),
             self.pixel_values.to(device, non_blocking=True),
+            None if positions is None else positions.to(device, non_blocking=True),
         )
 
 
@@ -68,21 +78,27 @@ def generate(
     runs with the synchronisations `full` has: one `.item()` per token for the EOS check. The
     next token stays on the device.
 
-    `overhead_ms` is the method's own work, split in `overhead_parts_ms`:
+    `overhead_ms` is the method's own work, split in `overhead_parts_ms` (encoder and plan are
+    host work, timed by the wall clock: `Timer.host_span`; the scheduler is a GPU span):
       encoder    `method.request` (AdaLLaVA: the cached latency token; PruMerge: token selection),
       scheduler  `decide` mid-prefill (AdaLLaVA: scheduler + plan),
       plan       preparing the plan's block weights (views; copies only for split head sets)."""
+    ps = ps.to(runner.device)  # the one host → device move (a no-op when the caller did it)
     image_token = runner.model.config.image_token_id
     decode_spans = []
     tokens: list[int] = []
     with timer.track() as e2e:
         with timer.span() as pf:
             feats = runner.image_features(ps.pixel_values)
-            with timer.span() as encoder:
+            with timer.host_span() as encoder:  # host work (a cached token, a lookup)
                 request = method.request(ps.sample_id, ps.input_ids, feats)
-            ids = ps.input_ids
+            ids, positions = ps.input_ids, ps.image_positions
+            if positions is None:  # a sample made without them: found on the device (a sync)
+                positions = torch.nonzero(ids[0] == image_token).squeeze(1)
             if request.image_features is not None:
-                ids = _shrink_image_tokens(ids, image_token, request.image_features.shape[1])
+                n_keep = request.image_features.shape[1]
+                ids = _shrink_image_tokens(ids, positions, n_keep)
+                positions = positions[:n_keep]  # the kept run starts where the image did
                 feats = request.image_features
             embeds = runner.embed(ids, feats)
             if request.extra_embeds is not None:
@@ -95,8 +111,7 @@ def generate(
                 embeds.shape[1] + max_new_tokens,
                 decide=request.decide,
                 decide_at=request.decide_at,
-                # nonzero() synchronises on CUDA: only FastV needs the visual positions
-                visual_positions=torch.nonzero(ids[0] == image_token).squeeze(1) if fastv else None,
+                visual_positions=positions if fastv else None,
                 timer=timer,
             )
             next_id = logits.argmax(-1, keepdim=True)
@@ -129,9 +144,9 @@ def generate(
     )
 
 
-def _shrink_image_tokens(ids: torch.Tensor, image_token: int, n_keep: int) -> torch.Tensor:
-    """Returns `ids` with its image-token run shortened to `n_keep` tokens (PruMerge before the LLM)."""
-    positions = torch.nonzero(ids[0] == image_token).squeeze(1)
+def _shrink_image_tokens(ids: torch.Tensor, positions: torch.Tensor, n_keep: int) -> torch.Tensor:
+    """Returns `ids` with its image-token run (at `positions`) shortened to its first `n_keep`
+    tokens (PruMerge before the LLM)."""
     drop = positions[n_keep:]
     keep = torch.ones(ids.shape[1], dtype=torch.bool, device=ids.device)
     keep[drop] = False

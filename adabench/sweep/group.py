@@ -127,12 +127,13 @@ def iter_arms(
     _warm_up(data, arms, runner, timer, warmup, seed, gid)
     if on_start is not None:
         on_start()
-    sampler = NvmlSampler(_nvml_index(loaded)) if loaded.device.type == "cuda" else nullcontext()
+    sampler = telemetry_sampler(loaded)
+    energy = sampler.read_energy_mj if isinstance(sampler, NvmlSampler) else None
     start, rounds, reason = time.perf_counter(), 0, "one round"
     with sampler as tel:
         for round_ in range(max_rounds if target_ci is not None else 1):
             yield from _run_round(data, arms, runner, timer, measured, order, repeats, seed,
-                                  gid, round_, chunk)  # fmt: skip
+                                  gid, round_, chunk, energy)  # fmt: skip
             rounds = round_ + 1
             if target_ci is None:
                 break
@@ -167,17 +168,40 @@ def _key(m: dict) -> tuple:
 
 def _warm_up(data, arms, runner, timer, warmup, seed, gid) -> None:
     """Untimed generations: `warmup` per arm, interleaved, so every arm's kernels, caches and
-    prepared state exist before its first timed run."""
-    n = len(data.prepared)
-    for w in range(warmup):
+    prepared state exist before its first timed run; with warmup ≥ 1 the longest prompt is
+    among them (its GEMM shapes and KV size would otherwise meet their first allocation inside
+    a timed run), and every arm is one budget's plan."""
+    for w, index in enumerate(warmup_samples(data.prepared, warmup)):
         for a in pairing.arm_order(seed, gid, -1 - w, 0, 0, len(arms)):
-            arm = arms[a]
-            ps = data.prepared[w % n].to(data.loaded.device)
-            _generate(data, arm, runner, timer, ps, -1)
+            ps = data.prepared[index].to(data.loaded.device)
+            _generate(data, arms[a], runner, timer, ps, -1)
 
 
-def _run_round(data, arms, runner, timer, measured, order, repeats, seed, gid, round_, chunk):
-    """Yields ("step", done, total) per timed generation and ("chunk", name, rows) per chunk."""
+def warmup_samples(prepared: list[PreparedSample], warmup: int) -> list[int]:
+    """Returns the indices of the samples the warm-up runs: 0 … warmup−1 (cycling), the last
+    replaced by the longest prompt when it is not among them."""
+    n = len(prepared)
+    if warmup < 1 or n == 0:
+        return []
+    indices = [w % n for w in range(warmup)]
+    longest = max(range(n), key=lambda i: prepared[i].input_ids.shape[-1])
+    if longest not in indices:
+        indices[-1] = longest
+    return indices
+
+
+def telemetry_sampler(loaded: LoadedModel):
+    """Returns the NVML sampler of the model's GPU (a null context on CPU)."""
+    if loaded.device.type != "cuda":
+        return nullcontext()
+    return NvmlSampler(_nvml_index(loaded))
+
+
+def _run_round(
+    data, arms, runner, timer, measured, order, repeats, seed, gid, round_, chunk, energy=None
+):
+    """Yields ("step", done, total) per timed generation and ("chunk", name, rows) per chunk.
+    `energy()` reads the GPU's energy counter (mJ) around each generation (None: not read)."""
     n = len(data.samples)
     total = n * repeats * len(arms)
     count = 0
@@ -193,7 +217,7 @@ def _run_round(data, arms, runner, timer, measured, order, repeats, seed, gid, r
                 continue
             if step.sample not in on_device:  # host → device outside the timed region
                 on_device = {step.sample: data.prepared[step.sample].to(data.loaded.device)}
-            row = _measure(data, arm, runner, timer, on_device[step.sample], step)
+            row = _measure(data, arm, runner, timer, on_device[step.sample], step, energy)
             lat = latencies.setdefault((step.arm, step.sample), [])
             lat.append(row["latency_ms"])
             if arm.observe is not None and len(lat) == repeats:
@@ -214,10 +238,14 @@ def _generate(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, samp
     return method, generate(runner, method, ps, data.max_new_tokens, eos, timer)
 
 
-def _measure(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, step) -> dict:
-    """Runs one timed generation; returns its measurement row (times in ms)."""
+def _measure(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, step, energy=None):
+    """Runs one timed generation; returns its measurement row (times in ms, `energy_mj`: the
+    energy counter's change across this generation alone, NaN when not read)."""
+    before = energy() if energy is not None else math.nan
     with PeakMemory(data.loaded.device) as mem:
         method, g = _generate(data, arm, runner, timer, ps, step.sample)
+    # generate() ends synchronised, so the GPU's work for this run is in the counter
+    used_mj = energy() - before if energy is not None else math.nan
     row = {
         "arm": arm.key,
         "sample": step.sample,
@@ -231,6 +259,7 @@ def _measure(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, step)
         **{f"overhead_{k}_ms": float(v) for k, v in g.overhead_parts_ms.items()},
         "peak_mem_mb": mem.peak_mem_mb,
         "cache_bytes": int(runner.cache_bytes),
+        "energy_mj": used_mj,
         "t_s": time.time(),
         "content": None,
         "extra": None,
@@ -364,11 +393,21 @@ def sample_rows(
             **{k: float(np.mean([m[k] for m in ms])) for k in OVERHEAD_PARTS},
             "peak_mem_mb": float(np.nanmax([m["peak_mem_mb"] for m in ms])),
             "cache_bytes": int(max(m.get("cache_bytes", 0) or 0 for m in ms)),
+            "energy_j": _mean_energy_j(ms),
             "passes": len(ms),
             **extra,
         }
         rows.append(row)
     return rows
+
+
+def _mean_energy_j(measurements: list[dict]) -> float:
+    """Returns the mean energy of one generation over `measurements` (J): their summed counter
+    deltas ÷ their count, so the counter's refresh granularity averages out; NaN when none was
+    read (CPU, no NVML, no counter)."""
+    used = [m.get("energy_mj", math.nan) for m in measurements]
+    used = [float(x) for x in used if x is not None and math.isfinite(float(x))]
+    return float(np.sum(used)) / len(used) / 1000 if used else math.nan
 
 
 def assemble(
@@ -396,10 +435,7 @@ def assemble(
         rows = sample_rows(data, pairs, arm.key, ratios["latency"])
         if not rows:
             continue
-        latency_s = float(np.mean([x for r in rows for x in r["latency_ms_repeats"]])) / 1e3
-        energy = tel.mean_power_w * latency_s if math.isfinite(tel.mean_power_w) else math.nan
-        for r in rows:
-            r["energy_j"] = energy
+        energy = _mean_energy_j([m for _, ms in pairs.samples(arm.key) for m in ms])
         peak = float(np.nanmax([r["peak_mem_mb"] for r in rows]))
         row = cell_row(arm.cell, rows, slowdown[0], peak, energy)
         row.update(ratio_columns(ratios, seed))

@@ -14,11 +14,16 @@ from tests.conftest import _prepared_test_samples
 
 
 class CountingTimer(Timer):
-    """A CPU timer that counts synchronised regions (`track`) and unsynchronised ones (`span`)."""
+    """A CPU timer that counts synchronised regions (`track`), unsynchronised GPU-style ones
+    (`span`) and wall-clock host ones (`host_span`)."""
 
     def __init__(self) -> None:
         super().__init__("cpu")
-        self.tracks = self.spans = 0
+        self.tracks = self.spans = self.host_spans = 0
+
+    def host_span(self):
+        self.host_spans += 1
+        return super().host_span()
 
     def track(self):
         self.tracks += 1
@@ -48,7 +53,8 @@ def test_one_synchronised_region_per_generation_and_the_overhead_split(
         timer = CountingTimer()
         g = generate(runner, m, ps, 3, None, timer)
         assert timer.tracks == 1  # the end-to-end block only: nothing adds a synchronisation
-        assert timer.spans >= 3 + len(g.decode_ms)  # prefill, request, plan, each decode step
+        assert timer.spans >= 1 + len(g.decode_ms)  # prefill, each decode step
+        assert timer.host_spans >= 2  # request (encoder) and plan: host work, wall clock
         assert set(g.overhead_parts_ms) == {"encoder", "scheduler", "plan"}
         assert g.overhead_ms == pytest.approx(sum(g.overhead_parts_ms.values()))
         assert (g.overhead_parts_ms["scheduler"] > 0) == method.startswith("adallava")

@@ -102,6 +102,29 @@ def test_eager_module_loading_is_a_default_not_an_override():
     assert env["CUDA_MODULE_LOADING"] == "LAZY"
 
 
+def test_eager_loading_set_here_is_not_passed_to_stress_workers(monkeypatch):
+    """Only the measuring process pays for eager kernel loading; a user's own choice is kept."""
+    from adabench.contention.controller import Contention
+
+    monkeypatch.delenv("CUDA_MODULE_LOADING", raising=False)
+    devices.prefer_eager_module_loading()
+    assert os.environ["CUDA_MODULE_LOADING"] == "EAGER"
+    assert "CUDA_MODULE_LOADING" not in devices.child_environ()
+    with Contention(0.5, "compute", "cpu", workers=1) as stress:
+        (pid,) = stress.pids
+        worker_env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert not any(e.startswith(b"CUDA_MODULE_LOADING=") for e in worker_env)
+    monkeypatch.setenv("CUDA_MODULE_LOADING", "EAGER")  # now the user's choice
+    user = dict(os.environ)
+    assert devices.child_environ(user)["CUDA_MODULE_LOADING"] == "EAGER"
+
+
+def test_reference_workload_is_built_once_per_device():
+    from adabench.contention.calibrate import ReferenceWorkload
+
+    assert ReferenceWorkload.shared("cpu") is ReferenceWorkload.shared("cpu")
+
+
 def test_worker_device_always_has_an_index():
     # torch.cuda.set_device(torch.device("cuda")) raises "Expected a torch.device with a
     # specified index": the worker must never pass it a bare "cuda".
