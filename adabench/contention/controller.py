@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from adabench.contention.workers import CPU_KINDS, KINDS, SINGLE_THREAD_ENV, parse_ready
 from adabench.errors import UserError, check_range, did_you_mean
+from adabench.measure.device import child_environ
 
 MPS_HINT = "start the MPS daemon with `nvidia-cuda-mps-control -d` (see NVIDIA's MPS guide)"
 
@@ -191,8 +192,6 @@ class Contention:
             raise
 
     def _spawn(self, core: int) -> subprocess.Popen:
-        from adabench.measure.device import child_environ
-
         env = child_environ()
         if self.device == "cpu":
             env.update(SINGLE_THREAD_ENV)

@@ -24,9 +24,15 @@ def suites_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("ADABENCH_SUITES_DIR"):
         dirs.append(Path(os.environ["ADABENCH_SUITES_DIR"]))
-    here = Path(__file__).resolve().parent.parent
-    dirs += [here.parent / "suites", here / "suites"]
+    dirs += _shipped_suite_dirs()
     return [d for d in dirs if d.is_dir()]
+
+
+def _shipped_suite_dirs() -> list[Path]:
+    """Returns the folders of the suites shipped with adabench: the checkout's `suites/`, then
+    the package's `adabench/suites/`."""
+    here = Path(__file__).resolve().parent.parent
+    return [here.parent / "suites", here / "suites"]
 
 
 def _suite_files() -> dict[str, Path]:
@@ -128,11 +134,7 @@ def data_to_check(spec: SuiteSpec) -> tuple[Path | None, str]:
     if root is not None:
         return root, str(root)
     fixtures = default_fixture_dir()
-    shipped = Path(__file__).resolve().parent.parent
-    if fixtures is not None and spec.path.resolve().parent in (
-        shipped / "suites",
-        shipped.parent / "suites",
-    ):
+    if fixtures is not None and spec.path.resolve().parent in _shipped_suite_dirs():
         return fixtures, "test fixtures"
     return None, "not checked (no local copy: set source.data_dir or $ADABENCH_DATA_DIR)"
 

@@ -112,24 +112,24 @@ def prefer_eager_module_loading(environ: dict[str, str] | None = None) -> None:
     default) loads a kernel on its first launch, so the first timed run of each new GEMM shape
     or plan would pay it; eager loading pays it once at context creation. Only effective
     before the process's first CUDA call."""
+    global _eager_set_here
     env = os.environ if environ is None else environ
     if EAGER_ENV not in env:
         env[EAGER_ENV] = "EAGER"
-        _EAGER_SET_HERE.add(id(env))
+        _eager_set_here = _eager_set_here or environ is None
 
 
-_EAGER_SET_HERE: set[int] = set()
-"""ids of the environments where prefer_eager_module_loading set EAGER (not the user)."""
+_eager_set_here = False
+"""True once prefer_eager_module_loading set EAGER in os.environ (the user had chosen none)."""
 
 
 def child_environ(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Returns a copy of the environment for a helper process (stress worker, probe): without
-    the CUDA_MODULE_LOADING=EAGER this process set for itself (eager loading costs a process
-    hundreds of MB of GPU memory and seconds at start, and only the measuring process needs
-    it); a mode the user chose is passed on unchanged."""
-    env = os.environ if environ is None else environ
-    out = dict(env)
-    if id(env) in _EAGER_SET_HERE and out.get(EAGER_ENV) == "EAGER":
+    """Returns a copy of `environ` (default: os.environ) for a helper process (stress worker,
+    probe): without the CUDA_MODULE_LOADING=EAGER this process set in os.environ for itself
+    (eager loading costs a process hundreds of MB of GPU memory and seconds at start, and only
+    the measuring process needs it); a mode the user chose is passed on unchanged."""
+    out = dict(os.environ if environ is None else environ)
+    if environ is None and _eager_set_here and out.get(EAGER_ENV) == "EAGER":
         out.pop(EAGER_ENV)
     return out
 

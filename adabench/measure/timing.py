@@ -144,12 +144,10 @@ class Timer:
 
     @contextmanager
     def span(self) -> Iterator[Span]:
-        """Yields a `Span` timing an inner region without adding a synchronisation (see Span).
-        Spans are not appended to `values_ms`; a fake timer gives spans NaN."""
-        if self._fake is not None:
-            span = Span()
-            yield span
-        elif self.is_cuda:
+        """Yields a `Span` timing an inner region without adding a synchronisation (see Span):
+        CUDA events on a CUDA device, the wall clock elsewhere. Spans are not appended to
+        `values_ms`; a fake timer gives spans NaN."""
+        if self.is_cuda and self._fake is None:
             stream = torch.cuda.current_stream(self.device)
             start = torch.cuda.Event(enable_timing=True)
             end = torch.cuda.Event(enable_timing=True)
@@ -158,10 +156,8 @@ class Timer:
             yield span
             end.record(stream)
         else:
-            start_ns = time.perf_counter_ns()
-            span = Span()
-            yield span
-            span._ms = (time.perf_counter_ns() - start_ns) / 1e6
+            with self._wall_span() as span:
+                yield span
 
     @contextmanager
     def host_span(self) -> Iterator[Span]:
@@ -169,6 +165,11 @@ class Timer:
         the wall clock (`perf_counter_ns`, ms), on every device and without synchronising: a
         CUDA-event span around host work reads ≈ 0 while earlier kernels are still queued,
         because its events are recorded back to back on the stream. A fake timer gives NaN."""
+        with self._wall_span() as span:
+            yield span
+
+    @contextmanager
+    def _wall_span(self) -> Iterator[Span]:
         span = Span()
         if self._fake is not None:
             yield span
