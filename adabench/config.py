@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -165,8 +166,13 @@ class SweepConfig:
         for name in ("models", "methods", "suites", "budgets", "contention"):
             setattr(self, name, collapse_duplicates(name, getattr(self, name)))
         check_run_settings(self.repeats, self.warmup, self.limit, self.max_new_tokens)
-        if self.threads is not None and self.threads < 1:
-            raise UserError(f"threads must be >= 1, got {self.threads}")
+        if self.threads is not None:
+            check_threads(self.threads)
+        if self.contention_schedule and not self.slo_ms:
+            raise UserError(
+                "--contention-schedule belongs to SLO mode (the controller follows the changing "
+                "load): give --slo-ms too, or use --contention LEVELS for fixed levels"
+            )
         if self.order not in ORDERS:
             from adabench.errors import did_you_mean
 
@@ -193,6 +199,28 @@ class SweepConfig:
         data = checked_values(data, str(yaml_path))
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**data)
+
+
+THREADS_PER_CORE_MAX = 4
+"""Torch threads per logical core above which `threads` is refused (oversubscription only)."""
+
+
+def check_threads(threads: int) -> int:
+    """Returns `threads` when it is in [1, 4 × the machine's logical cores]; warns above the
+    core count (oversubscribed threads measure contention from the model itself). UserError
+    naming the allowed range otherwise."""
+    cores = os.cpu_count() or 1
+    high = THREADS_PER_CORE_MAX * cores
+    if not 1 <= threads <= high:
+        raise UserError(f"threads must be in [1, {high}] (4 x {cores} cores here), got {threads}")
+    if threads > cores:
+        from adabench import console
+
+        console.warn(
+            f"threads {threads} > {cores} logical cores: the model's threads will contend with "
+            "each other, and the latency measures that"
+        )
+    return threads
 
 
 def collapse_duplicates(name: str, values: list) -> list:
