@@ -117,6 +117,13 @@ class SweepConfig:
         default=False,
         metadata={"help": "drop cells whose budget the method cannot reach (else: refused)"},
     )
+    skip_bad_samples: bool = field(
+        default=False,
+        metadata={
+            "help": "leave out samples whose image cannot be read (listed in meta.json); "
+            "without it such a suite is refused before the first cell"
+        },
+    )
     order: str = field(
         default="interleaved",
         metadata={

@@ -18,6 +18,7 @@ from adabench.commands.options import (
     MethodArgs,
     Repeats,
     Seed,
+    SkipBadSamples,
     Warmup,
 )
 from adabench.errors import UserError
@@ -54,6 +55,7 @@ def register(app: typer.Typer) -> None:
                 help="Random weights from the config: latency/FLOPs only, accuracy NaN.",
             ),
         ] = False,
+        skip_bad_samples: SkipBadSamples = False,
         json_: Json = False,
     ) -> None:
         """Evaluate one cell: accuracy (with CI), latency (mean ± σ, percentiles), FLOPs, memory.
@@ -82,7 +84,15 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             method_args=parse_method_args(method_arg or []),
         )
-        evaluate_one(cfg, device, dtype, samples_out, as_json=json_, no_weights=no_weights)
+        evaluate_one(
+            cfg,
+            device,
+            dtype,
+            samples_out,
+            as_json=json_,
+            no_weights=no_weights,
+            skip_bad_samples=skip_bad_samples,
+        )
 
 
 RUN_TABLES = ("cells.parquet", "samples.parquet")

@@ -22,3 +22,11 @@ MethodArgs = Annotated[
     list[str] | None,
     typer.Option("--method-arg", help="Method argument key=value (repeatable), e.g. k=2."),
 ]
+SkipBadSamples = Annotated[
+    bool,
+    typer.Option(
+        "--skip-bad-samples",
+        help="Leave out samples whose image cannot be read (listed; in a sweep, in meta.json); "
+        "without it one bad image stops the run before anything is measured.",
+    ),
+]

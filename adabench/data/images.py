@@ -109,7 +109,7 @@ def _short(exc: BaseException) -> str:
 
 def check_images(samples: list, skip_bad: bool = False) -> tuple[list, list[dict]]:
     """Returns (the samples whose image decodes, one row per sample left out: sample_id, image,
-    problem). Every image is decoded once. Without `skip_bad` the first bad image raises the
+    problem, message — the one-line error). Every image is decoded once. Without `skip_bad` the first bad image raises the
     UserError of `read_image` instead."""
     good, bad = [], []
     for sample in samples:
@@ -122,7 +122,8 @@ def check_images(samples: list, skip_bad: bool = False) -> tuple[list, list[dict
                 {
                     "sample_id": sample.id,
                     "image": describe_source(sample),
-                    "problem": str(exc.__cause__ or exc),
+                    "problem": _short(exc.__cause__ or exc),
+                    "message": str(exc),
                 }
             )
             continue
