@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from adabench.commands import user_errors
-from adabench.commands.options import Json
+from adabench.commands.options import Json, check_out_folder
 
 
 def register(app: typer.Typer) -> None:
@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         name: Annotated[str, typer.Argument(help="Suite name, e.g. shapes.")],
         split: Annotated[str, typer.Option(help="Split to sample from.")] = "test",
         samples: Annotated[
-            int, typer.Option(help="Write a PNG grid of K samples (with --out).")
+            int, typer.Option(min=0, help="Write a PNG grid of K samples (with --out).")
         ] = 0,
         out: Annotated[Path | None, typer.Option(help="Folder for the sample grid PNG.")] = None,
         json_: Json = False,
@@ -51,6 +51,7 @@ def register(app: typer.Typer) -> None:
         from adabench import console
         from adabench.data.suites import get_spec, load_suite
 
+        check_out_folder(out)
         spec = get_spec(name)
         first = load_suite(name, split=split, limit=max(1, samples))
         info = {

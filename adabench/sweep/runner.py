@@ -259,6 +259,7 @@ def dispatch(
     elif event.kind == "start":
         progress.start_group(event.message, event.n)
     elif event.kind == "chunk" and run_dir is not None:
+        store.check_run_folder(run_dir)
         chunks.write_chunk(run_dir, event.message, event.result["name"], event.result["rows"])
     elif event.kind == "group_done" and run_dir is not None:
         chunks.remove_group(run_dir, event.message)
@@ -549,6 +550,7 @@ def _run_locked(run_dir: Path, cfg: SweepConfig, as_json: bool, executor) -> Pat
     with Progress(len(state.todo)) as progress, _sigterm_as_interrupt():
 
         def on_cell(row: dict, rows: list[dict]) -> None:
+            store.check_run_folder(run_dir)
             store.write_cell(run_dir, row, rows)
             state.done.add(row["cell_id"])
             progress.cell_done()
@@ -561,6 +563,8 @@ def _run_locked(run_dir: Path, cfg: SweepConfig, as_json: bool, executor) -> Pat
             executor.run(state, on_cell, progress)
         except KeyboardInterrupt:
             interrupted = True
+        except store.RunFolderGone:
+            raise  # nothing left to consolidate into
         except Exception as exc:  # finished cells are on disk: consolidate them, then re-raise
             failure = exc
     cells_df = store.consolidate(run_dir)

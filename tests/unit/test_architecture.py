@@ -21,7 +21,7 @@ LAYERS = [
     {"plots_atlas"},
     {"models", "contention", "analysis"},
     {"data", "measure", "slo", "config", "store"},
-    {"registry", "console"},
+    {"registry", "console", "files"},
     {"errors"},
 ]
 """Subpackages and top-level modules of adabench/, from the top: a module imports only from
