@@ -146,11 +146,13 @@ def validate_all() -> list[dict]:
             spec = parse_spec(path)
             for metric in {spec.metric, *spec.family_metrics.values()}:
                 METRICS.get(metric)
-            if spec.source.get("type") not in ("procedural", "hf"):
-                raise UserError(
-                    f"source.type must be 'procedural' or 'hf', got {spec.source.get('type')!r}"
-                )
+            if spec.source.get("type") not in SOURCE_TYPES:
+                raise did_you_mean(str(spec.source.get("type")), SOURCE_TYPES, "source.type")
             where = "generated" if spec.source.get("type") == "procedural" else ""
+            if spec.source.get("type") == "files":
+                where = "manifests (images: `suites validate NAME`)"
+                for split in spec.splits:
+                    load_suite(name, split=split)  # every row parses and has an answer
             if spec.source.get("type") == "hf":
                 root, where = data_to_check(spec)
                 if root is not None and (problems := validate_fixture(spec, root)):

@@ -133,30 +133,34 @@ def longest_prompt(model: str, suite: str, cfg: SweepConfig, config) -> tuple[in
 def prompt_lengths(model: str, suite: str, cfg: SweepConfig, config) -> list[tuple[str, int]]:
     """Returns (sample id, prompt tokens) for every sample of `suite` (at `cfg.limit` and
     `cfg.split`): its text tokenized by `model`'s tokenizer, its `<image>` placeholder counted
-    as the config's visual-token count. Cached per (model, suite, split, limit)."""
-    key = (model, suite, cfg.split, cfg.limit, cfg.no_weights)
+    as the config's visual-token count. Cached per (model, prompts)."""
+    from adabench.data.suites import get_spec, load_suite
+
+    spec = get_spec(suite)
+    samples = load_suite(suite, split=cfg.split, limit=cfg.limit, seed=0)
+    prompts = tuple((s.id, spec.render_prompt(s)) for s in samples)
+    key = (model, cfg.no_weights, prompts)
     if key not in _LENGTHS:
-        _LENGTHS[key] = _prompt_lengths(model, suite, cfg, config)
+        _LENGTHS[key] = _prompt_lengths(model, prompts, cfg.no_weights, config)
     return _LENGTHS[key]
 
 
 _LENGTHS: dict[tuple, list[tuple[str, int]]] = {}
 
 
-def _prompt_lengths(model: str, suite: str, cfg: SweepConfig, config) -> list[tuple[str, int]]:
-    from adabench.data.suites import get_spec, load_suite
+def _prompt_lengths(
+    model: str, prompts: tuple[tuple[str, str], ...], no_weights: bool, config
+) -> list[tuple[str, int]]:
     from adabench.models.flops import num_image_tokens
 
-    tokenizer = _tokenizer(model, cfg.no_weights)
-    spec = get_spec(suite)
-    samples = load_suite(suite, split=cfg.split, limit=cfg.limit, seed=0)
+    tokenizer = _tokenizer(model, no_weights)
     image_id = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
     n_visual = num_image_tokens(config)
     out = []
-    for s in samples:
-        ids = tokenizer(spec.render_prompt(s))["input_ids"]
+    for sample_id, prompt in prompts:
+        ids = tokenizer(prompt)["input_ids"]
         placeholders = sum(1 for i in ids if i == image_id)
-        out.append((s.id, len(ids) - placeholders + n_visual * max(1, placeholders)))
+        out.append((sample_id, len(ids) - placeholders + n_visual * max(1, placeholders)))
     return out
 
 

@@ -20,14 +20,16 @@ _BAD: dict[tuple, tuple[list[dict], int]] = {}
 
 def bad_samples(suite: str, split: str, limit: int | None, skip_bad: bool) -> list[dict]:
     """Returns the samples of `suite` whose image cannot be read (rows of
-    `adabench.data.images.check_images`), decoding each image once per process. Raises the
+    `adabench.data.images.check_images`), decoding each image once per process (per sample
+    list: the same ids from the same files). Raises the
     first one's one-line UserError (with the count of the others) unless `skip_bad`."""
-    from adabench.data.images import check_images
+    from adabench.data.images import check_images, describe_source
     from adabench.data.suites import load_suite
 
-    key = (suite, split, limit)
+    samples = load_suite(suite, split=split, limit=limit, seed=0)  # no image decoded here
+    key = (suite, split, tuple((s.id, describe_source(s)) for s in samples))
     if key not in _BAD:
-        good, bad = check_images(load_suite(suite, split=split, limit=limit, seed=0), True)
+        good, bad = check_images(samples, True)
         _BAD[key] = (bad, len(good))
     bad, n_good = _BAD[key]
     if bad and not skip_bad:
@@ -112,3 +114,53 @@ def skipped_ids(suite: str, cfg: SweepConfig) -> set[str]:
     if not cfg.skip_bad_samples:
         return set()
     return {b["sample_id"] for b in bad_samples(suite, cfg.split, cfg.limit, True)}
+
+
+def suite_checks(name: str, model: str | None = None, limit: int | None = None) -> list[dict]:
+    """Returns one row per (split, check) of suite `name`'s own data — {split, check, ok,
+    detail}: every sample loads with an answer, every image decodes, and with `model` every
+    prompt plus the suite's max_new_tokens fits the model's context (or the suite truncates).
+    Reads the data where `eval` reads it; `limit` checks the first N samples of each split."""
+    from adabench.data.images import check_images
+    from adabench.data.suites import get_spec, load_suite
+    from adabench.models import catalog
+    from adabench.sweep.reachability import prompt_lengths
+
+    spec = get_spec(name)
+    rows = []
+    for split in spec.splits:
+        row = {"split": split}
+        try:
+            samples = load_suite(name, split=split, limit=limit, seed=0)
+        except UserError as exc:
+            rows.append({**row, "check": "load", "ok": False, "detail": str(exc)})
+            continue
+        rows.append({**row, "check": "load", "ok": True, "detail": f"{len(samples)} samples"})
+        good, bad = check_images(samples, skip_bad=True)
+        detail = f"{len(good)} of {len(samples)} decode"
+        if bad:
+            detail += (
+                "; unreadable: "
+                + "; ".join(f"{b['sample_id']} ({b['image']}: {b['problem']})" for b in bad[:5])
+                + (f"; {len(bad) - 5} more" if len(bad) > 5 else "")
+            )
+        rows.append({**row, "check": "images", "ok": not bad, "detail": detail})
+        if model is None:
+            continue
+        config = catalog.config_for(model)
+        context = context_positions(config)
+        cfg = SweepConfig(models=[model], suites=[name], split=split, limit=limit)
+        lengths = prompt_lengths(model, name, cfg, config)
+        new_tokens = spec.max_new_tokens
+        over = [(i, n) for i, n in lengths if context and n + new_tokens > context]
+        longest = max((n for _, n in lengths), default=0)
+        detail = (
+            f"longest prompt {longest} tokens + max_new_tokens {new_tokens} vs {model}'s "
+            f"context of {context} positions"
+        )
+        truncates = spec.extra.get("truncate") in ("left", "right")
+        if over:
+            detail += f"; {len(over)} over: " + ", ".join(repr(i) for i, _ in over[:5])
+            detail += f" (truncated {spec.extra['truncate']})" if truncates else ""
+        rows.append({**row, "check": "context", "ok": not over or truncates, "detail": detail})
+    return rows
