@@ -14,6 +14,7 @@ from adabench.errors import UserError, check_range
 DEMO_MODELS = ["tiny", "tiny-adallava-l", "tiny-adallava-h"]
 DEMO_METHODS = ["full", "layer-drop", "early-exit", "adallava-l", "adallava-h"]
 ORDERS = ("interleaved", "sequential")
+SCENARIOS = ("closed", "server")
 CONTENTION_KINDS = ("compute", "memory", "mixed", "sm")  # adabench.contention.KINDS, without torch
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
@@ -110,6 +111,23 @@ class SweepConfig:
         default=None,
         metadata={"help": "torch CPU threads for the measured model (None = torch's default)"},
     )
+    scenario: str = field(
+        default="closed",
+        metadata={
+            "help": "closed: the next request starts when the last ends | server: requests "
+            "arrive on their own clock (Poisson at --rates, or --arrivals) and queue"
+        },
+    )
+    rates: list[float] = field(
+        default_factory=list, metadata={"help": "server scenario: offered rates, requests/s"}
+    )
+    duration_s: float = field(
+        default=30.0, metadata={"help": "server scenario: arrival window per rate, seconds"}
+    )
+    arrivals: str | None = field(
+        default=None,
+        metadata={"help": "server scenario: CSV trace of arrival times (t_s, seconds) to replay"},
+    )
     no_weights: bool = field(
         default=False, metadata={"help": "random weights from the config (latency only)"}
     )
@@ -195,6 +213,37 @@ class SweepConfig:
         for s in self.slo_ms:
             if float(s) <= 0:
                 raise UserError(f"slo-ms must be > 0, got {s}")
+        self._validate_scenario()
+
+    def _validate_scenario(self) -> None:
+        """Checks the server-scenario settings (and that they are not given without it)."""
+        if self.scenario not in SCENARIOS:
+            from adabench.errors import did_you_mean
+
+            raise did_you_mean(str(self.scenario), SCENARIOS, "scenario")
+        if self.scenario != "server":
+            if self.rates or self.arrivals:
+                raise UserError("--rates and --arrivals belong to --scenario server")
+            return
+        if len(self.slo_ms) != 1:
+            raise UserError(
+                "--scenario server needs one --slo-ms target (attainment and goodput are "
+                f"measured against it), got {len(self.slo_ms) or 'none'}"
+            )
+        if self.contention_schedule:
+            raise UserError("--scenario server takes --contention levels, not a schedule")
+        if self.arrivals:
+            if self.rates:
+                raise UserError("give --rates (Poisson arrivals) or --arrivals TRACE, not both")
+            return  # the trace itself is read and checked with the grid (sweep/resume.py)
+        if not self.rates:
+            raise UserError("--scenario server needs --rates (requests/s) or --arrivals TRACE")
+        for rate in self.rates:
+            if not float(rate) > 0:
+                raise UserError(f"rates must be > 0 requests/s, got {rate:g}")
+        if not float(self.duration_s) > 0:
+            raise UserError(f"duration must be > 0 seconds, got {self.duration_s:g}")
+        self.rates = collapse_duplicates("rates", [float(r) for r in self.rates])
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -273,7 +322,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 LIST_FIELDS = {"models": "names", "methods": "names", "suites": "names", "budgets": "numbers",
-               "contention": "numbers", "slo_ms": "numbers"}  # fmt: skip
+               "contention": "numbers", "slo_ms": "numbers", "rates": "numbers"}  # fmt: skip
 """List fields and what they hold; a YAML scalar there is read like the CLI flag (`a,b`)."""
 
 
@@ -330,7 +379,7 @@ def _checked(key: str, value, type_text: str, source: str):
     if value is None:
         if "None" in type_text:
             return None
-        if key == "slo_ms":
+        if key in ("slo_ms", "rates"):
             return []
         raise bad(f"a list of {LIST_FIELDS[key]}" if key in LIST_FIELDS else _ALLOWED[type_text])
     if key in LIST_FIELDS:

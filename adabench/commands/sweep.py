@@ -61,6 +61,26 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(help="SLO mode: changing load level:duration, e.g. 0:30s,1.0:30s."),
         ] = None,
+        scenario: Annotated[
+            str | None,
+            typer.Option(
+                help="closed (default: each request starts when the last ends) | server "
+                "(requests arrive on their own clock and queue; needs --slo-ms and --rates or "
+                "--arrivals; docs/serving.md)."
+            ),
+        ] = None,
+        rates: Annotated[
+            str | None,
+            typer.Option(help="Server scenario: offered rates in requests/s, e.g. 20,40,80."),
+        ] = None,
+        duration: Annotated[
+            str | None,
+            typer.Option(help="Server scenario: arrival window per rate, e.g. 30s (default 30s)."),
+        ] = None,
+        arrivals: Annotated[
+            Path | None,
+            typer.Option(help="Server scenario: replay this CSV of arrival times (t_s column)."),
+        ] = None,
         no_weights: Annotated[
             bool | None,
             typer.Option(
@@ -169,6 +189,7 @@ def register(app: typer.Typer) -> None:
         from adabench import console
         from adabench.config import SweepConfig, parse_floats, parse_names
         from adabench.errors import UserError
+        from adabench.slo.schedule import parse_duration
         from adabench.sweep.runner import run_sweep
 
         if budgets is not None and budget_range is not None:
@@ -193,6 +214,10 @@ def register(app: typer.Typer) -> None:
             "skip_bad_samples": skip_bad_samples,
             "slo_ms": parse_floats(slo_ms, "slo-ms"),
             "contention_schedule": contention_schedule,
+            "scenario": scenario,
+            "rates": parse_floats(rates, "rates"),
+            "duration_s": None if duration is None else parse_duration(duration, "--duration"),
+            "arrivals": None if arrivals is None else str(arrivals),
             "order": order,
             "aa": aa,
             "target_ci": target_ci,

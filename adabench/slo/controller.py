@@ -106,6 +106,17 @@ class SloController:
                 return Decision(budget, s, False)
         return Decision(self.grid[0], s, True)
 
+    def choose_within(self, target_ms: float) -> Decision:
+        """Returns the decision for a request with `target_ms` left (the SLO minus the time it
+        already waited in a queue): the largest budget with predict × s_eff ≤ target_ms ×
+        (1 − margin); the smallest budget, flagged, when none fits (or nothing is left)."""
+        s = self.slowdown + self.k_dev * self.deviation
+        limit = float(target_ms) * (1.0 - self.margin)
+        for budget, pred_ms in self._descending:
+            if pred_ms * s <= limit:
+                return Decision(budget, s, False)
+        return Decision(self.grid[0], s, True)
+
     def observe(self, budget: float, latency_ms: float) -> float:
         """Updates the slowdown estimate with a finished request's measured latency (ms) at the
         budget it ran with; returns the new estimate. Non-finite or non-positive times are ignored."""

@@ -57,6 +57,18 @@ def parse_schedule(text: str) -> list[tuple[float, float]]:
     return steps
 
 
+def parse_duration(text: str | float, what: str = "duration") -> float:
+    """Returns seconds from "30s", "500ms", "2m" or a plain number (seconds). UserError naming
+    `what` for anything else or a value that is not > 0."""
+    match = _DURATION.match(str(text).strip())
+    if not match:
+        raise UserError(f"{what} {text!r} is not a duration (a positive number with ms, s or m)")
+    seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
+    if seconds <= 0:
+        raise UserError(f"{what} must be > 0, got {text!r}")
+    return seconds
+
+
 def format_schedule(schedule: list[tuple[float, float]]) -> str:
     """Returns the canonical text of `schedule` ("0:30s,1:30s"), for cell rows and ids."""
     return ",".join(f"{level:g}:{seconds:g}s" for level, seconds in schedule)

@@ -33,6 +33,18 @@ class CellConfig:
     schedule: str = field(
         default="", metadata={"help": "contention schedule (SLO mode), e.g. 0:30s,1.0:30s"}
     )
+    rate_per_s: float | None = field(
+        default=None, metadata={"help": "server scenario: offered rate, requests/s"}
+    )
+    policy: str = field(
+        default="", metadata={"help": "server scenario: static (the cell's budget) | controller"}
+    )
+    duration_s: float = field(
+        default=0.0, metadata={"help": "server scenario: arrival window, seconds"}
+    )
+    arrivals: str = field(
+        default="", metadata={"help": "server scenario: replayed trace file ('' = Poisson)"}
+    )
 
     def __post_init__(self) -> None:
         check_range(self.budget, 0.0, 1.0, "budget", low_open=True)
@@ -57,6 +69,18 @@ class CellConfig:
     def cell_id(self) -> str:
         """Returns the deterministic id; SLO cells also hash the target, controller and schedule
         (the same id as `adabench.slo.cell.slo_cell_id` with the default controller settings)."""
+        if self.rate_per_s is not None:
+            return cell_id(
+                {
+                    **self.coords(),
+                    "scenario": "server",
+                    "rate_per_s": float(self.rate_per_s),
+                    "policy": self.policy,
+                    "slo_ms": float(self.slo_ms or 0.0),
+                    "duration_s": float(self.duration_s),
+                    "arrivals": self.arrivals,
+                }
+            )
         if self.slo_ms is None:
             return cell_id(self.coords())
         return slo_cell_id(self, self.slo_ms, schedule=self.schedule)

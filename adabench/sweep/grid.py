@@ -72,6 +72,10 @@ def expand(
                                 Skipped(model, method, f"needs an AdaLLaVA-{need} checkpoint")
                             )
                         continue
+                    if cfg.scenario == "server":
+                        budgets = [1.0] if method == "full" else cfg.budgets
+                        cells += server_cells(cfg, model, method, suite, level, budgets)
+                        continue
                     if cfg.slo_ms:  # SLO mode: one cell per target, the controller picks budgets
                         cells += [
                             _cell(cfg, model, method, suite, level, 1.0, float(t))
@@ -81,7 +85,43 @@ def expand(
                     budgets = [1.0] if method == "full" else cfg.budgets
                     cells += [_cell(cfg, model, method, suite, level, b) for b in budgets
                               if (model, suite, method, b) not in unreachable]  # fmt: skip
+    if cfg.scenario == "server":  # one arrival sequence per rate, shared by its policies
+        order = {m: i for i, m in enumerate(cfg.models)}, {s: i for i, s in enumerate(cfg.suites)}
+        cells.sort(key=lambda c: (c.contention, order[0][c.model], order[1][c.suite], c.rate_per_s))
     return cells, skipped
+
+
+def server_rates(cfg: SweepConfig) -> list[float]:
+    """Returns the offered rates (requests/s) of a server sweep: `cfg.rates`, or for a trace its
+    mean rate (requests ÷ the span of its timestamps)."""
+    if not cfg.arrivals:
+        return list(cfg.rates)
+    from adabench.slo.server import read_trace
+
+    times = read_trace(cfg.arrivals)
+    span = float(times[-1]) if len(times) > 1 and times[-1] > 0 else 1.0
+    return [len(times) / span]
+
+
+def server_cells(cfg: SweepConfig, model: str, method: str, suite: str, level: float,
+                 budgets: list[float]) -> list[CellConfig]:  # fmt: skip
+    """Returns the server-scenario cells of one (level, model, suite, method): a static cell per
+    budget and, for a method with a budget, one run by the queue-aware SLO controller — at
+    every rate."""
+    policies = [("static", b) for b in budgets]
+    if method != "full":
+        policies.append(("controller", 1.0))
+    out = []
+    for rate in server_rates(cfg):
+        for policy, budget in policies:
+            cell = _cell(cfg, model, method, suite, level, budget, float(cfg.slo_ms[0]))
+            cell.schedule = ""
+            cell.rate_per_s = float(rate)
+            cell.policy = policy
+            cell.duration_s = float(cfg.duration_s)
+            cell.arrivals = str(cfg.arrivals or "")
+            out.append(cell)
+    return out
 
 
 def _cell(

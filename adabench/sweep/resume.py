@@ -104,6 +104,13 @@ def validate(cfg: SweepConfig) -> None:
     from adabench.sweep.suite_data import check_suite_data
 
     check_suite_data(cfg)  # every image decodes (or is skipped), every prompt fits the context
+    if cfg.scenario == "server":
+        from adabench.slo.server import check_window, read_trace
+
+        if cfg.arrivals:
+            read_trace(cfg.arrivals)  # every timestamp a sorted, non-negative number
+        else:
+            check_window(cfg.rates, float(cfg.duration_s))  # enough requests to be valid
 
 
 def resumed_config(

@@ -113,6 +113,11 @@ def _run_suite(cfg: SweepConfig, run_dir: Path, loaded, suite_name: str, cells, 
                where, on_sample):  # fmt: skip
     """Yields the events of one (level, model, suite): its cells as one group, then SLO cells."""
     spec, samples, prepared = _prepare(loaded, suite_name, cfg)
+    served = [c for c in cells if c.rate_per_s is not None]
+    if served:
+        yield from _run_server_events(loaded, spec, samples, prepared, served, stress, run_dir,
+                                      where, on_sample)  # fmt: skip
+        return
     plain = [c for c in cells if c.slo_ms is None]
     if plain:
         data = GroupData(loaded, spec, samples, prepared,
@@ -320,6 +325,56 @@ def _schedule(stress, cfg: SweepConfig):
         yield driver
 
 
+def _latency_model(loaded, spec, samples, prepared, cell: CellConfig, stress, run_dir: Path):
+    """Returns the LatencyModel of a budgeted method (None for `full`): profiled once per
+    (model, method, suite) with the stress paused, cached as JSON in RUN_DIR/latency/."""
+    from adabench.slo.latency_model import LatencyModel
+    from adabench.sweep.latency_profile import profile_latency
+    from adabench.sweep.slo_cell import is_budgeted
+
+    if not is_budgeted(cell.method):
+        return None
+    safe = "-".join(x.replace("/", "_") for x in (cell.model, cell.method, cell.suite))
+    path = run_dir / "latency" / f"{safe}.json"
+    if path.exists():
+        return LatencyModel.load(path)
+    with stress.paused():
+        model = profile_latency(
+            loaded,
+            cell.method,
+            spec,
+            samples[:3],
+            prepared[:3],
+            method_args=cell.method_args,
+            seed=cell.seed,
+            max_new_tokens=cell.max_new_tokens,
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return model
+
+
+def _run_server_events(loaded, spec, samples, prepared, cells, stress, run_dir, where, on_sample):
+    """Yields the events of the server-scenario cells of one (level, model, suite): the stress's
+    achieved slowdown measured once, then each (rate, policy) cell on its rate's arrivals."""
+    from adabench.contention.calibrate import measure_slowdown
+    from adabench.sweep.server_cell import run_server_cell
+
+    stress.check()
+    slowdown = measure_slowdown(stress) if cells[0].contention > 0 else 1.0
+    for cell in cells:
+        model = None
+        if cell.policy == "controller":
+            model = _latency_model(loaded, spec, samples, prepared, cell, stress, run_dir)
+        yield SweepEvent("start", cell, n=1, message=f"{cell.model} · {cell.method} · "
+                         f"{cell.policy} @ {cell.rate_per_s:g}/s")  # fmt: skip
+        row, rows = run_server_cell(loaded, spec, samples, prepared, cell, model, slowdown,
+                                    on_request=on_sample)  # fmt: skip
+        stress.check()
+        row.update({k: where[k] for k in PLACEMENT_COLUMNS})
+        yield SweepEvent("done", cell, result=(row, rows))
+
+
 def _run_slo(
     loaded,
     spec,
@@ -333,30 +388,9 @@ def _run_slo(
 ):
     """Runs one SLO cell; the latency model is profiled once per (model, method, suite) with the
     stress paused and cached as JSON in RUN_DIR/latency/."""
-    from adabench.slo.latency_model import LatencyModel
-    from adabench.sweep.latency_profile import profile_latency
-    from adabench.sweep.slo_cell import is_budgeted, run_slo_cell
+    from adabench.sweep.slo_cell import run_slo_cell
 
-    model = None
-    if is_budgeted(cell.method):
-        safe = "-".join(x.replace("/", "_") for x in (cell.model, cell.method, cell.suite))
-        path = run_dir / "latency" / f"{safe}.json"
-        if path.exists():
-            model = LatencyModel.load(path)
-        else:
-            with stress.paused():
-                model = profile_latency(
-                    loaded,
-                    cell.method,
-                    spec,
-                    samples[:3],
-                    prepared[:3],
-                    method_args=cell.method_args,
-                    seed=cell.seed,
-                    max_new_tokens=cell.max_new_tokens,
-                )
-            path.parent.mkdir(parents=True, exist_ok=True)
-            model.save(path)
+    model = _latency_model(loaded, spec, samples, prepared, cell, stress, run_dir)
     return run_slo_cell(
         loaded,
         spec,

@@ -11,6 +11,7 @@ import textwrap
 import pandas as pd
 
 from adabench import console
+from adabench.analysis import serving
 from adabench.analysis.findings import find
 
 RIGHT = {"budget", "acc", "FLOPs", "ms", "×full", "95% CI", "n", "acc CI", "p90 ms", "prefill",
@@ -33,6 +34,9 @@ def print_summary(
         console.print_json(cells.to_dict(orient="records"))
         return
     width = console.width()
+    if not serving.server_cells(cells).empty:
+        _print_server_summary(cells, width)
+        return
     lines = [
         "sweep summary" + (" · weights: random (latency/FLOPs only)" if random_weights else "")
     ]
@@ -130,3 +134,27 @@ def _nan(value) -> bool:
 
 def _num(value, digits: int) -> str:
     return "–" if _nan(value) else f"{float(value):.{digits}f}"
+
+
+SERVER_RIGHT = {"rate/s", "attain", "goodput/s", "p99 ms", "queue p99", "acc", "budget"}
+SERVER_LEGEND = ("attain: share of scored requests whose end-to-end latency (queue wait "
+                 "included) met the SLO; goodput: such requests per second; oracle: the best "
+                 "fixed budget at that rate, chosen after measuring them all.")  # fmt: skip
+
+
+def _print_server_summary(cells: pd.DataFrame, width: int) -> None:
+    """Prints the server-scenario summary: one table per (model, suite, contention) with a row
+    per (rate, policy), the oracle included, then the findings."""
+    data = serving.server_cells(cells)
+    slo = data["slo_ms"].iloc[0]
+    lines = [f"server summary · SLO {slo:g} ms · batch 1, FIFO"]
+    rows = serving.table_rows(cells)
+    for key, group in pd.DataFrame(rows).groupby(["model", "contention"], sort=False):
+        lines += ["", f"{key[0]} · contention {key[1]}"]
+        shown = group.drop(columns=["model", "contention"]).to_dict(orient="records")
+        lines += console.fit_columns(shown, SERVER_RIGHT, ["queue p99", "budget"], max_width=width)
+    lines += ["", *_wrap(SERVER_LEGEND, width, ""), "", "Findings"]
+    for text in serving.findings(cells) or ["(no budgeted method under the controller)"]:
+        lines += _wrap(text, width, "- ")
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
