@@ -12,7 +12,6 @@ from typing import Any
 from adabench.errors import UserError
 from adabench.models.plan import LayerPlan, Plan
 
-
 COUNT_METHODS = ("full", "layer-drop", "early-exit", "random-skip", "adallava-l", "adallava-h",
                  "head-prune")  # fmt: skip
 """The methods whose plan FLOPs follow from counts alone (those `representative_plan` knows)."""

@@ -18,7 +18,14 @@ import sys
 from pathlib import Path
 
 from adabench.errors import UserError
-from adabench.models.methods import ORIGINS, Method, register, registering_from
+from adabench.models.methods import (
+    BUILT_IN,
+    METHODS,
+    ORIGINS,
+    Method,
+    register,
+    registering_from,
+)
 
 ENTRY_POINT_GROUP = "adabench.methods"
 LOADED: dict[str, dict] = {}
@@ -194,3 +201,16 @@ def _record(label: str, name: str, kind: str, version: str, path: Path, sha: str
         "sha256": sha,
         "methods": sorted(n for n, o in ORIGINS.items() if o == label),
     }
+
+
+def unload_plugins() -> None:
+    """Forgets every plugin: their methods leave the registry, their records and modules go,
+    and the entry-point group is read again on the next `load_plugins` (tests use it)."""
+    for name, origin in list(ORIGINS.items()):
+        if origin != BUILT_IN:
+            METHODS.unregister(name)
+            del ORIGINS[name]
+    for name in [m for m in sys.modules if m.startswith("adabench_plugin_")]:
+        del sys.modules[name]
+    LOADED.clear()
+    ENTRY_POINTS_LOADED.clear()
