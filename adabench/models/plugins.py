@@ -70,7 +70,7 @@ def load_plugin(spec: str) -> dict:
     label = f"module {spec}"
     module = _imported(label, lambda: importlib.import_module(spec), missing_ok=False)
     path = Path(getattr(module, "__file__", "") or "")
-    record = _record(label, spec, "module", _version(spec, module), path)
+    record = {**_record(label, spec, "module", _version(spec, module), path), "module": spec}
     LOADED[key] = record
     return record
 
@@ -100,7 +100,7 @@ def _load_file(spec: str) -> dict:
     except UserError:
         sys.modules.pop(module_name, None)
         raise
-    record = _record(label, path.stem, "file", "", path, sha)
+    record = {**_record(label, path.stem, "file", "", path, sha), "module": module_name}
     LOADED[key] = record
     return record
 
@@ -130,7 +130,8 @@ def load_entry_points() -> list[dict]:
         module = sys.modules.get(ep.module)
         path = Path(getattr(module, "__file__", "") or "")
         version = dist.version if dist is not None else _version(ep.module, obj)
-        LOADED[key] = _record(label, dist_name, "entry point", version, path)
+        LOADED[key] = {**_record(label, dist_name, "entry point", version, path),
+                       "module": ep.module}  # fmt: skip
         out.append(LOADED[key])
     return out
 
@@ -210,7 +211,9 @@ def unload_plugins() -> None:
         if origin != BUILT_IN:
             METHODS.unregister(name)
             del ORIGINS[name]
-    for name in [m for m in sys.modules if m.startswith("adabench_plugin_")]:
-        del sys.modules[name]
+    for record in LOADED.values():
+        top = record["module"]
+        for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
+            del sys.modules[name]
     LOADED.clear()
     ENTRY_POINTS_LOADED.clear()
