@@ -184,3 +184,9 @@ def test_plan_file_replays_plans_and_names_bad_lines(tmp_path):
     assert "no plan for sample 'shapes-test-000001'" in missing
     plans.write_text(json.dumps({"sample_id": "x", "blocks": [0]}) + '\n{"sample_id": 1,}\n')
     assert f"plan-file {plans}:2: invalid JSON" in one_error_line(invoke(args))
+
+
+def test_report_shows_the_plugin_method_like_a_built_in(plugin_run):
+    result = invoke(["report", plugin_run])
+    assert result.exit_code == 0, result.output
+    assert "skip-odd" in (plugin_run / "report.md").read_text()
