@@ -190,3 +190,15 @@ def test_report_shows_the_plugin_method_like_a_built_in(plugin_run):
     result = invoke(["report", plugin_run])
     assert result.exit_code == 0, result.output
     assert "skip-odd" in (plugin_run / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_ray_tasks_load_the_runs_plugins(tmp_path):
+    pytest.importorskip("ray")
+    result = invoke(["sweep", "--plugin", SKIP_ODD, "--models", "tiny", "--methods", "skip-odd",
+                     "--budgets", "0.75", "--contention", "0", *QUICK, "--device", "cpu",
+                     "--executor", "ray", "--ray-address", "local", "--out", tmp_path,
+                     "--name", "r", "--no-report"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cells = pd.read_parquet((tmp_path / "r").resolve() / "cells.parquet")
+    assert list(cells["method"]) == ["skip-odd"] and cells["flops_ratio"].iloc[0] == 0.75
