@@ -243,3 +243,18 @@ def test_compare_names_plugins_whose_code_differs():
         f"plugin skip_odd: sha256 {'a' * 12} → {'b' * 12} (different plugin code)",
     ]
     assert plugin_differences(a, a) == []
+
+
+def test_plan_file_reads_parquet_and_names_the_row(tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "plans.parquet"
+    pd.DataFrame({"sample_id": ["a", "b"], "blocks": [[0, 2], None],
+                  "visual_tokens": [None, [1, 3]]}).to_parquet(path)  # fmt: skip
+    method = PlanFile(fake_model(), 1.0, {"path": str(path)})
+    ids, feats = torch.zeros(1, 3), torch.arange(5.0).view(1, 5, 1)
+    assert method.request("a", ids, feats).plan.kept_blocks() == [0, 2]
+    assert method.request("b", ids, feats).image_features.flatten().tolist() == [1.0, 3.0]
+    pd.DataFrame({"sample_id": ["a", "b"], "blocks": [[0], [99]]}).to_parquet(path)
+    with pytest.raises(UserError, match=r"plans\.parquet row 2: \"blocks\" must be"):
+        PlanFile(fake_model(), 1.0, {"path": str(path)})

@@ -1,4 +1,4 @@
-"""`plan-file`: replays per-sample plans from a JSONL file, so an external scheduler's decisions
+"""`plan-file`: replays per-sample plans from a JSONL (or parquet) file, so an external scheduler's decisions
 are benchmarked without writing code (docs/methods.md, "Plans from a file").
 
 One JSON object per line, keyed by the sample id of the suite (`adabench suites show`):
@@ -8,7 +8,8 @@ One JSON object per line, keyed by the sample id of the suite (`adabench suites 
   {"sample_id": "...", "visual_tokens": [0, 3, 4, 9]}                     kept visual tokens
 `blocks` and `layers` exclude each other; `visual_tokens` joins either (or runs every block).
 In `layers`, null skips a block and {} (or missing keys) runs all of it. Blank lines and lines
-starting with # are ignored. Every problem is a UserError naming the file and line; a sample
+starting with # are ignored. A .parquet file holds the same fields as columns (`layers` as
+JSON text), one row per sample. Every problem is a UserError naming the file and line; a sample
 with no line in the file is one naming the sample. The runner refuses a plan above the budget.
 """
 
@@ -88,21 +89,15 @@ class PlanFile(Method):
 
 
 def read_plan_file(path: Path, text_config) -> dict[str, FilePlan]:
-    """Returns sample id → FilePlan from the JSONL file `path`, each plan checked against a
-    decoder of `text_config`; any problem is a UserError naming the file and line."""
+    """Returns sample id → FilePlan from the JSONL (or parquet) file `path`, each plan checked
+    against a decoder of `text_config`; any problem is a UserError naming the file and line
+    (parquet: row, counted from 1)."""
     if not path.is_file():
         raise UserError(f"plan-file: no file {path} (give --method-arg path=FILE.jsonl)")
     out: dict[str, FilePlan] = {}
     n = int(text_config.num_hidden_layers)
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        text = raw.strip()
-        if not text or text.startswith("#"):
-            continue
-        where = f"plan-file {path}:{number}"
-        try:
-            entry = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    rows = _parquet_rows(path) if path.suffix == ".parquet" else _jsonl_rows(path)
+    for number, where, entry in rows:
         sample_id, plan, visual = _parse_line(entry, n, where)
         problem = plan_problem(plan, text_config)
         if problem is not None:
@@ -115,6 +110,44 @@ def read_plan_file(path: Path, text_config) -> dict[str, FilePlan]:
     if not out:
         raise UserError(f"plan-file {path}: no plans (one JSON object per line)")
     return out
+
+
+def _jsonl_rows(path: Path):
+    """Yields (line number, "plan-file PATH:LINE", parsed object) per non-blank, non-# line."""
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        text = raw.strip()
+        if not text or text.startswith("#"):
+            continue
+        where = f"plan-file {path}:{number}"
+        try:
+            yield number, where, json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+
+
+def _parquet_rows(path: Path):
+    """Yields (row number, "plan-file PATH row N", row as a dict) of a parquet file: columns
+    sample_id, blocks / visual_tokens (lists), layers (JSON text), mlp_group_count; nulls
+    are left out."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow's errors for a file that is not parquet
+        raise UserError(f"plan-file {path}: not a readable parquet file ({exc})") from None
+    for number, record in enumerate(frame.to_dict("records"), start=1):
+        entry = {}
+        for key, value in record.items():
+            if hasattr(value, "tolist"):
+                value = value.tolist()
+            if value is None or (isinstance(value, float) and value != value):
+                continue
+            if key == "layers" and isinstance(value, str):
+                value = json.loads(value)
+            if key == "mlp_group_count" and isinstance(value, float) and value.is_integer():
+                value = int(value)
+            entry[key] = value
+        yield number, f"plan-file {path} row {number}", entry
 
 
 KEYS = {"sample_id", "blocks", "layers", "mlp_group_count", "visual_tokens"}
