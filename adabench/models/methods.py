@@ -363,4 +363,14 @@ def build_registered(
             f"method {name!r} needs an AdaLLaVA-{cls.NEEDS_ADALLAVA} checkpoint (e.g. tiny-adallava-{cls.NEEDS_ADALLAVA.lower()}); "
             f"{model.name!r} has {'no scheduler' if model.variant is None else 'variant ' + model.variant}"
         )
-    return cls(model, budget, args, seed)
+    if origin_of(name) == BUILT_IN:
+        return cls(model, budget, args, seed)
+    try:
+        return cls(model, budget, args, seed)
+    except UserError:
+        raise
+    except Exception as exc:  # a plugin's constructor or min_budget
+        raise UserError(
+            f"plugin {origin_of(name)}: method {name!r} raised {type(exc).__name__} when built "
+            f"on {model.name} at budget {budget:g}: {exc}"
+        ) from exc

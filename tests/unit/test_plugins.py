@@ -258,3 +258,13 @@ def test_plan_file_reads_parquet_and_names_the_row(tmp_path):
     pd.DataFrame({"sample_id": ["a", "b"], "blocks": [[0], [99]]}).to_parquet(path)
     with pytest.raises(UserError, match=r"plans\.parquet row 2: \"blocks\" must be"):
         PlanFile(fake_model(), 1.0, {"path": str(path)})
+
+
+def test_a_plugin_failing_when_built_names_plugin_and_method(tmp_path):
+    text = PLUGIN_HEAD + (
+        "@register_method\nclass Picky(Method):\n    NAME = 'picky'\n"
+        "    def __init__(self, *args, **kwargs):\n        raise KeyError('layers')\n"
+    )
+    plugins.load_plugin(str(write(tmp_path, "picky.py", text)))
+    with pytest.raises(UserError, match=r"picky\.py: method 'picky' raised KeyError when built"):
+        methods.build_registered("picky", fake_model(), 0.5)
