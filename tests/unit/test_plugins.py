@@ -268,3 +268,13 @@ def test_a_plugin_failing_when_built_names_plugin_and_method(tmp_path):
     plugins.load_plugin(str(write(tmp_path, "picky.py", text)))
     with pytest.raises(UserError, match=r"picky\.py: method 'picky' raised KeyError when built"):
         methods.build_registered("picky", fake_model(), 0.5)
+
+
+def test_a_module_plugin_loads_by_name_with_its_version(monkeypatch):
+    monkeypatch.syspath_prepend(str(PACKAGE))
+    record = plugins.load_plugin("adabench_example_methods")
+    assert record["kind"] == "module" and record["version"] == "0.1.0"
+    assert record["methods"] == ["every-other-block", "every-other-token"]
+    assert methods.origin_of("every-other-block") == "module adabench_example_methods"
+    plugins.unload_plugins()
+    assert "adabench_example_methods" not in sys.modules
