@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -116,6 +117,13 @@ class SweepConfig:
         default=False,
         metadata={"help": "drop cells whose budget the method cannot reach (else: refused)"},
     )
+    skip_bad_samples: bool = field(
+        default=False,
+        metadata={
+            "help": "leave out samples whose image cannot be read (listed in meta.json); "
+            "without it such a suite is refused before the first cell"
+        },
+    )
     order: str = field(
         default="interleaved",
         metadata={
@@ -169,8 +177,13 @@ class SweepConfig:
         for name in ("models", "methods", "suites", "budgets", "contention"):
             setattr(self, name, collapse_duplicates(name, getattr(self, name)))
         check_run_settings(self.repeats, self.warmup, self.limit, self.max_new_tokens)
-        if self.threads is not None and self.threads < 1:
-            raise UserError(f"threads must be >= 1, got {self.threads}")
+        if self.threads is not None:
+            check_threads(self.threads)
+        if self.contention_schedule and not self.slo_ms:
+            raise UserError(
+                "--contention-schedule belongs to SLO mode (the controller follows the changing "
+                "load): give --slo-ms too, or use --contention LEVELS for fixed levels"
+            )
         if self.order not in ORDERS:
             from adabench.errors import did_you_mean
 
@@ -210,6 +223,28 @@ def normalize_plugins(specs: list[str] | None) -> list[str]:
         if spec not in out:
             out.append(spec)
     return out
+
+
+THREADS_PER_CORE_MAX = 4
+"""Torch threads per logical core above which `threads` is refused (oversubscription only)."""
+
+
+def check_threads(threads: int) -> int:
+    """Returns `threads` when it is in [1, 4 × the machine's logical cores]; warns above the
+    core count (oversubscribed threads measure contention from the model itself). UserError
+    naming the allowed range otherwise."""
+    cores = os.cpu_count() or 1
+    high = THREADS_PER_CORE_MAX * cores
+    if not 1 <= threads <= high:
+        raise UserError(f"threads must be in [1, {high}] (4 x {cores} cores here), got {threads}")
+    if threads > cores:
+        from adabench import console
+
+        console.warn(
+            f"threads {threads} > {cores} logical cores: the model's threads will contend with "
+            "each other, and the latency measures that"
+        )
+    return threads
 
 
 def collapse_duplicates(name: str, values: list) -> list:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable
+
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+"""OSError numbers of a write the user can fix (disk full, quota, read-only, permissions):
+shown as one line and exit 2, never a traceback."""
 
 
 class UserError(Exception):

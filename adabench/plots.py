@@ -21,6 +21,7 @@ import pandas as pd  # noqa: E402
 
 from adabench.analysis.pareto import accuracy_by_family, pareto, x_column  # noqa: E402
 from adabench.errors import UserError, did_you_mean  # noqa: E402
+from adabench.files import atomic_file  # noqa: E402
 from adabench.store import Run, load_run  # noqa: E402
 
 FORMATS = ("png", "pdf", "svg")
@@ -69,7 +70,8 @@ def make_plots(
             for stem, fig in _figures(run, name, x):
                 for fmt in formats:
                     path = out / f"{stem}.{fmt}"
-                    fig.savefig(path, bbox_inches="tight")
+                    with atomic_file(path) as tmp:  # a full disk leaves no partial figure
+                        fig.savefig(tmp, bbox_inches="tight", format=fmt)
                     written.append(path)
                 plt.close(fig)
     return written

@@ -14,6 +14,7 @@ import pandas as pd
 from adabench.analysis.adherence import budget_adherence
 from adabench.analysis.findings import AA_WIDTH, find
 from adabench.errors import UserError
+from adabench.files import atomic_write_text
 from adabench.store import CELL_KEY, Run, devices, load_run
 
 CAPTIONS = {
@@ -43,8 +44,8 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
     figures = _figures(run)
     sections = _sections(run)
     md_path, html_path = run.path / "report.md", run.path / "report.html"
-    md_path.write_text(_markdown(run, sections, figures))
-    html_path.write_text(_html(run, sections, figures))
+    atomic_write_text(md_path, _markdown(run, sections, figures))
+    atomic_write_text(html_path, _html(run, sections, figures))
     return md_path, html_path
 
 

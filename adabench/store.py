@@ -24,6 +24,7 @@ import yaml
 
 from adabench import console
 from adabench.errors import UserError
+from adabench.files import atomic_file, atomic_write_text
 
 SAMPLE_COLUMNS: list[str] = [
     "cell_id", "suite", "model", "method", "budget", "contention", "sample_id", "prediction",
@@ -163,6 +164,21 @@ def read_config(run_dir: Path) -> dict:
     if not isinstance(config, dict):
         raise UserError(f"{path} is damaged: it holds a {type(config).__name__}, not a mapping")
     return config
+
+
+class RunFolderGone(UserError):
+    """The run folder (or its config.yaml) disappeared while a sweep was writing into it."""
+
+
+def check_run_folder(run_dir: Path) -> None:
+    """Raises RunFolderGone when `run_dir` or its config.yaml no longer exists (deleted while a
+    sweep runs): writing on would re-create a folder that `--resume` cannot read."""
+    if not (Path(run_dir) / "config.yaml").is_file():
+        what = "was deleted" if not Path(run_dir).exists() else "lost its config.yaml"
+        raise RunFolderGone(
+            f"run folder {run_dir} {what} during the sweep: stopping (the cells finished in "
+            "it are gone with it; start a new sweep)"
+        )
 
 
 def write_cell(run_dir: Path, cell_row: dict, sample_rows: list[dict]) -> str:
@@ -373,15 +389,12 @@ def _as_float(value: Any, column: str) -> float:
 
 
 def _atomic_write_table(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def _first_line(exc: BaseException) -> str:

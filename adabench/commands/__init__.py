@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import typer
 
-from adabench.errors import UserError
+from adabench.errors import WRITE_ERRNOS, UserError
 
 _MODULES = [
     "env",
@@ -38,6 +38,12 @@ def user_errors(func: Callable) -> Callable:
             if os.environ.get("ADABENCH_DEBUG"):
                 raise
             typer.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except OSError as exc:  # a write the user can fix: disk full, read-only, permissions
+            if os.environ.get("ADABENCH_DEBUG") or exc.errno not in WRITE_ERRNOS:
+                raise
+            where = f" {exc.filename}" if exc.filename else ""
+            typer.echo(f"error: cannot write{where}: {exc.strerror or exc}", err=True)
             sys.exit(2)
 
     return wrapper

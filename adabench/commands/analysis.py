@@ -38,9 +38,11 @@ def register(app: typer.Typer) -> None:
 
         Example: adabench plot results/20250101-120000-demo --format png,svg --x latency
         """
+        from adabench.commands.options import check_out_folder
         from adabench.console import print_json
         from adabench.plots import make_plots
 
+        check_out_folder(out)
         written = make_plots(run_dir, out=out, formats=format.split(","), x=x, suite=suite)
         if json:
             print_json([str(p) for p in written])

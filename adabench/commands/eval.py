@@ -19,6 +19,7 @@ from adabench.commands.options import (
     Plugins,
     Repeats,
     Seed,
+    SkipBadSamples,
     Warmup,
 )
 from adabench.errors import UserError
@@ -56,6 +57,7 @@ def register(app: typer.Typer) -> None:
                 help="Random weights from the config: latency/FLOPs only, accuracy NaN.",
             ),
         ] = False,
+        skip_bad_samples: SkipBadSamples = False,
         json_: Json = False,
     ) -> None:
         """Evaluate one cell: accuracy (with CI), latency (mean ± σ, percentiles), FLOPs, memory.
@@ -88,7 +90,15 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             method_args=parse_method_args(method_arg or []),
         )
-        evaluate_one(cfg, device, dtype, samples_out, as_json=json_, no_weights=no_weights)
+        evaluate_one(
+            cfg,
+            device,
+            dtype,
+            samples_out,
+            as_json=json_,
+            no_weights=no_weights,
+            skip_bad_samples=skip_bad_samples,
+        )
 
 
 RUN_TABLES = ("cells.parquet", "samples.parquet")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from adabench.errors import UserError
 
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only on stdout.")]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda[:i]")]
@@ -29,3 +32,21 @@ Plugins = Annotated[
         help="Plugin with methods: a .py file or a module name (repeatable; docs/methods.md).",
     ),
 ]
+
+
+SkipBadSamples = Annotated[
+    bool,
+    typer.Option(
+        "--skip-bad-samples",
+        help="Leave out samples whose image cannot be read (listed; in a sweep, in meta.json); "
+        "without it one bad image stops the run before anything is measured.",
+    ),
+]
+
+
+def check_out_folder(path: Path | None, flag: str = "--out") -> Path | None:
+    """Returns `path` when it is a folder or does not exist yet (it is created later); raises
+    UserError when it names a file, before any work is done."""
+    if path is not None and path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a folder: give a folder for the outputs")
+    return path

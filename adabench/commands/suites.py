@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from adabench.commands import user_errors
-from adabench.commands.options import Json
+from adabench.commands.options import Json, check_out_folder
 
 
 def register(app: typer.Typer) -> None:
@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         name: Annotated[str, typer.Argument(help="Suite name, e.g. shapes.")],
         split: Annotated[str, typer.Option(help="Split to sample from.")] = "test",
         samples: Annotated[
-            int, typer.Option(help="Write a PNG grid of K samples (with --out).")
+            int, typer.Option(min=0, help="Write a PNG grid of K samples (with --out).")
         ] = 0,
         out: Annotated[Path | None, typer.Option(help="Folder for the sample grid PNG.")] = None,
         json_: Json = False,
@@ -51,6 +51,7 @@ def register(app: typer.Typer) -> None:
         from adabench import console
         from adabench.data.suites import get_spec, load_suite
 
+        check_out_folder(out)
         spec = get_spec(name)
         first = load_suite(name, split=split, limit=max(1, samples))
         info = {
@@ -78,14 +79,45 @@ def register(app: typer.Typer) -> None:
 
     @sub.command("validate")
     @user_errors
-    def validate_cmd(json_: Json = False) -> None:
-        """Check every suite YAML parses and names existing metrics. Exit 2 if one fails."""
+    def validate_cmd(
+        name: Annotated[
+            str | None,
+            typer.Argument(
+                help="Check this suite's own data deeply (every image, answer, prompt)."
+            ),
+        ] = None,
+        model: Annotated[
+            str | None,
+            typer.Option(help="With NAME: also check every prompt fits this model's context."),
+        ] = None,
+        limit: Annotated[
+            int | None, typer.Option(min=1, help="With NAME: check the first N samples per split.")
+        ] = None,
+        json_: Json = False,
+    ) -> None:
+        """Check every suite YAML parses and names existing metrics, or with NAME that suite's
+        data: every sample has an answer, every image decodes, every prompt fits --model's
+        context. Exit 2 if a check fails.
+
+        Examples: adabench suites validate · adabench suites validate my-photos --model tiny
+        """
         from adabench import console
         from adabench.data.suites import validate_all
         from adabench.errors import UserError
 
-        rows = validate_all()
-        console.print_json(rows) if json_ else console.print_table(rows, "suite validation")
-        bad = [r["suite"] for r in rows if not r["ok"]]
-        if bad:
-            raise UserError(f"invalid suite(s): {', '.join(bad)}")
+        if name is None:
+            if model is not None or limit is not None:
+                raise UserError("--model and --limit check one suite's data: give its NAME")
+            rows = validate_all()
+            console.print_json(rows) if json_ else console.print_table(rows, "suite validation")
+            bad = [r["suite"] for r in rows if not r["ok"]]
+            if bad:
+                raise UserError(f"invalid suite(s): {', '.join(bad)}")
+            return
+        from adabench.sweep.suite_data import suite_checks
+
+        rows = suite_checks(name, model, limit)
+        console.print_json(rows) if json_ else console.print_table(rows, f"suite {name}: data")
+        failed = [f"{r['split']}/{r['check']}" for r in rows if not r["ok"]]
+        if failed:
+            raise UserError(f"suite {name!r} failed: {', '.join(failed)}")

@@ -76,6 +76,14 @@ def register(app: typer.Typer) -> None:
                 "without it such a grid is refused before the first cell.",
             ),
         ] = None,
+        skip_bad_samples: Annotated[
+            bool | None,
+            typer.Option(
+                "--skip-bad-samples",
+                help="Leave out samples whose image cannot be read (listed in a warning and in "
+                "meta.json); without it one bad image stops the sweep before the first cell.",
+            ),
+        ] = None,
         order: Annotated[
             str | None,
             typer.Option(
@@ -184,6 +192,7 @@ def register(app: typer.Typer) -> None:
             "threads": threads,
             "no_weights": no_weights,
             "skip_unreachable": skip_unreachable,
+            "skip_bad_samples": skip_bad_samples,
             "slo_ms": parse_floats(slo_ms, "slo-ms"),
             "contention_schedule": contention_schedule,
             "order": order,

@@ -26,7 +26,9 @@ import string
 from pathlib import Path
 from typing import Any
 
+from adabench.data.images import ImageSource, to_rgb
 from adabench.data.sample import Sample, SuiteSpec
+from adabench.data.sample_checks import unique_ids
 from adabench.errors import UserError
 
 DATA_DIR_ENV = "ADABENCH_DATA_DIR"
@@ -130,7 +132,7 @@ def open_split(path: str, name: str | None, split: str, root: Path | None):
 # ---------------------------------------------------------------- lazy images
 
 
-class ImageLoader:
+class ImageLoader(ImageSource):
     """Decodes the image of row `index` of `images` (a one-column dataset view) when called."""
 
     def __init__(self, images, index: int, column: str) -> None:
@@ -138,17 +140,27 @@ class ImageLoader:
 
     def __call__(self):
         """Returns the row's image as an RGB PIL image (decoded now, not cached)."""
-        return self.images[self.index][self.column].convert("RGB")
+        return to_rgb(self.images[self.index][self.column])
+
+    def describe(self) -> str:
+        """Returns the row and column, with the file the dataset recorded when it has one."""
+        where = f"row {self.index}, column {self.column!r}"
+        try:
+            raw = self.images.with_format("arrow")[self.index][self.column][0].as_py()
+            path = raw.get("path") if isinstance(raw, dict) else None
+        except Exception:  # describing must never fail: the row is what matters
+            path = None
+        return f"{path} ({where})" if path else where
 
 
 class LazySample(Sample):
-    """A Sample whose `image` is decoded from its dataset on every read (RGB PIL image) and not
-    kept. Assigning a PIL image (or another `ImageLoader`) replaces the source."""
+    """A Sample whose `image` is decoded from its source (a dataset row, a file) on every read
+    (RGB PIL image) and not kept. Assigning a PIL image (or an `ImageSource`) replaces it."""
 
     @property
     def image(self):
         source = self.image_source
-        return source() if isinstance(source, ImageLoader) else source
+        return source() if isinstance(source, ImageSource) else source
 
     @image.setter
     def image(self, value) -> None:
@@ -156,7 +168,7 @@ class LazySample(Sample):
 
     @property
     def image_source(self):
-        """Returns the `ImageLoader` (or the image itself), without decoding anything."""
+        """Returns the `ImageSource` (or the image itself), without decoding anything."""
         return self.__dict__["_image_source"]
 
 
@@ -340,19 +352,15 @@ def load_hf(
     column = spec.fields.get("image", "image")
     images = None if join else ds.select_columns([column])
     rows = ds.remove_columns([column]) if column in ds.column_names else ds  # no decoding
-    samples: list[Sample] = []
-    seen: dict[str, int] = {}
+    questions: list[Sample] = []
     for i in _indices(ds, entry, limit):
         row = rows[i]
         image = (
             join.loader(row[spec.fields["image_id"]]) if join else ImageLoader(images, i, column)
         )
-        sample = _row_sample(spec, row, i, image)
-        if sample.id in seen:  # e.g. MME: two questions per image id
-            seen[sample.id] += 1
-            sample.id = f"{sample.id}#{seen[sample.id]}"
-        else:
-            seen[sample.id] = 0
+        questions.append(_row_sample(spec, row, i, image))
+    samples: list[Sample] = []
+    for sample in unique_ids(spec, questions):  # e.g. MME: two questions per image id
         if "_stem" in sample.meta:
             samples.extend(_rotations(sample, sample.meta["options"]))
         else:

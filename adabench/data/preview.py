@@ -5,7 +5,9 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from adabench.data.images import read_image
 from adabench.data.sample import Sample
+from adabench.files import atomic_file
 
 
 def sample_grid(samples: list[Sample], path: Path, columns: int = 4) -> Path:
@@ -20,7 +22,7 @@ def sample_grid(samples: list[Sample], path: Path, columns: int = 4) -> Path:
     for ax in axes.flat:
         ax.axis("off")
     for ax, s in zip(axes.flat, samples):
-        ax.imshow(s.image, interpolation="nearest")
+        ax.imshow(read_image(s), interpolation="nearest")
         title = (
             "\n".join(textwrap.wrap(s.question, 30)[:3])
             + f"\n→ {', '.join(s.answers[:3])} [{s.family}]"
@@ -28,6 +30,9 @@ def sample_grid(samples: list[Sample], path: Path, columns: int = 4) -> Path:
         ax.set_title(title, fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return path

@@ -12,18 +12,46 @@ from pathlib import Path
 
 import yaml
 
+from adabench.data.files_suite import load_files
 from adabench.data.hf_suites import data_root, default_fixture_dir, load_hf, validate_fixture
 from adabench.data.sample import Sample, SuiteSpec
+from adabench.data.sample_checks import check_answers, unique_ids
 from adabench.errors import UserError, did_you_mean
 
 REQUIRED_KEYS = ("name", "source", "splits", "prompt", "metric", "max_new_tokens")
+SOURCE_TYPES = ("procedural", "hf", "files")
+
+
+SUITES_DIR_ENV = "ADABENCH_SUITES_DIR"
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Prints `message` as a warning the first time this process sees it."""
+    if message not in _warned:
+        _warned.add(message)
+        from adabench import console
+
+        console.warn(message)
+
+
+def user_suites_dir() -> Path | None:
+    """Returns $ADABENCH_SUITES_DIR as a folder, or None when unset; warns (once) when it names
+    something that is not a folder, which is then ignored."""
+    value = os.environ.get(SUITES_DIR_ENV)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        what = "a file, not a folder" if path.exists() else "does not exist"
+        _warn_once(f"{SUITES_DIR_ENV}={value} {what}: only the shipped suites are used")
+        return None
+    return path
 
 
 def suites_dirs() -> list[Path]:
     """Returns the folders searched for suite YAMLs: $ADABENCH_SUITES_DIR, then the shipped ones."""
-    dirs = []
-    if os.environ.get("ADABENCH_SUITES_DIR"):
-        dirs.append(Path(os.environ["ADABENCH_SUITES_DIR"]))
+    dirs = [d for d in (user_suites_dir(),) if d is not None]
     dirs += _shipped_suite_dirs()
     return [d for d in dirs if d.is_dir()]
 
@@ -37,10 +65,18 @@ def _shipped_suite_dirs() -> list[Path]:
 
 def _suite_files() -> dict[str, Path]:
     files: dict[str, Path] = {}
+    shipped = {d.resolve() for d in _shipped_suite_dirs()}
     for d in reversed(suites_dirs()):
         for p in sorted(d.glob("*.yaml")):
-            if not p.name.startswith("_"):
-                files[p.stem] = p
+            if p.name.startswith("_"):
+                continue
+            hidden = files.get(p.stem)
+            if hidden is not None and d.resolve() not in shipped:
+                _warn_once(
+                    f"suite {p.stem!r}: {p} (from {SUITES_DIR_ENV}) is used instead of the "
+                    f"shipped {hidden}; rename it to keep both"
+                )
+            files[p.stem] = p
     return files
 
 
@@ -110,11 +146,13 @@ def validate_all() -> list[dict]:
             spec = parse_spec(path)
             for metric in {spec.metric, *spec.family_metrics.values()}:
                 METRICS.get(metric)
-            if spec.source.get("type") not in ("procedural", "hf"):
-                raise UserError(
-                    f"source.type must be 'procedural' or 'hf', got {spec.source.get('type')!r}"
-                )
+            if spec.source.get("type") not in SOURCE_TYPES:
+                raise did_you_mean(str(spec.source.get("type")), SOURCE_TYPES, "source.type")
             where = "generated" if spec.source.get("type") == "procedural" else ""
+            if spec.source.get("type") == "files":
+                where = "manifests (images: `suites validate NAME`)"
+                for split in spec.splits:
+                    load_suite(name, split=split)  # every row parses and has an answer
             if spec.source.get("type") == "hf":
                 root, where = data_to_check(spec)
                 if root is not None and (problems := validate_fixture(spec, root)):
@@ -150,10 +188,15 @@ def load_suite(
         raise UserError(f"limit must be >= 1, got {limit}")
     kind = spec.source.get("type")
     if kind == "procedural":
-        return _load_procedural(spec, split, limit, seed)
-    if kind == "hf":
-        return load_hf(spec, split, limit)
-    raise UserError(f"suite {name!r}: unknown source type {kind!r}")
+        samples = _load_procedural(spec, split, limit, seed)
+    elif kind == "hf":
+        samples = load_hf(spec, split, limit)
+    elif kind == "files":
+        samples = load_files(spec, split, limit)
+    else:
+        raise did_you_mean(str(kind), SOURCE_TYPES, f"source type of suite {name!r}")
+    check_answers(spec, split, samples)
+    return unique_ids(spec, samples)
 
 
 def _load_procedural(spec: SuiteSpec, split: str, limit: int | None, seed: int) -> list[Sample]:

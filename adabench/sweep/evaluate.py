@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 from adabench import console
+from adabench.data.images import check_images
 from adabench.data.suites import get_spec, load_suite
+from adabench.errors import UserError
 from adabench.models.factory import build_method
 from adabench.models.loading import load_model
 from adabench.sweep.cell import CellConfig, prepare_samples
@@ -19,6 +21,7 @@ def evaluate_one(
     samples_out: str | None = None,
     as_json: bool = False,
     no_weights: bool = False,
+    skip_bad_samples: bool = False,
 ) -> dict:
     """Runs the cell `cfg` on `device` and prints it (a table, or one JSON object with
     `as_json`); writes its sample rows to `samples_out` when given; returns the cell row."""
@@ -27,6 +30,14 @@ def evaluate_one(
     )  # fmt: skip
     spec = get_spec(suite)
     samples = load_suite(suite, split=split, limit=cfg.limit, seed=0)
+    samples, bad = check_images(samples, skip_bad_samples)  # a bad image: one line, or left out
+    if bad:
+        console.warn(
+            f"{len(bad)} sample(s) left out for an unreadable image: "
+            + ", ".join(f"{b['sample_id']} ({b['image']})" for b in bad)
+        )
+    if not samples:
+        raise UserError(f"suite {suite!r}: no sample with a readable image is left")
     if no_weights:
         from adabench.models.catalog import config_for
         from adabench.models.no_weights import build_no_weights, center_random_scheduler_
@@ -39,7 +50,7 @@ def evaluate_one(
     else:
         loaded = load_model(model, device=device, dtype=dtype)
     build_method(method, loaded, budget, cfg.method_args, seed)  # fail fast on a bad method/budget
-    prepared = prepare_samples(loaded, spec, samples)
+    prepared = prepare_samples(loaded, spec, samples, cfg.max_new_tokens)
     if no_weights:
         center_random_scheduler_(loaded, prepared)
     console.log(

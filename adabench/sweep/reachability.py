@@ -139,22 +139,45 @@ def _token_class(method: str):
 
 def longest_prompt(model: str, suite: str, cfg: SweepConfig, config) -> tuple[int, int]:
     """Returns (tokens, visual tokens) of the longest prompt of `suite` (at `cfg.limit` and
-    `cfg.split`) for `model`: its text tokenized by the model's tokenizer, its `<image>`
-    placeholder counted as the config's visual-token count."""
-    from adabench.data.suites import get_spec, load_suite
+    `cfg.split`) for `model` (see `prompt_lengths`)."""
     from adabench.models.flops import num_image_tokens
 
-    tokenizer = _tokenizer(model, cfg.no_weights)
+    lengths = prompt_lengths(model, suite, cfg, config)
+    return max((n for _, n in lengths), default=0), num_image_tokens(config)
+
+
+def prompt_lengths(model: str, suite: str, cfg: SweepConfig, config) -> list[tuple[str, int]]:
+    """Returns (sample id, prompt tokens) for every sample of `suite` (at `cfg.limit` and
+    `cfg.split`): its text tokenized by `model`'s tokenizer, its `<image>` placeholder counted
+    as the config's visual-token count. Cached per (model, prompts)."""
+    from adabench.data.suites import get_spec, load_suite
+
     spec = get_spec(suite)
     samples = load_suite(suite, split=cfg.split, limit=cfg.limit, seed=0)
+    prompts = tuple((s.id, spec.render_prompt(s)) for s in samples)
+    key = (model, cfg.no_weights, prompts)
+    if key not in _LENGTHS:
+        _LENGTHS[key] = _prompt_lengths(model, prompts, cfg.no_weights, config)
+    return _LENGTHS[key]
+
+
+_LENGTHS: dict[tuple, list[tuple[str, int]]] = {}
+
+
+def _prompt_lengths(
+    model: str, prompts: tuple[tuple[str, str], ...], no_weights: bool, config
+) -> list[tuple[str, int]]:
+    from adabench.models.flops import num_image_tokens
+
+    tokenizer = _tokenizer(model, no_weights)
     image_id = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
     n_visual = num_image_tokens(config)
-    longest = 0
-    for s in samples:
-        ids = tokenizer(spec.render_prompt(s))["input_ids"]
+    out = []
+    for sample_id, prompt in prompts:
+        ids = tokenizer(prompt)["input_ids"]
         placeholders = sum(1 for i in ids if i == image_id)
-        longest = max(longest, len(ids) - placeholders + n_visual * max(1, placeholders))
-    return longest, n_visual
+        out.append((sample_id, len(ids) - placeholders + n_visual * max(1, placeholders)))
+    return out
 
 
 def _tokenizer(model: str, no_weights: bool):

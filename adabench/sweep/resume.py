@@ -102,6 +102,9 @@ def validate(cfg: SweepConfig) -> None:
     from adabench.sweep.reachability import check_grid
 
     check_grid(cfg)  # every (model, suite, method, budget) can meet its budget, or is skipped
+    from adabench.sweep.suite_data import check_suite_data
+
+    check_suite_data(cfg)  # every image decodes (or is skipped), every prompt fits the context
 
 
 def resumed_config(

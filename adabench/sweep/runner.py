@@ -259,6 +259,7 @@ def dispatch(
     elif event.kind == "start":
         progress.start_group(event.message, event.n)
     elif event.kind == "chunk" and run_dir is not None:
+        store.check_run_folder(run_dir)
         chunks.write_chunk(run_dir, event.message, event.result["name"], event.result["rows"])
     elif event.kind == "group_done" and run_dir is not None:
         chunks.remove_group(run_dir, event.message)
@@ -406,10 +407,13 @@ def _load(model_name: str, cfg: SweepConfig):
 def _prepare(loaded, suite_name: str, cfg: SweepConfig):
     from adabench.data.suites import get_spec, load_suite
     from adabench.sweep.cell import prepare_samples
+    from adabench.sweep.suite_data import skipped_ids
 
     spec = get_spec(suite_name)
     samples = load_suite(suite_name, split=cfg.split, limit=cfg.limit, seed=0)
-    return spec, samples, prepare_samples(loaded, spec, samples)
+    drop = skipped_ids(suite_name, cfg)  # unreadable images, with --skip-bad-samples
+    samples = [s for s in samples if s.id not in drop]
+    return spec, samples, prepare_samples(loaded, spec, samples, cfg.max_new_tokens)
 
 
 class Progress:
@@ -515,6 +519,19 @@ def run_sweep(
         return _run_locked(run_dir, cfg, as_json, executor)
 
 
+def _skipped_samples(cfg: SweepConfig) -> dict[str, list[dict]]:
+    """Returns {suite: [{sample_id, image, problem}]} of the samples left out for an
+    unreadable image (suites without any omitted)."""
+    from adabench.sweep.suite_data import bad_samples
+
+    out = {}
+    for suite in cfg.suites:
+        bad = bad_samples(suite, cfg.split, cfg.limit, True)
+        if bad:
+            out[suite] = [{k: b[k] for k in ("sample_id", "image", "problem")} for b in bad]
+    return out
+
+
 def _run_locked(run_dir: Path, cfg: SweepConfig, as_json: bool, executor) -> Path:
     """The body of `run_sweep`, with the run folder open and locked."""
     cells, skipped = expand(cfg)
@@ -533,6 +550,7 @@ def _run_locked(run_dir: Path, cfg: SweepConfig, as_json: bool, executor) -> Pat
     with Progress(len(state.todo)) as progress, _sigterm_as_interrupt():
 
         def on_cell(row: dict, rows: list[dict]) -> None:
+            store.check_run_folder(run_dir)
             store.write_cell(run_dir, row, rows)
             state.done.add(row["cell_id"])
             progress.cell_done()
@@ -545,6 +563,8 @@ def _run_locked(run_dir: Path, cfg: SweepConfig, as_json: bool, executor) -> Pat
             executor.run(state, on_cell, progress)
         except KeyboardInterrupt:
             interrupted = True
+        except store.RunFolderGone:
+            raise  # nothing left to consolidate into
         except Exception as exc:  # finished cells are on disk: consolidate them, then re-raise
             failure = exc
     cells_df = store.consolidate(run_dir)
@@ -555,6 +575,8 @@ def _run_locked(run_dir: Path, cfg: SweepConfig, as_json: bool, executor) -> Pat
     meta["order"] = cfg.order
     meta["aa"] = cfg.aa
     meta.setdefault("nodes", {}).update(state.nodes)
+    if cfg.skip_bad_samples:
+        meta["skipped_samples"] = _skipped_samples(cfg)
     meta.update(getattr(executor, "meta", {}))
     store.write_meta(run_dir, meta)
     if failure is not None:

@@ -22,7 +22,7 @@ LAYERS = [
     {"api"},
     {"models", "contention", "analysis"},
     {"data", "measure", "slo", "config", "store"},
-    {"registry", "console"},
+    {"registry", "console", "files"},
     {"errors"},
 ]
 """Subpackages and top-level modules of adabench/, from the top: a module imports only from
