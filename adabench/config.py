@@ -165,6 +165,10 @@ class SweepConfig:
     max_time_s: float | None = field(
         default=None, metadata={"help": "seconds per group at most for extra rounds (target_ci)"}
     )
+    plugins: list[str] = field(
+        default_factory=list,
+        metadata={"help": "plugin files (.py) or modules whose methods the sweep may use"},
+    )
     chunk: int = field(
         default=10,
         metadata={"help": "samples per atomically written chunk (an interrupt loses at most one)"},
@@ -213,6 +217,7 @@ class SweepConfig:
         for s in self.slo_ms:
             if float(s) <= 0:
                 raise UserError(f"slo-ms must be > 0, got {s}")
+        self.plugins = normalize_plugins(self.plugins)
         self._validate_scenario()
 
     def _validate_scenario(self) -> None:
@@ -255,6 +260,18 @@ class SweepConfig:
         data = checked_values(data, str(yaml_path))
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**data)
+
+
+def normalize_plugins(specs: list[str] | None) -> list[str]:
+    """Returns the plugin specs with file paths (ending in .py or holding a separator) made
+    absolute, so a stored config resumes from any folder; module names stay as given."""
+    out = []
+    for spec in specs or []:
+        is_file = spec.endswith(".py") or "/" in spec or "\\" in spec
+        spec = str(Path(spec).expanduser().resolve()) if is_file else spec
+        if spec not in out:
+            out.append(spec)
+    return out
 
 
 THREADS_PER_CORE_MAX = 4
@@ -322,7 +339,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 LIST_FIELDS = {"models": "names", "methods": "names", "suites": "names", "budgets": "numbers",
-               "contention": "numbers", "slo_ms": "numbers", "rates": "numbers"}  # fmt: skip
+               "contention": "numbers", "slo_ms": "numbers", "rates": "numbers",
+               "plugins": "names"}  # fmt: skip
 """List fields and what they hold; a YAML scalar there is read like the CLI flag (`a,b`)."""
 
 
@@ -379,7 +397,7 @@ def _checked(key: str, value, type_text: str, source: str):
     if value is None:
         if "None" in type_text:
             return None
-        if key in ("slo_ms", "rates"):
+        if key in ("slo_ms", "rates", "plugins"):
             return []
         raise bad(f"a list of {LIST_FIELDS[key]}" if key in LIST_FIELDS else _ALLOWED[type_text])
     if key in LIST_FIELDS:

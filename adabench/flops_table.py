@@ -84,6 +84,8 @@ class FlopsQuery:
             raise UserError(f"image-tokens must be >= 0, got {self.image_tokens}")
         parts = self.method.split("+")
         known = BLOCK_METHODS + UNIT_METHODS + TOKEN_METHODS
+        if is_plan_method(self.method):
+            return  # its arguments are checked when it is built (adabench.models.methods)
         for part in parts:
             if part.startswith("prumerge"):
                 raise UserError(
@@ -113,7 +115,73 @@ def flops_table(query: FlopsQuery, config: Any = None, adallava: dict | None = N
         config = catalog.config_for(query.model)
     if adallava is None:
         adallava = catalog.adallava_settings_for(query.model)
+    if is_plan_method(query.method):
+        return [_method_row(query, config, float(b)) for b in query.budgets]
     return [_row(query, config, adallava, float(b)) for b in query.budgets]
+
+
+def is_plan_method(name: str) -> bool:
+    """Whether `name` is a registered method outside the count-based ones (a plugin's, or
+    plan-file): its FLOPs come from the plan its `request` returns on a synthetic prompt."""
+    from adabench.models.methods import METHODS
+
+    known = BLOCK_METHODS + UNIT_METHODS + TOKEN_METHODS
+    return name in METHODS and name not in known and not name.startswith("prumerge")
+
+
+def _method_row(query: FlopsQuery, config: Any, budget: float) -> dict:
+    """Returns the row of a plugin method at `budget`: the plan its `request` returns for a
+    prompt of the query's image and text tokens (zero image features, sample id "flops"),
+    refused when it decides during the forward or exceeds the budget."""
+    import torch
+
+    from adabench.models.methods import (
+        ConfigOnly,
+        build_registered,
+        check_within_budget,
+        checked_request,
+        method_label,
+    )
+
+    text = config.text_config
+    image_tokens = (
+        flops.num_image_tokens(config) if query.image_tokens is None else query.image_tokens
+    )
+    method = build_registered(query.method, ConfigOnly(query.model, config), budget,
+                              query.method_args)  # fmt: skip
+    ids = torch.zeros(1, image_tokens + query.prompt_tokens, dtype=torch.long)
+    ids[0, 1 : 1 + image_tokens] = int(config.image_token_id)
+    feats = torch.zeros(1, image_tokens, int(text.hidden_size))
+    request = checked_request(method, "flops", ids, feats)
+    if request.decide is not None or request.plan is None:
+        raise UserError(
+            f"{method_label(method)} decides its plan during the forward: `adabench flops` "
+            "needs a static plan; measure it with `adabench eval`"
+        )
+    kept = image_tokens if request.image_features is None else request.image_features.shape[1]
+    extra = 0 if request.extra_embeds is None else request.extra_embeds.shape[1]
+    seq_len = ids.shape[1] - (image_tokens - kept) + extra
+    plan = request.plan
+    gen = flops.generation_flops(config, seq_len, query.new_tokens, plan, ids.shape[1] + extra)
+    check_within_budget(method, gen["flops_ratio"], "flops")
+    vision = flops.vision_flops(config) + flops.projector_flops(config, image_tokens)
+    prefill_llm = flops.llm_flops(config, seq_len, plan)
+    total = gen["flops"] - gen["vision_flops"] + vision
+    return {
+        "model": query.model, "method": query.method, "budget": budget,
+        "units": f"{len(plan.kept_blocks())}/{plan.num_layers} blocks",
+        "fastv_removed": plan.fastv_removed, "seq_len": seq_len, "image_tokens": kept,
+        "prompt_tokens": query.prompt_tokens, "latency_tokens": extra,
+        "new_tokens": query.new_tokens, "flops": int(total), "llm_flops": int(gen["llm_flops"]),
+        "flops_ratio": gen["flops_ratio"], "vision_flops": int(vision),
+        "lm_head_flops": int(gen["lm_head_flops"]), "overhead_flops": 0,
+        "prefill_llm_flops": int(prefill_llm),
+        "prefill_llm_flops_no_latency_token": int(flops.llm_flops(config, seq_len - extra, plan)),
+        "decode_llm_flops": int(gen["llm_flops"] - prefill_llm),
+        "prefill_llm_tflops": prefill_llm / T,
+        "prefill_llm_tflops_no_latency_token": flops.llm_flops(config, seq_len - extra, plan) / T,
+        "tflops": total / T, "plan": plan.describe(text.num_attention_heads),
+    }  # fmt: skip
 
 
 def _row(query: FlopsQuery, config: Any, adallava: dict, budget: float) -> dict:

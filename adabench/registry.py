@@ -41,6 +41,10 @@ class Registry(Generic[T]):
             self._items[name] = item
         return item  # type: ignore[return-value]
 
+    def unregister(self, name: str) -> None:
+        """Removes `name` (no error when it is absent)."""
+        self._items.pop(name, None)
+
     def names(self) -> list[str]:
         """Returns the registered names in registration order."""
         return list(self._items)

@@ -279,7 +279,8 @@ def compare_runs(
         pooled=_pooled(paired, max_acc_drop, alpha, frame),
         only_base=[k for k in keys if k not in new_keys],
         only_new=[k for k in new_keys if k not in keys],
-        settings=setting_differences(base.config, new.config),
+        settings=setting_differences(base.config, new.config)
+        + plugin_differences(base.meta.get("plugins"), new.meta.get("plugins")),
     )
 
 
@@ -297,6 +298,33 @@ def setting_differences(base: dict, new: dict) -> list[str]:
             if a != b:
                 out.append(f"{name}: {a!r} → {b!r}")
     return out
+
+
+def plugin_differences(base: list[dict] | None, new: list[dict] | None) -> list[str]:
+    """Returns one line per plugin whose code differs between two runs' meta.json records
+    (matched by name): only in one run, another version, or another file hash."""
+    a = {r.get("name"): r for r in base or []}
+    b = {r.get("name"): r for r in new or []}
+    out = []
+    for name in sorted(set(a) | set(b), key=str):
+        if name not in b:
+            out.append(f"plugin {name}: only in the base run")
+        elif name not in a:
+            out.append(f"plugin {name}: only in the new run")
+        else:
+            for key in ("version", "sha256"):
+                if a[name].get(key) != b[name].get(key):
+                    out.append(
+                        f"plugin {name}: {key} {_short(a[name].get(key))} → "
+                        f"{_short(b[name].get(key))} (different plugin code)"
+                    )
+                    break
+    return out
+
+
+def _short(value) -> str:
+    text = str(value or "none")
+    return text[:12] if len(text) == 64 else text
 
 
 def _apply_fdr(

@@ -16,6 +16,7 @@ from adabench.commands.options import (
     Limit,
     MaxNewTokens,
     MethodArgs,
+    Plugins,
     Repeats,
     Seed,
     SkipBadSamples,
@@ -45,6 +46,7 @@ def register(app: typer.Typer) -> None:
         dtype: Dtype = "auto",
         seed: Seed = 0,
         method_arg: MethodArgs = None,
+        plugin: Plugins = None,
         samples_out: Annotated[
             str | None, typer.Option(help="Also write per-sample rows to this parquet file.")
         ] = None,
@@ -63,14 +65,18 @@ def register(app: typer.Typer) -> None:
         A hub model or dataset missing from the HF cache is downloaded into it, unless
         HF_HUB_OFFLINE=1 (then it is an error).
 
-        Example: adabench eval --model tiny --method layer-drop --budget 0.5 --suite shapes --limit 100 --json
+        Examples:
+          adabench eval --model tiny --method layer-drop --budget 0.5 --suite shapes --limit 100 --json
+          adabench eval --plugin examples/plugins/skip_odd.py --method skip-odd --budget 0.75
         """
         from adabench.models.methods import parse_method_args
+        from adabench.models.plugins import load_plugins
         from adabench.sweep.cell_config import CellConfig
         from adabench.sweep.evaluate import evaluate_one
 
         if samples_out is not None:
             check_samples_out(Path(samples_out))
+        load_plugins(plugin)
         cfg = CellConfig(
             model=model,
             method=method,

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from adabench.commands import user_errors
-from adabench.commands.options import Json, MethodArgs
+from adabench.commands.options import Json, MethodArgs, Plugins
 
 
 def register(app: typer.Typer) -> None:
@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
         method: Annotated[
             str,
             typer.Option(
-                help="full, layer-drop, early-exit, random-skip, adallava-l, adallava-h, head-prune, fastv, or X+fastv."
+                help="full, layer-drop, early-exit, random-skip, adallava-l, adallava-h, head-prune, fastv, "
+                "X+fastv, or a plugin's method (its plan on a synthetic prompt)."
             ),
         ] = "full",
         budgets: Annotated[str, typer.Option(help="Comma-separated budgets in (0, 1].")] = "1.0",
@@ -37,6 +38,7 @@ def register(app: typer.Typer) -> None:
         prompt_tokens: Annotated[int, typer.Option(help="Text tokens of the prompt.")] = 64,
         new_tokens: Annotated[int, typer.Option(help="Generated tokens (1 = prefill only).")] = 1,
         method_arg: MethodArgs = None,
+        plugin: Plugins = None,
         json_: Json = False,
     ) -> None:
         """Analytic FLOPs of a method's plan per budget, from the config alone (nothing downloaded).
@@ -48,11 +50,15 @@ def register(app: typer.Typer) -> None:
           adabench flops --model llava-1.5-7b --method adallava-l --budgets 1.0,0.85,0.6
           adabench flops --model llava-1.5-13b --method fastv --method-arg k=2 --method-arg r=0.5 --json
           adabench flops --model llava-qwen2-7b --method adallava-h --budgets 1.0,0.6
+          adabench flops --plugin examples/plugins/skip_odd.py --method skip-odd --budgets 0.75
         """
         from adabench import console
         from adabench.errors import UserError
         from adabench.flops_table import FlopsQuery, flops_table, table_rows
         from adabench.models.methods import parse_method_args
+        from adabench.models.plugins import load_plugins
+
+        load_plugins(plugin)
 
         try:
             values = tuple(float(b) for b in budgets.split(",") if b.strip())

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from adabench.commands import user_errors
-from adabench.commands.options import Json
+from adabench.commands.options import Json, Plugins
 
 
 def register(app: typer.Typer) -> None:
@@ -67,23 +67,31 @@ def register(app: typer.Typer) -> None:
 
     @msub.command("list")
     @user_errors
-    def methods_list(json_: Json = False) -> None:
-        """List the methods. Combinations are written a+b (e.g. adallava-l+fastv)."""
+    def methods_list(plugin: Plugins = None, json_: Json = False) -> None:
+        """List the methods and where each comes from (built-in, entry point, file, module).
+        Combinations are written a+b (e.g. adallava-l+fastv).
+        Example: adabench methods list --plugin examples/plugins/skip_odd.py"""
         from adabench import console
         from adabench.models.methods import METHODS
+        from adabench.models.plugins import load_plugins
 
+        load_plugins(plugin)
         rows = [_method_row(name, METHODS.get(name)) for name in METHODS.names()]
         console.print_json(rows) if json_ else console.print_table(rows, "methods")
 
     @msub.command("show")
     @user_errors
     def methods_show(
-        name: Annotated[str, typer.Argument(help="Method name.")], json_: Json = False
+        name: Annotated[str, typer.Argument(help="Method name.")],
+        plugin: Plugins = None,
+        json_: Json = False,
     ) -> None:
         """Show one method. Example: adabench methods show layer-drop"""
         from adabench import console
         from adabench.models.methods import METHODS
+        from adabench.models.plugins import load_plugins
 
+        load_plugins(plugin)
         row = _method_row(name, METHODS.get(name))
         console.print_json(row) if json_ else console.print_table(
             [{"key": k, "value": v} for k, v in row.items()], name
@@ -91,8 +99,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _method_row(name: str, cls) -> dict:
+    from adabench.models.methods import origin_of
+
     return {
         "name": name,
+        "origin": origin_of(name),
         "varies": cls.VARIES,
         "description": cls.DESCRIPTION,
         "min_budget": getattr(

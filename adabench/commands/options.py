@@ -25,6 +25,15 @@ MethodArgs = Annotated[
     list[str] | None,
     typer.Option("--method-arg", help="Method argument key=value (repeatable), e.g. k=2."),
 ]
+Plugins = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--plugin",
+        help="Plugin with methods: a .py file or a module name (repeatable; docs/methods.md).",
+    ),
+]
+
+
 SkipBadSamples = Annotated[
     bool,
     typer.Option(

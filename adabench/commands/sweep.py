@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from adabench.commands import user_errors
-from adabench.commands.options import Json
+from adabench.commands.options import Json, Plugins
 
 
 def register(app: typer.Typer) -> None:
@@ -167,6 +167,7 @@ def register(app: typer.Typer) -> None:
         max_retries: Annotated[
             int, typer.Option(help="Ray: resubmissions of a task whose worker died.")
         ] = 2,
+        plugin: Plugins = None,
         report: Annotated[
             bool, typer.Option(help="Write plots and report.{md,html} at the end.")
         ] = True,
@@ -185,9 +186,10 @@ def register(app: typer.Typer) -> None:
           adabench sweep --resume results/20260101-120000-demo
           adabench sweep --resume results/20260101-120000-demo --methods early-exit --extend
           adabench sweep --executor ray --ray-address local --models tiny --limit 12
+          adabench sweep --plugin examples/plugins/skip_odd.py --methods full,skip-odd --budgets 0.75
         """
         from adabench import console
-        from adabench.config import SweepConfig, parse_floats, parse_names
+        from adabench.config import SweepConfig, normalize_plugins, parse_floats, parse_names
         from adabench.errors import UserError
         from adabench.slo.schedule import parse_duration
         from adabench.sweep.runner import run_sweep
@@ -223,6 +225,7 @@ def register(app: typer.Typer) -> None:
             "target_ci": target_ci,
             "max_rounds": max_rounds,
             "max_time_s": max_time,
+            "plugins": normalize_plugins(plugin) if plugin else None,
         }
         if extend and resume is None:
             raise UserError("--extend adds grid values to a run: use it with --resume RUN")

@@ -66,6 +66,7 @@ class Combination(Method):
             f"{block.NAME} at the budget, {token.NAME} at its default; FLOPs multiply"
         )
         self.NEEDS_ADALLAVA = block.NEEDS_ADALLAVA
+        self.IGNORES_BUDGET = getattr(block, "IGNORES_BUDGET", False)
         self.ARGS = {**block.ARGS, **token.ARGS}
         self.model, self.budget, self.seed = block.model, block.budget, block.seed
         self.args = {**block.args, **token.args}

@@ -12,14 +12,21 @@ from typing import Any
 from adabench.errors import UserError
 from adabench.models.plan import LayerPlan, Plan
 
+COUNT_METHODS = ("full", "layer-drop", "early-exit", "random-skip", "adallava-l", "adallava-h",
+                 "head-prune")  # fmt: skip
+"""The methods whose plan FLOPs follow from counts alone (those `representative_plan` knows)."""
+
 
 def representative_plan(
     method: str, config: Any, adallava: dict, budget: float
 ) -> tuple[Plan, str]:
-    """Returns (a plan with the method's block/unit counts at `budget`, "kept/total" text)."""
+    """Returns (a plan with the method's block/unit counts at `budget`, "kept/total" text);
+    KeyError for a method not in COUNT_METHODS."""
     from adabench.models.adallava import budget as B
     from adabench.models.methods import evenly_spaced, kept_count
 
+    if method not in COUNT_METHODS:
+        raise KeyError(method)
     text = config.text_config
     n = text.num_hidden_layers
     if method == "full":

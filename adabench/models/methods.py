@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
 from adabench.errors import UserError, check_range
-from adabench.models.plan import Plan
+from adabench.models.plan import LayerPlan, Plan
 from adabench.registry import Registry
 
 
@@ -75,11 +76,159 @@ class Method:
 
 METHODS: Registry[type[Method]] = Registry("method")
 
+BUILT_IN = "built-in"
+ORIGINS: dict[str, str] = {}
+"""Method name → where it came from: BUILT_IN (also for names missing here), or the label of
+the plugin that registered it ("file PATH", "module NAME", "entry point DIST")."""
+LOADING: list[str] = []
+"""Labels of the plugins being imported right now (innermost last); `register` reads it."""
+
+
+@contextmanager
+def registering_from(origin: str) -> Iterator[None]:
+    """Within the block, `register` records `origin` as the origin of every method it adds."""
+    LOADING.append(origin)
+    try:
+        yield
+    finally:
+        LOADING.pop()
+
 
 def register(cls: type[Method]) -> type[Method]:
-    """Class decorator: registers a Method subclass under its NAME."""
-    METHODS.register(cls.NAME, cls)
+    """Class decorator: registers a Method subclass under its NAME (built-ins and plugins alike,
+    `adabench.api.register_method`). Returns the class. A UserError for a class that is not a
+    Method with a NAME, a name with '+' (combination syntax), or a name another origin holds."""
+    if getattr(cls, "__module__", "").split(".")[0] == "adabench":
+        origin = BUILT_IN  # adabench's own modules, even when a plugin's import triggers them
+    else:
+        origin = LOADING[-1] if LOADING else f"module {getattr(cls, '__module__', '?')}"
+    who = "adabench" if origin == BUILT_IN else f"plugin {origin}"
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise UserError(f"{who}: register_method decorates Method subclasses, got {cls!r}")
+    name = cls.NAME
+    if not isinstance(name, str) or not name.strip() or ("+" in name and origin != BUILT_IN):
+        raise UserError(f"{who}: class {cls.__qualname__} needs a NAME without '+' (got {name!r})")
+    held = ORIGINS.get(name, BUILT_IN)
+    if name in METHODS and held != origin:
+        raise UserError(f"{who}: method {name!r} shadows the {held} method of that name; rename it")
+    METHODS.register(name, cls)
+    ORIGINS[name] = origin
     return cls
+
+
+def origin_of(name: str) -> str:
+    """Returns where method `name` (or the parts of a combination "a+b") comes from: the first
+    plugin label among its parts, else BUILT_IN."""
+    for part in name.split("+"):
+        if ORIGINS.get(part, BUILT_IN) != BUILT_IN:
+            return ORIGINS[part]
+    return BUILT_IN
+
+
+def method_label(method: Method) -> str:
+    """Returns "method 'x'" for a built-in, "plugin LABEL: method 'x'" for a plugin's method."""
+    origin = origin_of(method.NAME)
+    named = f"method {method.NAME!r}"
+    return named if origin == BUILT_IN else f"plugin {origin}: {named}"
+
+
+BUDGET_TOLERANCE = 1e-9
+"""A plan's flops_ratio may exceed the budget by float rounding only."""
+
+
+def check_within_budget(method: Method, flops_ratio: float, sample_id: str) -> None:
+    """Raises a UserError naming the method when the plan it ran on `sample_id` has a
+    `flops_ratio` above its budget (methods with IGNORES_BUDGET, such as `full`, are exempt)."""
+    if getattr(method, "IGNORES_BUDGET", False):
+        return
+    if flops_ratio > method.budget + BUDGET_TOLERANCE:
+        raise UserError(
+            f"{method_label(method)} ran a plan with flops_ratio {flops_ratio:.4f} on sample "
+            f"{sample_id!r}, above its budget {method.budget:g}; a method must return plans "
+            "within its budget (docs/methods.md)"
+        )
+
+
+def checked_request(
+    method: Method, sample_id: str, input_ids: torch.Tensor, image_features: torch.Tensor
+) -> Request:
+    """Returns `method.request(...)` checked: a plugin method that raises, or any method that
+    returns something other than a Request with a Plan (or a `decide` callback), is a UserError
+    naming the method (and its plugin); the plugin's exception is chained (ADABENCH_DEBUG=1)."""
+    plugin = origin_of(method.NAME) != BUILT_IN
+    try:
+        request = method.request(sample_id, input_ids, image_features)
+    except UserError:
+        raise
+    except Exception as exc:
+        if not plugin:
+            raise
+        raise UserError(
+            f"{method_label(method)} raised {type(exc).__name__} in request for sample "
+            f"{sample_id!r}: {exc}"
+        ) from exc
+    problem = request_problem(request, method.num_layers)
+    if problem is None and plugin:
+        problem = plan_problem(request.plan, method.model.config.text_config)
+        if problem is None and request.decide is not None:
+            request.decide = _checked_decide(method, request.decide)
+    if problem is not None:
+        raise UserError(f"{method_label(method)}: request returned {problem}")
+    return request
+
+
+def _checked_decide(method: Method, decide: Callable) -> Callable:
+    """Returns `decide` wrapped so a plugin's decision that is not a valid Plan is a UserError."""
+
+    def checked(hidden):
+        plan = decide(hidden)
+        problem = (
+            f"a {type(plan).__name__}, not a Plan"
+            if not isinstance(plan, Plan)
+            else plan_problem(plan, method.model.config.text_config)
+        )
+        if problem is not None:
+            raise UserError(f"{method_label(method)}: decide returned {problem}")
+        return plan
+
+    return checked
+
+
+def request_problem(request, num_layers: int) -> str | None:
+    """Returns what is wrong with the type of a `request` result (None: nothing)."""
+    if not isinstance(request, Request):
+        return f"a {type(request).__name__}, not an adabench.api.Request"
+    if request.plan is None and request.decide is None:
+        return "a Request with neither a plan nor a decide callback"
+    if request.plan is not None and not isinstance(request.plan, Plan):
+        return f"a Request whose plan is a {type(request.plan).__name__}, not a Plan"
+    if request.plan is not None and request.plan.num_layers != num_layers:
+        return f"a plan of {request.plan.num_layers} blocks; the model has {num_layers}"
+    return None
+
+
+def plan_problem(plan: Plan | None, text_config) -> str | None:
+    """Returns what is wrong with `plan` for a decoder of `text_config` (None: nothing): each
+    block a LayerPlan or None, head indices in [0, heads), MLP groups in [0, mlp_group_count),
+    a group count that divides the MLP size."""
+    if plan is None:
+        return None
+    heads = text_config.num_attention_heads
+    groups = plan.mlp_group_count
+    if not isinstance(groups, int) or groups < 1 or text_config.intermediate_size % groups:
+        return (
+            f"a plan with mlp_group_count {groups!r}; it must divide the MLP size "
+            f"{text_config.intermediate_size}"
+        )
+    for i, lp in enumerate(plan.layers):
+        if lp is None:
+            continue
+        if not isinstance(lp, LayerPlan):
+            return f"a plan whose block {i} is a {type(lp).__name__}, not a LayerPlan or None"
+        for what, ids, top in (("heads", lp.heads, heads), ("mlp_groups", lp.mlp_groups, groups)):
+            if ids is not None and not all(isinstance(x, int) and 0 <= x < top for x in ids):
+                return f"a plan whose block {i} has {what} {list(ids)}; each must be in [0, {top})"
+    return None
 
 
 def kept_count(budget: float, total: int) -> int:
@@ -105,6 +254,7 @@ def evenly_spaced(n: int, k: int) -> list[int]:
 @register
 class Full(Method):
     NAME = "full"
+    IGNORES_BUDGET = True
     VARIES = "nothing (reference)"
     MIN_BUDGET_TEXT = "any (runs everything)"
     DESCRIPTION = "every block, head and visual token; ignores the budget"
@@ -178,6 +328,17 @@ METHODS.register("head-prune", "adabench.models.baselines.head_prune:HeadPrune")
 METHODS.register("fastv", "adabench.models.baselines.fastv:FastV")
 METHODS.register("prumerge", "adabench.models.baselines.prumerge:PruMerge")
 METHODS.register("prumerge+", "adabench.models.baselines.prumerge:PruMergePlus")
+METHODS.register("plan-file", "adabench.models.baselines.plan_file:PlanFile")
+
+
+@dataclass
+class ConfigOnly:
+    """A model known from its config alone (no weights): what `Method.min_budget` and the
+    config-only FLOPs (`adabench flops`, the sweep's grid check) hand a method."""
+
+    name: str
+    config: object
+    variant: str | None = None
 
 
 def parse_method_args(pairs: list[str]) -> dict[str, str]:
@@ -202,4 +363,14 @@ def build_registered(
             f"method {name!r} needs an AdaLLaVA-{cls.NEEDS_ADALLAVA} checkpoint (e.g. tiny-adallava-{cls.NEEDS_ADALLAVA.lower()}); "
             f"{model.name!r} has {'no scheduler' if model.variant is None else 'variant ' + model.variant}"
         )
-    return cls(model, budget, args, seed)
+    if origin_of(name) == BUILT_IN:
+        return cls(model, budget, args, seed)
+    try:
+        return cls(model, budget, args, seed)
+    except UserError:
+        raise
+    except Exception as exc:  # a plugin's constructor or min_budget
+        raise UserError(
+            f"plugin {origin_of(name)}: method {name!r} raised {type(exc).__name__} when built "
+            f"on {model.name} at budget {budget:g}: {exc}"
+        ) from exc

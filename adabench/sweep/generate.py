@@ -8,7 +8,7 @@ import torch
 
 from adabench.measure.timing import Timer
 from adabench.models.execution import LlavaRunner, decode_step, prefill
-from adabench.models.methods import Method
+from adabench.models.methods import Method, checked_request
 
 
 @dataclass
@@ -91,7 +91,7 @@ def generate(
         with timer.span() as pf:
             feats = runner.image_features(ps.pixel_values)
             with timer.host_span() as encoder:  # host work (a cached token, a lookup)
-                request = method.request(ps.sample_id, ps.input_ids, feats)
+                request = checked_request(method, ps.sample_id, ps.input_ids, feats)
             ids, positions = ps.input_ids, ps.image_positions
             if positions is None:  # a sample made without them: found on the device (a sync)
                 positions = torch.nonzero(ids[0] == image_token).squeeze(1)

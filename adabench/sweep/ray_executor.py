@@ -111,7 +111,11 @@ def run_group(cfg_dict: dict, run_dir: str, cells: list[CellConfig]):
             message=f"[yellow]warning:[/] Ray worker runs at nice {nice}: other processes on the "
             "node get its CPU first and latencies grow; start nodes with RAY_worker_niceness=0.",
         )
-    yield from iter_cells(SweepConfig(**cfg_dict), Path(run_dir), cells)
+    cfg = SweepConfig(**cfg_dict)
+    from adabench.models.plugins import load_plugins
+
+    load_plugins(cfg.plugins)  # the driver's plugins, from the same absolute paths / modules
+    yield from iter_cells(cfg, Path(run_dir), cells)
 
 
 def _undo_niceness() -> int:

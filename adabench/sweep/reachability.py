@@ -99,19 +99,35 @@ def check_grid(cfg: SweepConfig) -> list[Unreachable]:
 def _block_reason(method: str, config, adallava: dict, budget: float) -> str | None:
     """Returns why the block/head part of `method` cannot reach `budget` (None: it can)."""
     from adabench.models.combine import split_name
-    from adabench.models.count_plans import representative_plan
+    from adabench.models.count_plans import COUNT_METHODS, representative_plan
 
     block = method
     if "+" in method:
         block, _ = split_name(method)
     if block in PROMPT_METHODS or block == "full":
         return None
+    if block not in COUNT_METHODS:  # a plugin's (or plan-file's) own floor, from the config
+        return _floor_reason(block, config, budget)
     try:
         representative_plan(block, config, adallava, budget)
     except UserError as exc:
         return str(exc)
     except (KeyError, ValueError):  # a method without a config-only plan: checked when built
         return None
+    return None
+
+
+def _floor_reason(method: str, config, budget: float) -> str | None:
+    """Returns why `method` cannot reach `budget` by its own `min_budget` read on the config
+    alone (None: it can, or its floor needs a loaded model)."""
+    from adabench.models.methods import METHODS, ConfigOnly
+
+    try:
+        floor = METHODS.get(method).min_budget(ConfigOnly(name="", config=config))
+    except Exception:  # a floor that needs weights: checked when the method is built
+        return None
+    if budget + 1e-9 < floor:
+        return f"budget {budget} is below what {method!r} can reach: the minimum is {floor:.4g}"
     return None
 
 

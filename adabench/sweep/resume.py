@@ -46,6 +46,7 @@ def open_run(
     if resume is None:
         if extend:
             raise UserError("--extend adds grid values to a run: use it with --resume RUN")
+        load_run_plugins(cfg)
         validate(cfg)
         run_dir = store.new_run_dir(Path(out), name)
         lock = RunLock(run_dir).acquire()
@@ -127,6 +128,7 @@ def resumed_config(
     path = run_dir / "config.yaml"
     stored = SweepConfig(**checked_values(store.read_config(run_dir), str(path)))
     meta = store.read_meta(run_dir)
+    check_plugins_unchanged(run_dir, meta, load_run_plugins(stored), force)
     if config_path is not None:
         given = SweepConfig.from_layers(Path(config_path), overrides).to_dict()
         source = f"--config {config_path}"
@@ -188,6 +190,38 @@ def _extend(
     return extended
 
 
+def load_run_plugins(cfg: SweepConfig) -> list[dict]:
+    """Loads the entry-point plugins and the plugins of `cfg` (files or modules); returns the
+    records meta.json keeps: the given plugins, and the entry points whose methods the run uses."""
+    from adabench.models.plugins import load_plugins
+
+    records = load_plugins(cfg.plugins)
+    used = {part for name in cfg.methods for part in name.split("+")}
+    return [r for r in records if r["kind"] != "entry point" or used & set(r["methods"])]
+
+
+def check_plugins_unchanged(run_dir: Path, meta: dict, records: list[dict], force: bool) -> None:
+    """Raises UserError when a plugin the run recorded now has other code (file hash or
+    version), unless `force` (then a warning): its cells would mix two methods."""
+    now = {r["name"]: r for r in records}
+    changed = [
+        f"{r['name']} ({key} {str(r.get(key))[:12]} → {str(now[r['name']].get(key))[:12]})"
+        for r in meta.get("plugins") or []
+        if r.get("name") in now
+        for key in ("sha256", "version")
+        if r.get(key) != now[r["name"]].get(key)
+    ]
+    if not changed:
+        return
+    what = "; ".join(dict.fromkeys(changed))
+    if not force:
+        raise UserError(
+            f"cannot resume {run_dir}: plugin code changed since the run started: {what}. "
+            "Restore it, start a new run, or pass --force to mix the two"
+        )
+    console.warn(f"resuming {run_dir} with changed plugin code (--force): {what}")
+
+
 def _check_results_folder(run_dir: Path) -> None:
     if not run_dir.is_dir():
         raise UserError(f"--resume: {run_dir} not found (expected results/<stamp>-<name>/)")
@@ -222,6 +256,7 @@ def _write_new(run_dir: Path, cfg: SweepConfig, argv: list[str]) -> None:
             "start": dt.datetime.now().isoformat(timespec="seconds"),
             "seed": cfg.seed,
             "weights": run_weights_label(cfg),
+            "plugins": load_run_plugins(cfg),
             "fingerprint": fingerprint(),
         },
     )

@@ -12,6 +12,7 @@ from adabench.data.sample import Sample, SuiteSpec
 from adabench.measure.stats import bootstrap_ci, spread_warning, summarize
 from adabench.models import flops as flops_mod
 from adabench.models.loading import LoadedModel
+from adabench.models.methods import check_within_budget
 from adabench.sweep.cell_config import CellConfig
 
 
@@ -28,6 +29,7 @@ def sample_content(loaded: LoadedModel, spec: SuiteSpec, sample: Sample, gen, me
     fl = _generation_flops(
         loaded, gen.prompt_len, len(gen.token_ids), gen.plan, gen.full_prompt_len
     )
+    check_within_budget(method, fl["flops_ratio"], sample.id)
     extra_flops = (
         loaded.adallava.overhead_flops()
         if loaded.adallava is not None and method.NAME.startswith("adallava")

@@ -19,6 +19,7 @@ LAYERS = [
     {"sweep", "report", "convert", "flops_table"},
     {"plots"},
     {"plots_atlas"},
+    {"api"},
     {"models", "contention", "analysis"},
     {"data", "measure", "slo", "config", "store"},
     {"registry", "console", "files"},
