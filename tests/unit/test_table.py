@@ -72,10 +72,12 @@ def _expected(cells: pd.DataFrame, contention: float, scale: float = 1e9) -> lis
 
 
 @pytest.mark.parametrize("level", [0.0, 0.5])
-def test_every_format_matches_cells_parquet_number_for_number(tiny, level):
-    cells = pd.read_parquet(TINY_RUN / "cells.parquet")
+@pytest.mark.parametrize("which", ["tiny", "made"])
+def test_every_format_matches_cells_parquet_number_for_number(request, which, level):
+    run = request.getfixturevalue(which)
+    cells = pd.read_parquet(run.path / "cells.parquet")
     expected = _expected(cells, level)
-    table = build_table(tiny, contention=level)
+    table = build_table(run, contention=level)
     assert _latex_rows(render(table, "latex")) == expected
     assert _markdown_rows(render(table, "markdown")) == expected
     got = [list(r.values()) for r in _csv_rows(render(table, "csv"))]

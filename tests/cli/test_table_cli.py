@@ -1,0 +1,51 @@
+"""`adabench table`: formats on stdout or --out, and bad input → exit 2 with one line naming
+what exists."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from adabench.cli import app
+
+runner = CliRunner()
+TINY_RUN = Path(__file__).parents[1] / "fixtures" / "tiny_run"
+
+
+def test_table_prints_latex_by_default_and_writes_out(tmp_path):
+    result = runner.invoke(app, ["table", str(TINY_RUN)])
+    assert result.exit_code == 0, result.output
+    assert "\\toprule" in result.stdout and "\\begin{tabular}" in result.stdout
+    out = tmp_path / "t.md"
+    result = runner.invoke(app, ["table", str(TINY_RUN), "--format", "markdown", "--out", str(out)])
+    assert result.exit_code == 0 and out.read_text().startswith("| Model | Method | Budget")
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--rows", "model,methods,budget"], "Choose from: budget, contention, method, model"),
+        (["--columns", "vqav2"], "Choose from: shapes"),
+        (["--vs", "fastv"], "Choose from: early-exit, full, layer-drop"),
+        (["--format", "tex"], "Choose from: csv, json, latex, markdown"),
+        (["--contention", "1"], "the run has contention 0, 0.5"),
+    ],
+)
+def test_bad_names_exit_2_with_one_line(args, names):
+    result = runner.invoke(app, ["table", str(TINY_RUN), *args])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and names in lines[0], result.stderr
+
+
+def test_a_folder_that_is_not_a_run_names_the_runs_inside(tmp_path):
+    shutil.copytree(TINY_RUN, tmp_path / "20260101-000000-demo")
+    result = runner.invoke(app, ["table", str(tmp_path)])
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "is not an adabench results folder" in line and "20260101-000000-demo" in line
+    result = runner.invoke(app, ["table", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "not found" in result.stderr
