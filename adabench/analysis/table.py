@@ -56,6 +56,7 @@ class Table:
     caption: str
     ci: bool = False
     reference: str = ""
+    run: str = ""
 
     def shown(self, row: dict, column: Column) -> float | str:
         """Returns a row's value in `column` as shown: rounded to the column's digits (a
@@ -124,7 +125,9 @@ def build_table(
         for key, group in cells.groupby(list(rows), sort=True)
     ]
     reference = _mark_significance(table_rows, rows, suites, vs, cells, run.samples)
-    return Table(columns, table_rows, caption(run, cells, reference, suites), ci, reference)
+    return Table(
+        columns, table_rows, caption(run, cells, reference, suites), ci, reference, run.name
+    )
 
 
 def _usable_cells(run: Run) -> pd.DataFrame:

@@ -10,6 +10,7 @@ import io
 import math
 import re
 
+from adabench.analysis.schema import RESULTS_SCHEMA_VERSION
 from adabench.analysis.table import Column, Table
 
 FORMATS = ("latex", "csv", "markdown", "json")
@@ -133,14 +134,15 @@ def _bound(value, column: Column) -> str:
 
 
 def to_json(table: Table) -> dict:
-    """Returns {caption, reference, columns, rows}: each row has the shown values under the
+    """Returns {schema_version, run, caption, reference, columns, rows}: each row has the shown values under the
     headers and the unrounded numbers (CIs, q-values, cell ids) under ``raw``."""
     rows = []
     for row in table.rows:
         shown = {c.header: table.shown(row, c) for c in table.columns}
         raw = {k: v for k, v in row.items()}
         rows.append({"shown": shown, "raw": raw})
-    return {"caption": table.caption, "reference": table.reference,
+    return {"schema_version": RESULTS_SCHEMA_VERSION, "run": table.run,
+            "caption": table.caption, "reference": table.reference,
             "columns": [c.__dict__ for c in table.columns], "rows": rows}  # fmt: skip
 
 
