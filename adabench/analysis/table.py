@@ -126,7 +126,12 @@ def build_table(
     ]
     reference = _mark_significance(table_rows, rows, suites, vs, cells, run.samples)
     return Table(
-        columns, table_rows, caption(run, cells, reference, suites), ci, reference, run.name
+        columns,
+        table_rows,
+        caption(run, cells, reference, suites, latency),
+        ci,
+        reference,
+        run.name,
     )
 
 
@@ -311,7 +316,9 @@ def _paired_scores(scores: pd.Series, ref_ids, row_ids) -> tuple[np.ndarray, np.
     return both["a"].to_numpy(float), both["b"].to_numpy(float)
 
 
-def caption(run: Run, cells: pd.DataFrame, reference: str, suites: list[str]) -> str:
+def caption(
+    run: Run, cells: pd.DataFrame, reference: str, suites: list[str], latency: str = "ms"
+) -> str:
     """Returns the table's caption: device, dtype, samples per cell, contention and what the
     marks mean — plain text (each renderer escapes it)."""
     device = ", ".join(devices(cells)) or _device_from_meta(run.meta)
@@ -325,10 +332,14 @@ def caption(run: Run, cells: pd.DataFrame, reference: str, suites: list[str]) ->
     load = ", ".join(f"{c:g}" for c in levels)
     slowdown = cells.loc[cells["contention"] > 0, "achieved_slowdown"].dropna()
     if kinds and len(slowdown):
-        load += (f" ({'/'.join(kinds)} stress, reference slowdown "
-                 f"{slowdown.min():.2f}–{slowdown.max():.2f}×)")  # fmt: skip
+        low, high = f"{slowdown.min():.2f}", f"{slowdown.max():.2f}"
+        spread = low if low == high else f"{low}–{high}"
+        load += f" ({'/'.join(kinds)} stress, reference slowdown {spread}×)"
     text = (f"{run.name}: device {device}, dtype {dtype}, {samples} samples per cell, "
             f"contention {load}.")  # fmt: skip
+    if latency == "ratio":
+        text += (" Latency ×full: geometric mean of per-sample latency ratios to full on the "
+                 "same samples (95 % bootstrap CI).")  # fmt: skip
     if len(suites) > 1:
         text += " FLOPs and latencies are means over the suites."
     if reference:

@@ -17,7 +17,8 @@ FORMATS = ("latex", "csv", "markdown", "json")
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                   "^": r"\textasciicircum{}", "×": r"$\times$", "†": r"\textsuperscript{\dag}",
-                  "–": "--", "—": "---", "±": r"$\pm$", "·": r"$\cdot$"}  # fmt: skip
+                  "–": "--", "—": "---", "±": r"$\pm$", "·": r"$\cdot$", "<": "$<$",
+                  ">": "$>$", "|": r"\textbar{}"}  # fmt: skip
 _LATEX_RE = re.compile("|".join(re.escape(k) for k in _LATEX_SPECIAL))
 
 

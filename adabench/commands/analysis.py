@@ -51,7 +51,8 @@ def register(app: typer.Typer) -> None:
     @app.command("report")
     @user_errors
     def report_cmd(run_dir: RunDir) -> None:
-        """Write RUN_DIR/report.md and a self-contained RUN_DIR/report.html (figures inlined).
+        """Write RUN_DIR/report.md, a self-contained RUN_DIR/report.html (figures inlined) and the
+        paper table RUN_DIR/table.tex (LaTeX; `adabench table` for other layouts).
 
         Example: adabench report results/20250101-120000-demo
         """
