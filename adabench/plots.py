@@ -2,8 +2,12 @@
 latency CDFs under contention, accuracy per question family, cost and SLO plots, and the plan
 atlas (adabench/plots_atlas.py). No torch.
 
-Styles: one colour and one line style per method (full: a black star), one marker per model, so
-figures stay readable in greyscale print; past MAX_SERIES series, one panel per model.
+Styles: one colour per method (full: a black star), one marker per model, and one line style
+per method (one model) or per model (several), so every (model, method) series has a style of its
+own and figures stay readable in greyscale print; past MAX_SERIES series, one panel per model.
+Latency spreads are percentiles (p10–p90), never mean ± std; CDF axes stop at the p99 with the
+samples beyond counted in the axis label. `--style paper` sets 3.3 in / 7 in widths and 8–9 pt
+fonts; PDFs embed TrueType fonts (Type 42).
 """
 
 from __future__ import annotations
@@ -32,6 +36,12 @@ FULL_COLOUR, FULL_MARKER = "#000000", "*"
 LINESTYLES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 2))]
 MAX_SERIES = 6
 """More (model, method) series than this get one panel per model."""
+MIN_FAMILY_SAMPLES = 5
+"""A question family gets its own accuracy panel only with at least this many samples per cell."""
+SPREAD = (10, 90)
+"""The latency spread drawn around a median (percentiles of the per-sample latencies)."""
+CDF_CLIP = 99
+"""Latency CDF axes end at this percentile of the panel's samples; the rest are counted."""
 RC = {
     "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
     "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.2, "lines.markersize": 4,
@@ -39,6 +49,15 @@ RC = {
     "grid.alpha": 0.3, "grid.linewidth": 0.5, "savefig.dpi": 200, "pdf.fonttype": 42,
     "svg.fonttype": "none", "legend.frameon": False,
 }  # fmt: skip
+STYLES = {
+    "default": {"single_in": WIDTH_IN, "double_in": 7.2, "rc": {}},
+    "paper": {"single_in": 3.3, "double_in": 7.0,
+              "rc": {"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8,
+                     "legend.fontsize": 8, "xtick.labelsize": 8, "ytick.labelsize": 8,
+                     "legend.title_fontsize": 9}},
+}  # fmt: skip
+"""Figure presets (`adabench plot --style`): widths of one and of two paper columns (in) and
+the font sizes (pt). A figure keeps its aspect ratio and takes the nearer width."""
 
 
 def make_plots(
@@ -47,14 +66,18 @@ def make_plots(
     formats: Iterable[str] = ("png",),
     x: str = "flops",
     suite: str | None = None,
+    style: str = "default",
 ) -> list[Path]:
     """Writes every figure that the run's data supports and returns the written files.
 
     ``out`` defaults to RUN_DIR/plots; ``x`` is the Pareto cost axis (``flops`` | ``latency``);
-    ``suite`` restricts to one suite. Accuracy plots are skipped for runs with random weights.
+    ``suite`` restricts to one suite; ``style`` is a key of STYLES. Accuracy plots are skipped
+    for runs with random weights.
     """
     formats = _check_formats(formats)
     x_column(x)
+    if style not in STYLES:
+        raise did_you_mean(style, STYLES, "--style")
     run = load_run(run_dir)
     if run.cells.empty:
         raise UserError(f"{run.path} holds no finished cell yet: nothing to plot.")
@@ -64,15 +87,31 @@ def make_plots(
     out = Path(out) if out is not None else run.path / "plots"
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    with plt.rc_context(RC):
+    with plt.rc_context({**RC, **STYLES[style]["rc"]}):
         for name in [suite] if suite else suites:
-            for stem, fig in _figures(run, name, x):
+            for stem, fig in figures(run, name, x, style):
                 for fmt in formats:
                     path = out / f"{stem}.{fmt}"
                     fig.savefig(path, bbox_inches="tight")
                     written.append(path)
                 plt.close(fig)
     return written
+
+
+def figures(run: Run, suite: str, x: str = "flops", style: str = "default"):
+    """Yields (file stem, matplotlib Figure) for every figure of `suite` that the run's data
+    supports, sized by `style` (call it inside ``plt.rc_context`` of that style's fonts)."""
+    for stem, fig in _figures(run, suite, x):
+        fit_width(fig, style)
+        yield stem, fig
+
+
+def fit_width(fig, style: str) -> None:
+    """Scales `fig` to the nearer of its style's two widths (in), keeping its aspect ratio."""
+    single, double = STYLES[style]["single_in"], STYLES[style]["double_in"]
+    width, height = fig.get_size_inches()
+    target = single if width <= (single + double) / 2 else double
+    fig.set_size_inches(target, height * target / width)
 
 
 def _figures(run: Run, suite: str, x: str):
@@ -93,7 +132,7 @@ def _figures(run: Run, suite: str, x: str):
         (f"adherence_{suite}", lambda: adherence_figure(cells, styles, title, by_model), True),
         (f"plans_{suite}", lambda: plans_figure(samples, title), True),
         (f"latency_cdf_{suite}", lambda: latency_cdf_figure(samples, styles, title), True),
-        (f"cost_{suite}", lambda: cost_figure(cells, styles, title), True),
+        (f"cost_{suite}", lambda: cost_figure(cells, samples, styles, title), True),
         (f"family_accuracy_{suite}", lambda: family_figure(samples, styles, title), has_accuracy),
         (f"slo_{suite}", lambda: slo_figure(cells, styles, title), True),
         (f"slo_timeline_{suite}", lambda: slo_timeline_figure(samples, cells, styles, title), True),
@@ -130,21 +169,24 @@ def slo_timeline_figure(samples: pd.DataFrame, cells: pd.DataFrame, styles: dict
 
 
 def series_styles(frame: pd.DataFrame) -> dict[str, tuple[str, str, object]]:
-    """Returns {series: (colour, marker, line style)}: colour and line style by method (``full``
-    a black star), marker by model, in sorted order, so a method looks the same in every figure
-    of a run and two models of one method differ by marker."""
+    """Returns {series: (colour, marker, line style)}: colour by method (``full`` a black
+    star), marker by model, line style by method in a one-model run and by model otherwise, in
+    sorted order: a method has one colour in every figure of a run, and no two (model, method)
+    series share a style, not even in figures without markers (the CDF)."""
     methods = sorted(m for m in frame["method"].unique() if m != "full")
     models = sorted(frame["model"].unique())
     styles = {}
     for series, method, model in (
         frame[["series", "method", "model"]].drop_duplicates().itertuples(index=False)
     ):
+        j = models.index(model)
         if method == "full":
-            styles[series] = (FULL_COLOUR, FULL_MARKER, ":")
+            dash = ":" if len(models) == 1 else LINESTYLES[j % len(LINESTYLES)]
+            styles[series] = (FULL_COLOUR, FULL_MARKER, dash)
             continue
-        i, j = methods.index(method), models.index(model)
-        styles[series] = (OKABE_ITO[i % len(OKABE_ITO)], MARKERS[j % len(MARKERS)],
-                          LINESTYLES[i % len(LINESTYLES)])  # fmt: skip
+        i = methods.index(method)
+        dash = LINESTYLES[(i if len(models) == 1 else j) % len(LINESTYLES)]
+        styles[series] = (OKABE_ITO[i % len(OKABE_ITO)], MARKERS[j % len(MARKERS)], dash)
     return styles
 
 
@@ -172,9 +214,12 @@ def pareto_figure(cells: pd.DataFrame, styles: dict, x: str, title: str, by_mode
                         zorder=4 if _is_full(series) else 3)  # fmt: skip
             if _is_full(series):
                 ax.axhline(d["accuracy"].mean(), color="black", ls=":", lw=0.7, zorder=2)
-        ax.set_title(_level_title(sub, level) + (f"\n{model}" if model else ""))
+        if model is None:
+            ax.set_title(_level_title(sub, level))
+        elif row == 0:
+            ax.set_title(model)  # one model per column; the level labels each row
         if col == 0:
-            ax.set_ylabel("accuracy")
+            ax.set_ylabel("accuracy" if model is None else f"{_short_level(sub, level)}\naccuracy")
     for ax in grid[-1]:
         ax.set_xlabel(unit)
     _legend(fig, grid[0][0])
@@ -197,7 +242,7 @@ def adherence_figure(cells: pd.DataFrame, styles: dict, title: str, by_model: bo
             grid[0][col].plot(d["budget"], d["flops_ratio"], color=color, marker=marker, ls=dash,
                               label=_label(series, by_model), ms=_ms(series))  # fmt: skip
         grid[0][col].set_title(
-            "achieved FLOPs ratio; dashed: y = x" + (f"\n{model}" if model else "")
+            f"{model}\nachieved FLOPs ratio" if model else "achieved FLOPs ratio; dashed: y = x"
         )
         for row, level in enumerate(levels, start=1):
             ax, sub = grid[row][col], mine[mine["contention"] == level]
@@ -208,13 +253,19 @@ def adherence_figure(cells: pd.DataFrame, styles: dict, title: str, by_model: bo
                                d.get("latency_ratio_ci_high", d["latency_ratio"]))  # fmt: skip
                 ax.errorbar(d["budget"], d["latency_ratio"], yerr=yerr, color=color,
                             marker=marker, ls=dash, ms=_ms(series), capsize=1.5, elinewidth=0.7)  # fmt: skip
-            ax.set_title(_level_title(sub, level).replace(" (reference ", "\n("))
+            if model is None:
+                ax.set_title(_level_title(sub, level).replace(" (reference ", "\n("))
     for r, row in enumerate(grid):
         for ax in row:
             ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=0.8, zorder=0)
             ax.set_xlim(0, 1.05)
             ax.set_ylim(0, top if r else 1.1)
-        row[0].set_ylabel("FLOPs ratio" if r == 0 else "latency ratio vs full")
+        level_label = (
+            ""
+            if not by_model or r == 0
+            else _short_level(cells[cells["contention"] == levels[r - 1]], levels[r - 1]) + "\n"
+        )
+        row[0].set_ylabel("FLOPs ratio" if r == 0 else f"{level_label}latency ratio vs full")
     for ax in grid[-1]:
         ax.set_xlabel("requested budget")
     _legend(fig, grid[0][0])
@@ -232,46 +283,69 @@ def _aa_band(ax, cells: pd.DataFrame) -> None:
 
 
 def latency_cdf_figure(samples: pd.DataFrame, styles: dict, title: str):
-    """Per-sample latency CDF per method at the smallest budget all methods share, one panel
-    per contention level (``full`` at its own budget)."""
+    """Per-sample latency CDF per series at the smallest budget all methods share, one panel
+    per contention level (``full`` at its own budget). Each panel's axis ends at the p99
+    (CDF_CLIP) of its samples; the samples beyond are counted in the x label."""
     if samples.empty:
         return None
     budget = _shared_budget(samples)
     levels = sorted(samples["contention"].unique())
     fig, axes = _panels(len(levels), title, height_in=1.6)
+    beyond = 0
     for ax, level in zip(axes, levels, strict=True):
         sub = samples[(samples["contention"] == level)]
+        shown = []
         for series, d in _series_groups(sub, styles):
             d = d if _is_full(series) else d[np.isclose(d["budget"], budget)]
             values = np.sort(d["latency_ms"].dropna().to_numpy(float))
             if not len(values):
                 continue
+            shown.append(values)
             color, _, dash = styles[series]
             ax.step(values, np.arange(1, len(values) + 1) / len(values), where="post",
                     color=color, label=series, ls=dash)  # fmt: skip
-        ax.set_title(f"budget {budget:g} (full dotted), contention {level:g}")
+        if shown:
+            every = np.concatenate(shown)
+            low, high = float(every.min()), float(np.percentile(every, CDF_CLIP))
+            beyond += int((every > high).sum())
+            ax.set_xlim(low - 0.02 * (high - low), high + 0.02 * (high - low) + 1e-9)
+        ax.set_title(f"budget {budget:g} (full at 1), contention {level:g}")
         ax.set_ylabel("CDF")
         ax.set_ylim(0, 1.02)
-    axes[-1].set_xlabel("latency per sample (ms)")
+    note = f"\n{beyond} sample(s) past the p{CDF_CLIP} not shown" if beyond else ""
+    axes[-1].set_xlabel(f"latency per sample (ms){note}")
     _legend(fig, axes[0])
     return fig
 
 
-def cost_figure(cells: pd.DataFrame, styles: dict, title: str):
-    """Measured mean latency (± std) vs FLOPs per sample, one panel per contention level."""
+def cell_percentiles(samples: pd.DataFrame, q: tuple[int, ...] = (SPREAD[0], 50, SPREAD[1])):
+    """Returns {cell_id: [percentiles of its per-sample latencies (ms)]} at the `q` percentiles
+    (by default p10, p50, p90): a spread that, unlike mean ± std, never goes below zero."""
+    return {cid: np.percentile(g["latency_ms"].dropna().to_numpy(float), q).tolist()
+            for cid, g in samples.groupby("cell_id") if g["latency_ms"].notna().any()}  # fmt: skip
+
+
+def cost_figure(cells: pd.DataFrame, samples: pd.DataFrame, styles: dict, title: str):
+    """Median per-sample latency with its p10–p90 range vs FLOPs per sample, one panel per
+    contention level (cells without samples fall back to latency_ms_p50 and no range)."""
     levels = sorted(cells["contention"].unique())
     fig, axes = _panels(len(levels), title, height_in=1.7)
     scale, unit = _cost_scale(cells, "flops")
+    spread = cell_percentiles(samples)
     for ax, level in zip(axes, levels, strict=True):
         sub = cells[cells["contention"] == level]
         for series, d in _series_groups(sub, styles):
             color, marker, dash = styles[series]
-            ax.errorbar(d["flops"] / scale, d["latency_ms_mean"], yerr=d["latency_ms_std"],
-                        color=color, marker=marker, capsize=1.5, elinewidth=0.7, label=series, ls=dash,
+            q = np.array([spread.get(c, [m, m, m]) for c, m in
+                          zip(d["cell_id"], d["latency_ms_p50"], strict=True)], float)  # fmt: skip
+            yerr = np.clip(np.vstack([q[:, 1] - q[:, 0], q[:, 2] - q[:, 1]]), 0.0, None)
+            ax.errorbar(d["flops"] / scale, q[:, 1], yerr=np.nan_to_num(yerr), color=color,
+                        marker=marker, capsize=1.5, elinewidth=0.7, label=series, ls=dash,
                         ms=_ms(series))  # fmt: skip
         ax.set_title(_level_title(sub, level))
         ax.set_ylabel("latency (ms)")
-    axes[-1].set_xlabel(unit)
+        ax.set_ylim(bottom=0)
+    axes[-1].set_xlabel(f"{unit}\nmarkers: median; bars: p{SPREAD[0]}–p{SPREAD[1]}")
     _legend(fig, axes[0])
     return fig
 
@@ -282,7 +356,10 @@ def family_figure(samples: pd.DataFrame, styles: dict, title: str):
     if fam.empty:
         return None
     fam = fam[fam["contention"] == fam["contention"].min()]
-    families = sorted(fam["family"].unique())
+    big = fam.groupby("family")["n"].min()
+    families = sorted(big[big >= MIN_FAMILY_SAMPLES].index)
+    if not families:
+        return None  # a tangle of 2-3 samples per point says nothing
     ncols = 2 if len(families) > 1 else 1
     nrows = math.ceil(len(families) / ncols)
     fig, grid = plt.subplots(nrows, ncols, figsize=(WIDTH_IN, 0.7 + 1.45 * nrows), sharex=True,
@@ -414,6 +491,14 @@ def _cost_scale(cells: pd.DataFrame, x: str) -> tuple[float, str]:
         return 1.0, "mean latency per sample (ms)"
     peak = _finite_max(cells["flops"])
     return (1e12, "TFLOPs per sample") if peak >= 1e12 else (1e9, "GFLOPs per sample")
+
+
+def _short_level(cells: pd.DataFrame, level: float) -> str:
+    """'c = 0.5 (×1.60)': the level and its reference slowdown, short enough for a row label."""
+    slowdown = cells["achieved_slowdown"].dropna() if "achieved_slowdown" in cells else []
+    if len(slowdown) and level > 0:
+        return f"c = {level:g} (×{slowdown.mean():.2f})"
+    return f"c = {level:g}"
 
 
 def _level_title(cells: pd.DataFrame, level: float) -> str:

@@ -29,9 +29,12 @@ CAPTIONS = {
     "its heads and MLP groups) that ran, over all samples and per question family, with the "
     "number of distinct plans; for token selection, the share of visual tokens kept. One colour "
     "for a whole column means the scheduler does not adapt to that content.",
-    "latency_cdf": "Per-sample latency distribution (CDF) per method, one panel per contention level.",
-    "cost": "Measured mean latency (± std) vs FLOPs per sample: how FLOP savings turn into time.",
-    "family_accuracy": "Accuracy vs budget per question family (95 % normal CIs).",
+    "latency_cdf": "Per-sample latency distribution (CDF) per series, one panel per contention "
+    "level; the axis ends at the p99, samples beyond are counted under it.",
+    "cost": "Median per-sample latency with its p10–p90 range vs FLOPs per sample: how FLOP "
+    "savings turn into time.",
+    "family_accuracy": "Accuracy vs budget per question family with at least 5 samples per "
+    "cell (95 % normal CIs).",
     "slo": "Fraction of samples within the latency SLO vs budget.",
 }
 SPREAD_WARN = 0.10  # latency std / mean above this means a noisy machine

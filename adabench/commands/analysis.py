@@ -30,6 +30,13 @@ def register(app: typer.Typer) -> None:
         ] = "png,pdf",
         x: Annotated[str, typer.Option(help="Pareto cost axis: flops | latency.")] = "flops",
         suite: Annotated[str | None, typer.Option(help="Only this suite.")] = None,
+        style: Annotated[
+            str,
+            typer.Option(
+                help="default | paper (3.3 in single-column / 7 in double-column widths, "
+                "8-9 pt fonts)."
+            ),
+        ] = "default",
         json: Annotated[
             bool, typer.Option("--json", help="Print the written files as JSON.")
         ] = False,
@@ -37,11 +44,14 @@ def register(app: typer.Typer) -> None:
         """Write paper-ready figures (Pareto, budget adherence, latency CDF, per-family accuracy).
 
         Example: adabench plot results/20250101-120000-demo --format png,svg --x latency
+        Example: adabench plot results/20250101-120000-demo --style paper --format pdf
         """
         from adabench.console import print_json
         from adabench.plots import make_plots
 
-        written = make_plots(run_dir, out=out, formats=format.split(","), x=x, suite=suite)
+        written = make_plots(
+            run_dir, out=out, formats=format.split(","), x=x, suite=suite, style=style
+        )
         if json:
             print_json([str(p) for p in written])
         else:
