@@ -5,8 +5,8 @@ atlas (adabench/plots_atlas.py). No torch.
 Styles: one colour per method (full: a black star), one marker per model, and one line style
 per method (one model) or per model (several), so every (model, method) series has a style of its
 own and figures stay readable in greyscale print; past MAX_SERIES series, one panel per model.
-Latency spreads are percentiles (p10–p90), never mean ± std; CDF axes stop at the p99 with the
-samples beyond counted in the axis label. `--style paper` sets 3.3 in / 7 in widths and 8–9 pt
+Latency spreads are percentiles (p10–p90), never mean ± std; CDF axes that outliers would
+stretch stop at the p99, with the samples beyond counted in the axis label. `--style paper` sets 3.3 in / 7 in widths and 8–9 pt
 fonts; PDFs embed TrueType fonts (Type 42).
 """
 
@@ -50,14 +50,15 @@ RC = {
     "svg.fonttype": "none", "legend.frameon": False,
 }  # fmt: skip
 STYLES = {
-    "default": {"single_in": WIDTH_IN, "double_in": 7.2, "rc": {}},
+    "default": {"single_in": None, "double_in": None, "rc": {}},
     "paper": {"single_in": 3.3, "double_in": 7.0,
               "rc": {"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8,
                      "legend.fontsize": 8, "xtick.labelsize": 8, "ytick.labelsize": 8,
-                     "legend.title_fontsize": 9}},
+                     "legend.title_fontsize": 9, "figure.titlesize": 9}},
 }  # fmt: skip
-"""Figure presets (`adabench plot --style`): widths of one and of two paper columns (in) and
-the font sizes (pt). A figure keeps its aspect ratio and takes the nearer width."""
+"""Figure presets (`adabench plot --style`): widths of one and of two paper columns (in; None:
+each figure keeps its own) and the font sizes (pt). A figure keeps its aspect ratio and takes
+the single-column width unless it is over 1.2 × that wide."""
 
 
 def make_plots(
@@ -107,10 +108,13 @@ def figures(run: Run, suite: str, x: str = "flops", style: str = "default"):
 
 
 def fit_width(fig, style: str) -> None:
-    """Scales `fig` to the nearer of its style's two widths (in), keeping its aspect ratio."""
+    """Scales `fig` to its style's single- or double-column width (in), keeping its aspect
+    ratio; leaves it as drawn when the style names no widths."""
     single, double = STYLES[style]["single_in"], STYLES[style]["double_in"]
+    if single is None:
+        return
     width, height = fig.get_size_inches()
-    target = single if width <= (single + double) / 2 else double
+    target = single if width <= 1.2 * single else double
     fig.set_size_inches(target, height * target / width)
 
 
@@ -284,8 +288,9 @@ def _aa_band(ax, cells: pd.DataFrame) -> None:
 
 def latency_cdf_figure(samples: pd.DataFrame, styles: dict, title: str):
     """Per-sample latency CDF per series at the smallest budget all methods share, one panel
-    per contention level (``full`` at its own budget). Each panel's axis ends at the p99
-    (CDF_CLIP) of its samples; the samples beyond are counted in the x label."""
+    per contention level (``full`` at its own budget). Where outliers would stretch a panel's
+    axis, it ends at the p99 (CDF_CLIP) of its samples and those beyond are counted in the x
+    label."""
     if samples.empty:
         return None
     budget = _shared_budget(samples)
@@ -305,10 +310,7 @@ def latency_cdf_figure(samples: pd.DataFrame, styles: dict, title: str):
             ax.step(values, np.arange(1, len(values) + 1) / len(values), where="post",
                     color=color, label=series, ls=dash)  # fmt: skip
         if shown:
-            every = np.concatenate(shown)
-            low, high = float(every.min()), float(np.percentile(every, CDF_CLIP))
-            beyond += int((every > high).sum())
-            ax.set_xlim(low - 0.02 * (high - low), high + 0.02 * (high - low) + 1e-9)
+            beyond += _clip_at_percentile(ax, np.concatenate(shown))
         ax.set_title(f"budget {budget:g} (full at 1), contention {level:g}")
         ax.set_ylabel("CDF")
         ax.set_ylim(0, 1.02)
@@ -316,6 +318,19 @@ def latency_cdf_figure(samples: pd.DataFrame, styles: dict, title: str):
     axes[-1].set_xlabel(f"latency per sample (ms){note}")
     _legend(fig, axes[0])
     return fig
+
+
+def _clip_at_percentile(ax, values: np.ndarray) -> int:
+    """Ends the x axis at the CDF_CLIP percentile of `values` (an order statistic, so a lone
+    outlier never sets it) when the samples beyond would stretch the axis past twice that
+    range; returns how many samples it leaves out (0 when it does not clip)."""
+    low, top = float(values.min()), float(values.max())
+    high = float(np.percentile(values, CDF_CLIP, method="lower"))
+    if top - low <= 2 * (high - low):
+        return 0
+    pad = 0.02 * (high - low) + 1e-9
+    ax.set_xlim(low - pad, high + pad)
+    return int((values > high).sum())
 
 
 def cell_percentiles(samples: pd.DataFrame, q: tuple[int, ...] = (SPREAD[0], 50, SPREAD[1])):

@@ -109,4 +109,6 @@ def _token_bars(ax, tokens: pd.DataFrame) -> None:
     if column == "kept_fraction":
         ax.set_ylim(0, 1.05)
     ax.set_title("token selection per question family")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=6)
+    ax.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3
+    )  # below: keeps the columns wide
