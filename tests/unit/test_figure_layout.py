@@ -32,12 +32,25 @@ def _close_figures():
     plt.close("all")
 
 
+TINY_RUN = Path(__file__).parents[1] / "fixtures" / "tiny_run"  # a real sweep, 2 models
+
+
 @pytest.fixture(scope="module", params=[("tiny",), ("tiny", "tiny-adallava-l")], ids=len)
 def run(request, tmp_path_factory) -> store.Run:
     out = tmp_path_factory.mktemp("fig")
     return store.load_run(
         make_run.make_run(out, paired=True, models=request.param, methods=METHODS)
     )
+
+
+@pytest.mark.parametrize("style", list(plots.STYLES))
+def test_a_real_runs_figures_have_no_overlapping_text(style):
+    run = store.load_run(TINY_RUN)
+    stems = []
+    for stem, fig in _figures(run, style):
+        assert _overlaps(fig) == [], stem
+        stems.append(stem)
+    assert {"pareto_flops_shapes", "latency_cdf_shapes", "cost_shapes"} <= set(stems)
 
 
 def _drawn_texts(fig) -> list[Text]:
