@@ -263,7 +263,8 @@ def _mark_significance(rows, keys, suites, vs, cells, samples) -> str:
     if method not in methods:
         raise did_you_mean(method, methods, "--vs method (a row of this table)")
     budget = _budget(budget_text, rows, method) if "budget" in keys else None
-    scores = samples.groupby(["cell_id", "sample_id"])["score"].mean()
+    scores = {cid: g.droplevel(0) for cid, g in
+              samples.groupby(["cell_id", "sample_id"])["score"].mean().groupby(level=0)}  # fmt: skip
     tests = []
     for row in rows:
         ref = _reference_row(row, rows, keys, method, budget)
@@ -306,12 +307,13 @@ def _reference_row(row, rows, keys, method, budget) -> dict | None:
     return None
 
 
-def _paired_scores(scores: pd.Series, ref_ids, row_ids) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample scores of two cells on the samples both answered (aligned arrays)."""
-    if not ref_ids or not row_ids:
+def _paired_scores(scores: dict, ref_ids, row_ids) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample scores of two cells on the samples both answered (aligned arrays; empty when
+    either cell has no samples). `scores` is {cell_id: score by sample_id}."""
+    a = scores.get(ref_ids[0]) if ref_ids else None
+    b = scores.get(row_ids[0]) if row_ids else None
+    if a is None or b is None:
         return np.array([]), np.array([])
-    a = scores.loc[ref_ids[:1]].droplevel(0)
-    b = scores.loc[row_ids[:1]].droplevel(0)
     both = a.to_frame("a").join(b.rename("b"), how="inner")
     return both["a"].to_numpy(float), both["b"].to_numpy(float)
 
@@ -337,6 +339,8 @@ def caption(
         load += f" ({'/'.join(kinds)} stress, reference slowdown {spread}×)"
     text = (f"{run.name}: device {device}, dtype {dtype}, {samples} samples per cell, "
             f"contention {load}.")  # fmt: skip
+    if run.meta.get("weights") == "random":
+        text += " Weights are random: accuracy is meaningless, only FLOPs and latency count."
     if latency == "ratio":
         text += (" Latency ×full: geometric mean of per-sample latency ratios to full on the "
                  "same samples (95 % bootstrap CI).")  # fmt: skip

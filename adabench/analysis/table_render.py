@@ -52,8 +52,10 @@ def _cells(table: Table, i: int, row: dict):
         yield column, text, _ci_text(table, row, column), bold, row.get(f"{column.key}_mark", "")
 
 
-def to_latex(table: Table, label: str = "tab:adabench") -> str:
-    """Returns a LaTeX ``table`` environment (needs ``\\usepackage{booktabs}``)."""
+def to_latex(table: Table, label: str | None = None) -> str:
+    """Returns a LaTeX ``table`` environment (needs ``\\usepackage{booktabs}``), labelled
+    `label` (default ``tab:<run name>``)."""
+    label = label or "tab:" + (re.sub(r"[^A-Za-z0-9:.-]", "-", table.run) or "adabench")
     keys = [c for c in table.columns if c.kind == "key"]
     spec = "l" * len(keys) + "r" * (len(table.columns) - len(keys))
     lines = [r"\begin{table}[t]", r"\centering", r"\small",
@@ -147,7 +149,7 @@ def to_json(table: Table) -> dict:
             "columns": [c.__dict__ for c in table.columns], "rows": rows}  # fmt: skip
 
 
-def render(table: Table, fmt: str, label: str = "tab:adabench") -> str:
+def render(table: Table, fmt: str, label: str | None = None) -> str:
     """Returns the table in `fmt` (one of FORMATS) as text; JSON is indented."""
     if fmt == "latex":
         return to_latex(table, label)

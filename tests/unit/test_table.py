@@ -203,3 +203,9 @@ def test_rows_may_drop_a_key_with_one_value(made):
     table = build_table(made, rows=("method", "budget"), suites=["shapes"])
     assert [c.key for c in table.columns][:2] == ["method", "budget"]
     assert not any(math.isnan(r["shapes"]) for r in table.rows)
+
+
+def test_random_weights_are_said_in_the_caption(tmp_path):
+    run = store.load_run(make_run.make_run(tmp_path, weights="random"))
+    assert "Weights are random" in build_table(run).caption
+    assert "\\label{tab:20250102-030405-tiny}" in render(build_table(run), "latex")
