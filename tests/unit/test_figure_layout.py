@@ -44,6 +44,16 @@ def run(request, tmp_path_factory) -> store.Run:
 
 
 @pytest.mark.parametrize("style", list(plots.STYLES))
+def test_slo_figures_have_no_overlapping_text(style, tmp_path):
+    run = store.load_run(make_run.make_run(tmp_path, slo_ms=45.0, models=("tiny", "tiny-2")))
+    stems = []
+    for stem, fig in _figures(run, style):
+        assert _overlaps(fig) == [], stem
+        stems.append(stem)
+    assert "slo_shapes" in stems
+
+
+@pytest.mark.parametrize("style", list(plots.STYLES))
 def test_a_real_runs_figures_have_no_overlapping_text(style):
     run = store.load_run(TINY_RUN)
     stems = []
