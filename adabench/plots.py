@@ -135,8 +135,12 @@ def _figures(run: Run, suite: str, x: str):
         ),
         (f"adherence_{suite}", lambda: adherence_figure(cells, styles, title, by_model), True),
         (f"plans_{suite}", lambda: plans_figure(samples, title), True),
-        (f"latency_cdf_{suite}", lambda: latency_cdf_figure(samples, styles, title), True),
-        (f"cost_{suite}", lambda: cost_figure(cells, samples, styles, title), True),
+        (
+            f"latency_cdf_{suite}",
+            lambda: latency_cdf_figure(samples, styles, title, by_model),
+            True,
+        ),
+        (f"cost_{suite}", lambda: cost_figure(cells, samples, styles, title, by_model), True),
         (f"family_accuracy_{suite}", lambda: family_figure(samples, styles, title), has_accuracy),
         (f"slo_{suite}", lambda: slo_figure(cells, styles, title), True),
         (f"slo_timeline_{suite}", lambda: slo_timeline_figure(samples, cells, styles, title), True),
@@ -286,20 +290,21 @@ def _aa_band(ax, cells: pd.DataFrame) -> None:
                    zorder=0, label="A/A noise floor")  # fmt: skip
 
 
-def latency_cdf_figure(samples: pd.DataFrame, styles: dict, title: str):
-    """Per-sample latency CDF per series at the smallest budget all methods share, one panel
-    per contention level (``full`` at its own budget). Where outliers would stretch a panel's
-    axis, it ends at the p99 (CDF_CLIP) of its samples and those beyond are counted in the x
-    label."""
+def latency_cdf_figure(samples: pd.DataFrame, styles: dict, title: str, by_model: bool = False):
+    """Per-sample latency CDF per series at the smallest budget all methods share, one row per
+    contention level (and one column per model when `by_model`; ``full`` at its own budget).
+    The panels share one x axis; where outliers would stretch it, it ends at the p99
+    (CDF_CLIP) of all samples shown and those beyond are counted in the x label."""
     if samples.empty:
         return None
     budget = _shared_budget(samples)
     levels = sorted(samples["contention"].unique())
-    fig, axes = _panels(len(levels), title, height_in=1.6)
-    beyond = 0
-    for ax, level in zip(axes, levels, strict=True):
-        sub = samples[(samples["contention"] == level)]
-        shown = []
+    models = sorted(samples["model"].unique()) if by_model else [None]
+    fig, grid = _grid(len(levels), len(models), title, height_in=1.6, sharey=True)
+    shown = []
+    for (row, level), (col, model) in _cells_of(levels, models):
+        ax, sub = grid[row][col], samples[samples["contention"] == level]
+        sub = sub if model is None else sub[sub["model"] == model]
         for series, d in _series_groups(sub, styles):
             d = d if _is_full(series) else d[np.isclose(d["budget"], budget)]
             values = np.sort(d["latency_ms"].dropna().to_numpy(float))
@@ -308,15 +313,19 @@ def latency_cdf_figure(samples: pd.DataFrame, styles: dict, title: str):
             shown.append(values)
             color, _, dash = styles[series]
             ax.step(values, np.arange(1, len(values) + 1) / len(values), where="post",
-                    color=color, label=series, ls=dash)  # fmt: skip
-        if shown:
-            beyond += _clip_at_percentile(ax, np.concatenate(shown))
-        ax.set_title(f"budget {budget:g} (full at 1), contention {level:g}")
-        ax.set_ylabel("CDF")
+                    color=color, label=_label(series, by_model), ls=dash)  # fmt: skip
+        if model is None:
+            ax.set_title(f"budget {budget:g} (full at 1), contention {level:g}")
+        elif row == 0:
+            ax.set_title(f"{model}, budget {budget:g}")
+        if col == 0:
+            ax.set_ylabel("CDF" if model is None else f"c = {level:g}\nCDF")
         ax.set_ylim(0, 1.02)
+    beyond = _clip_at_percentile(grid[0][0], np.concatenate(shown)) if shown else 0  # shared x
     note = f"\n{beyond} sample(s) past the p{CDF_CLIP} not shown" if beyond else ""
-    axes[-1].set_xlabel(f"latency per sample (ms){note}")
-    _legend(fig, axes[0])
+    for ax in grid[-1]:
+        ax.set_xlabel(f"latency per sample (ms){note}")
+    _legend(fig, grid[0][0])
     return fig
 
 
@@ -340,28 +349,39 @@ def cell_percentiles(samples: pd.DataFrame, q: tuple[int, ...] = (SPREAD[0], 50,
             for cid, g in samples.groupby("cell_id") if g["latency_ms"].notna().any()}  # fmt: skip
 
 
-def cost_figure(cells: pd.DataFrame, samples: pd.DataFrame, styles: dict, title: str):
-    """Median per-sample latency with its p10–p90 range vs FLOPs per sample, one panel per
-    contention level (cells without samples fall back to latency_ms_p50 and no range)."""
+def cost_figure(
+    cells: pd.DataFrame, samples: pd.DataFrame, styles: dict, title: str, by_model: bool = False
+):
+    """Median per-sample latency with its p10–p90 range vs FLOPs per sample, one row per
+    contention level (one column per model when `by_model`); cells without samples fall back
+    to latency_ms_p50 and no range."""
     levels = sorted(cells["contention"].unique())
-    fig, axes = _panels(len(levels), title, height_in=1.7)
+    models = sorted(cells["model"].unique()) if by_model else [None]
+    fig, grid = _grid(len(levels), len(models), title, height_in=1.7)
     scale, unit = _cost_scale(cells, "flops")
     spread = cell_percentiles(samples)
-    for ax, level in zip(axes, levels, strict=True):
-        sub = cells[cells["contention"] == level]
+    for (row, level), (col, model) in _cells_of(levels, models):
+        ax, sub = grid[row][col], cells[cells["contention"] == level]
+        sub = sub if model is None else sub[sub["model"] == model]
         for series, d in _series_groups(sub, styles):
             color, marker, dash = styles[series]
             q = np.array([spread.get(c, [m, m, m]) for c, m in
                           zip(d["cell_id"], d["latency_ms_p50"], strict=True)], float)  # fmt: skip
             yerr = np.clip(np.vstack([q[:, 1] - q[:, 0], q[:, 2] - q[:, 1]]), 0.0, None)
             ax.errorbar(d["flops"] / scale, q[:, 1], yerr=np.nan_to_num(yerr), color=color,
-                        marker=marker, capsize=1.5, elinewidth=0.7, label=series, ls=dash,
-                        ms=_ms(series))  # fmt: skip
-        ax.set_title(_level_title(sub, level))
-        ax.set_ylabel("latency (ms)")
+                        marker=marker, capsize=1.5, elinewidth=0.7, ls=dash, ms=_ms(series),
+                        label=_label(series, by_model))  # fmt: skip
+        if model is None:
+            ax.set_title(_level_title(sub, level))
+        elif row == 0:
+            ax.set_title(model)
+        if col == 0:
+            ax.set_ylabel("latency (ms)" if model is None
+                          else f"{_short_level(sub, level)}\nlatency (ms)")  # fmt: skip
         ax.set_ylim(bottom=0)
-    axes[-1].set_xlabel(f"{unit}\nmarkers: median; bars: p{SPREAD[0]}–p{SPREAD[1]}")
-    _legend(fig, axes[0])
+    for ax in grid[-1]:
+        ax.set_xlabel(f"{unit}\nmarkers: median; bars: p{SPREAD[0]}–p{SPREAD[1]}")
+    _legend(fig, grid[0][0])
     return fig
 
 
@@ -429,10 +449,10 @@ def slo_figure(cells: pd.DataFrame, styles: dict, title: str):
     return fig
 
 
-def _grid(nrows: int, ncols: int, title: str, height_in: float = 2.0):
+def _grid(nrows: int, ncols: int, title: str, height_in: float = 2.0, sharey: bool | str = "row"):
     width = WIDTH_IN if ncols == 1 else min(7.2, 0.4 + 2.4 * ncols)  # two columns of a paper
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, 0.75 + height_in * nrows),
-                             sharex=True, sharey="row", squeeze=False, layout="constrained")  # fmt: skip
+                             sharex=True, sharey=sharey, squeeze=False, layout="constrained")  # fmt: skip
     fig._adabench_title = title
     return fig, [list(row) for row in axes]
 
