@@ -1,13 +1,11 @@
 """Paper-ready figures from a results folder (matplotlib, Agg): Pareto curves, budget adherence,
 latency CDFs under contention, accuracy per question family, cost and SLO plots, and the plan
-atlas (adabench/plots_atlas.py). No torch.
+atlas (adabench/plots_atlas.py). No torch. How they look (palette, one style per series, the
+`--style` presets) is in adabench/plots_style.py.
 
-Styles: one colour per method (full: a black star), one marker per model, and one line style
-per method (one model) or per model (several), so every (model, method) series has a style of its
-own and figures stay readable in greyscale print; past MAX_SERIES series, one panel per model.
-Latency spreads are percentiles (p10–p90), never mean ± std; CDF axes that outliers would
-stretch stop at the p99, with the samples beyond counted in the axis label. `--style paper` sets 3.3 in / 7 in widths and 8–9 pt
-fonts; PDFs embed TrueType fonts (Type 42).
+Past MAX_SERIES series a figure gets one panel per model. Latency spreads are percentiles
+(p10–p90), never mean ± std; CDF axes that outliers would stretch stop at the p99, with the
+samples beyond counted in the axis label. PDFs embed TrueType fonts (Type 42).
 """
 
 from __future__ import annotations
@@ -25,15 +23,30 @@ import pandas as pd  # noqa: E402
 
 from adabench.analysis.pareto import accuracy_by_family, pareto, x_column  # noqa: E402
 from adabench.errors import UserError, did_you_mean  # noqa: E402
+from adabench.plots_style import (  # noqa: E402
+    RC,
+    STYLES,
+    WIDTH_IN,
+    ci_err,
+    cost_scale,
+    figure_legend,
+    finite_max,
+    fit_width,
+    is_full,
+    level_title,
+    marker_size,
+    panel_cells,
+    panel_column,
+    panel_grid,
+    series_groups,
+    series_label,
+    series_styles,
+    short_level,
+    with_series,
+)
 from adabench.store import Run, load_run  # noqa: E402
 
 FORMATS = ("png", "pdf", "svg")
-WIDTH_IN = 3.5  # one column of a two-column paper
-# Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
-OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442"]
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "h"]
-FULL_COLOUR, FULL_MARKER = "#000000", "*"
-LINESTYLES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 2))]
 MAX_SERIES = 6
 """More (model, method) series than this get one panel per model."""
 MIN_FAMILY_SAMPLES = 5
@@ -42,23 +55,6 @@ SPREAD = (10, 90)
 """The latency spread drawn around a median (percentiles of the per-sample latencies)."""
 CDF_CLIP = 99
 """Latency CDF axes end at this percentile of the panel's samples; the rest are counted."""
-RC = {
-    "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
-    "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.2, "lines.markersize": 4,
-    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
-    "grid.alpha": 0.3, "grid.linewidth": 0.5, "savefig.dpi": 200, "pdf.fonttype": 42,
-    "svg.fonttype": "none", "legend.frameon": False,
-}  # fmt: skip
-STYLES = {
-    "default": {"single_in": None, "double_in": None, "rc": {}},
-    "paper": {"single_in": 3.3, "double_in": 7.0,
-              "rc": {"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8,
-                     "legend.fontsize": 8, "xtick.labelsize": 8, "ytick.labelsize": 8,
-                     "legend.title_fontsize": 9, "figure.titlesize": 9}},
-}  # fmt: skip
-"""Figure presets (`adabench plot --style`): widths of one and of two paper columns (in; None:
-each figure keeps its own) and the font sizes (pt). A figure keeps its aspect ratio and takes
-the single-column width unless it is over 1.2 × that wide."""
 
 
 def make_plots(
@@ -107,22 +103,11 @@ def figures(run: Run, suite: str, x: str = "flops", style: str = "default"):
         yield stem, fig
 
 
-def fit_width(fig, style: str) -> None:
-    """Scales `fig` to its style's single- or double-column width (in), keeping its aspect
-    ratio; leaves it as drawn when the style names no widths."""
-    single, double = STYLES[style]["single_in"], STYLES[style]["double_in"]
-    if single is None:
-        return
-    width, height = fig.get_size_inches()
-    target = single if width <= 1.2 * single else double
-    fig.set_size_inches(target, height * target / width)
-
-
 def _figures(run: Run, suite: str, x: str):
     from adabench.plots_atlas import plans_figure
 
-    cells = _with_series(run.cells[run.cells["suite"] == suite])
-    samples = _with_series(run.samples[run.samples["suite"] == suite])
+    cells = with_series(run.cells[run.cells["suite"] == suite])
+    samples = with_series(run.samples[run.samples["suite"] == suite])
     styles = series_styles(cells)
     title = suite + (" · weights: random" if run.meta.get("weights") == "random" else "")
     has_accuracy = run.meta.get("weights") != "random" and cells["accuracy"].notna().any()
@@ -172,30 +157,8 @@ def slo_timeline_figure(samples: pd.DataFrame, cells: pd.DataFrame, styles: dict
     axes[1].set_ylabel("chosen budget")
     axes[2].set_ylabel("stress level")
     axes[2].set_xlabel("time in cell (s)")
-    _legend(fig, axes[0])
+    figure_legend(fig, axes[0])
     return fig
-
-
-def series_styles(frame: pd.DataFrame) -> dict[str, tuple[str, str, object]]:
-    """Returns {series: (colour, marker, line style)}: colour by method (``full`` a black
-    star), marker by model, line style by method in a one-model run and by model otherwise, in
-    sorted order: a method has one colour in every figure of a run, and no two (model, method)
-    series share a style, not even in figures without markers (the CDF)."""
-    methods = sorted(m for m in frame["method"].unique() if m != "full")
-    models = sorted(frame["model"].unique())
-    styles = {}
-    for series, method, model in (
-        frame[["series", "method", "model"]].drop_duplicates().itertuples(index=False)
-    ):
-        j = models.index(model)
-        if method == "full":
-            dash = ":" if len(models) == 1 else LINESTYLES[j % len(LINESTYLES)]
-            styles[series] = (FULL_COLOUR, FULL_MARKER, dash)
-            continue
-        i = methods.index(method)
-        dash = LINESTYLES[(i if len(models) == 1 else j) % len(LINESTYLES)]
-        styles[series] = (OKABE_ITO[i % len(OKABE_ITO)], MARKERS[j % len(MARKERS)], dash)
-    return styles
 
 
 def pareto_figure(cells: pd.DataFrame, styles: dict, x: str, title: str, by_model: bool = False):
@@ -203,9 +166,9 @@ def pareto_figure(cells: pd.DataFrame, styles: dict, x: str, title: str, by_mode
     `by_model`), CIs as error bars, frontier in grey."""
     levels = sorted(cells["contention"].unique())
     models = sorted(cells["model"].unique()) if by_model else [None]
-    fig, grid = _grid(len(levels), len(models), title)
-    scale, unit = _cost_scale(cells, x)
-    for (row, level), (col, model) in _cells_of(levels, models):
+    fig, grid = panel_grid(len(levels), len(models), title)
+    scale, unit = cost_scale(cells, x)
+    for (row, level), (col, model) in panel_cells(levels, models):
         ax = grid[row][col]
         sub = cells[cells["contention"] == level]
         sub = sub if model is None else sub[sub["model"] == model]
@@ -213,24 +176,24 @@ def pareto_figure(cells: pd.DataFrame, styles: dict, x: str, title: str, by_mode
         front = front[front["on_frontier"]]
         ax.plot(front["cost"] / scale, front["accuracy"], color="0.6", lw=4, alpha=0.35,
                 solid_capstyle="round", zorder=1, label="Pareto frontier")  # fmt: skip
-        for series, d in _series_groups(sub, styles):
+        for series, d in series_groups(sub, styles):
             color, marker, dash = styles[series]
             cost = d[x_column(x)] / scale
-            yerr = _ci_err(d["accuracy"], d["accuracy_ci_low"], d["accuracy_ci_high"])
+            yerr = ci_err(d["accuracy"], d["accuracy_ci_low"], d["accuracy_ci_high"])
             ax.errorbar(cost, d["accuracy"], yerr=yerr, color=color, marker=marker, capsize=1.5,
-                        elinewidth=0.7, label=_label(series, by_model), ms=_ms(series), ls=dash,
-                        zorder=4 if _is_full(series) else 3)  # fmt: skip
-            if _is_full(series):
+                        elinewidth=0.7, label=series_label(series, by_model), ms=marker_size(series), ls=dash,
+                        zorder=4 if is_full(series) else 3)  # fmt: skip
+            if is_full(series):
                 ax.axhline(d["accuracy"].mean(), color="black", ls=":", lw=0.7, zorder=2)
         if model is None:
-            ax.set_title(_level_title(sub, level))
+            ax.set_title(level_title(sub, level))
         elif row == 0:
             ax.set_title(model)  # one model per column; the level labels each row
         if col == 0:
-            ax.set_ylabel("accuracy" if model is None else f"{_short_level(sub, level)}\naccuracy")
+            ax.set_ylabel("accuracy" if model is None else f"{short_level(sub, level)}\naccuracy")
     for ax in grid[-1]:
         ax.set_xlabel(unit)
-    _legend(fig, grid[0][0])
+    figure_legend(fig, grid[0][0])
     return fig
 
 
@@ -240,29 +203,29 @@ def adherence_figure(cells: pd.DataFrame, styles: dict, title: str, by_model: bo
     when `by_model`. The grey band is the group's A/A noise floor, when the run measured one."""
     levels = sorted(cells["contention"].unique())
     models = sorted(cells["model"].unique()) if by_model else [None]
-    fig, grid = _grid(1 + len(levels), len(models), title, height_in=1.7)
-    top = max(1.1, _finite_max(cells.get("latency_ratio_ci_high", cells["latency_ratio"])) * 1.05)
+    fig, grid = panel_grid(1 + len(levels), len(models), title, height_in=1.7)
+    top = max(1.1, finite_max(cells.get("latency_ratio_ci_high", cells["latency_ratio"])) * 1.05)
     for col, model in enumerate(models):
         mine = cells if model is None else cells[cells["model"] == model]
         low = mine[mine["contention"] == levels[0]]
-        for series, d in _series_groups(low, styles):
+        for series, d in series_groups(low, styles):
             color, marker, dash = styles[series]
             grid[0][col].plot(d["budget"], d["flops_ratio"], color=color, marker=marker, ls=dash,
-                              label=_label(series, by_model), ms=_ms(series))  # fmt: skip
+                              label=series_label(series, by_model), ms=marker_size(series))  # fmt: skip
         grid[0][col].set_title(
             f"{model}\nachieved FLOPs ratio" if model else "achieved FLOPs ratio; dashed: y = x"
         )
         for row, level in enumerate(levels, start=1):
             ax, sub = grid[row][col], mine[mine["contention"] == level]
             _aa_band(ax, sub)
-            for series, d in _series_groups(sub, styles):
+            for series, d in series_groups(sub, styles):
                 color, marker, dash = styles[series]
-                yerr = _ci_err(d["latency_ratio"], d.get("latency_ratio_ci_low", d["latency_ratio"]),
+                yerr = ci_err(d["latency_ratio"], d.get("latency_ratio_ci_low", d["latency_ratio"]),
                                d.get("latency_ratio_ci_high", d["latency_ratio"]))  # fmt: skip
                 ax.errorbar(d["budget"], d["latency_ratio"], yerr=yerr, color=color,
-                            marker=marker, ls=dash, ms=_ms(series), capsize=1.5, elinewidth=0.7)  # fmt: skip
+                            marker=marker, ls=dash, ms=marker_size(series), capsize=1.5, elinewidth=0.7)  # fmt: skip
             if model is None:
-                ax.set_title(_level_title(sub, level).replace(" (reference ", "\n("))
+                ax.set_title(level_title(sub, level).replace(" (reference ", "\n("))
     for r, row in enumerate(grid):
         for ax in row:
             ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=0.8, zorder=0)
@@ -271,12 +234,12 @@ def adherence_figure(cells: pd.DataFrame, styles: dict, title: str, by_model: bo
         level_label = (
             ""
             if not by_model or r == 0
-            else _short_level(cells[cells["contention"] == levels[r - 1]], levels[r - 1]) + "\n"
+            else short_level(cells[cells["contention"] == levels[r - 1]], levels[r - 1]) + "\n"
         )
         row[0].set_ylabel("FLOPs ratio" if r == 0 else f"{level_label}latency ratio vs full")
     for ax in grid[-1]:
         ax.set_xlabel("requested budget")
-    _legend(fig, grid[0][0])
+    figure_legend(fig, grid[0][0])
     return fig
 
 
@@ -300,20 +263,20 @@ def latency_cdf_figure(samples: pd.DataFrame, styles: dict, title: str, by_model
     budget = _shared_budget(samples)
     levels = sorted(samples["contention"].unique())
     models = sorted(samples["model"].unique()) if by_model else [None]
-    fig, grid = _grid(len(levels), len(models), title, height_in=1.6, sharey=True)
+    fig, grid = panel_grid(len(levels), len(models), title, height_in=1.6, sharey=True)
     shown = []
-    for (row, level), (col, model) in _cells_of(levels, models):
+    for (row, level), (col, model) in panel_cells(levels, models):
         ax, sub = grid[row][col], samples[samples["contention"] == level]
         sub = sub if model is None else sub[sub["model"] == model]
-        for series, d in _series_groups(sub, styles):
-            d = d if _is_full(series) else d[np.isclose(d["budget"], budget)]
+        for series, d in series_groups(sub, styles):
+            d = d if is_full(series) else d[np.isclose(d["budget"], budget)]
             values = np.sort(d["latency_ms"].dropna().to_numpy(float))
             if not len(values):
                 continue
             shown.append(values)
             color, _, dash = styles[series]
             ax.step(values, np.arange(1, len(values) + 1) / len(values), where="post",
-                    color=color, label=_label(series, by_model), ls=dash)  # fmt: skip
+                    color=color, label=series_label(series, by_model), ls=dash)  # fmt: skip
         if model is None:
             ax.set_title(f"budget {budget:g} (full at 1), contention {level:g}")
         elif row == 0:
@@ -325,7 +288,7 @@ def latency_cdf_figure(samples: pd.DataFrame, styles: dict, title: str, by_model
     note = f"\n{beyond} sample(s) past the p{CDF_CLIP} not shown" if beyond else ""
     for ax in grid[-1]:
         ax.set_xlabel(f"latency per sample (ms){note}")
-    _legend(fig, grid[0][0])
+    figure_legend(fig, grid[0][0])
     return fig
 
 
@@ -357,37 +320,37 @@ def cost_figure(
     to latency_ms_p50 and no range."""
     levels = sorted(cells["contention"].unique())
     models = sorted(cells["model"].unique()) if by_model else [None]
-    fig, grid = _grid(len(levels), len(models), title, height_in=1.7)
-    scale, unit = _cost_scale(cells, "flops")
+    fig, grid = panel_grid(len(levels), len(models), title, height_in=1.7)
+    scale, unit = cost_scale(cells, "flops")
     spread = cell_percentiles(samples)
-    for (row, level), (col, model) in _cells_of(levels, models):
+    for (row, level), (col, model) in panel_cells(levels, models):
         ax, sub = grid[row][col], cells[cells["contention"] == level]
         sub = sub if model is None else sub[sub["model"] == model]
-        for series, d in _series_groups(sub, styles):
+        for series, d in series_groups(sub, styles):
             color, marker, dash = styles[series]
             q = np.array([spread.get(c, [m, m, m]) for c, m in
                           zip(d["cell_id"], d["latency_ms_p50"], strict=True)], float)  # fmt: skip
             yerr = np.clip(np.vstack([q[:, 1] - q[:, 0], q[:, 2] - q[:, 1]]), 0.0, None)
             ax.errorbar(d["flops"] / scale, q[:, 1], yerr=np.nan_to_num(yerr), color=color,
-                        marker=marker, capsize=1.5, elinewidth=0.7, ls=dash, ms=_ms(series),
-                        label=_label(series, by_model))  # fmt: skip
+                        marker=marker, capsize=1.5, elinewidth=0.7, ls=dash, ms=marker_size(series),
+                        label=series_label(series, by_model))  # fmt: skip
         if model is None:
-            ax.set_title(_level_title(sub, level))
+            ax.set_title(level_title(sub, level))
         elif row == 0:
             ax.set_title(model)
         if col == 0:
             ax.set_ylabel("latency (ms)" if model is None
-                          else f"{_short_level(sub, level)}\nlatency (ms)")  # fmt: skip
+                          else f"{short_level(sub, level)}\nlatency (ms)")  # fmt: skip
         ax.set_ylim(bottom=0)
     for ax in grid[-1]:
         ax.set_xlabel(f"{unit}\nmarkers: median; bars: p{SPREAD[0]}–p{SPREAD[1]}")
-    _legend(fig, grid[0][0])
+    figure_legend(fig, grid[0][0])
     return fig
 
 
 def family_figure(samples: pd.DataFrame, styles: dict, title: str):
     """Accuracy vs budget per question family (small multiples), at the lowest contention."""
-    fam = _with_series(accuracy_by_family(samples))
+    fam = with_series(accuracy_by_family(samples))
     if fam.empty:
         return None
     fam = fam[fam["contention"] == fam["contention"].min()]
@@ -401,11 +364,11 @@ def family_figure(samples: pd.DataFrame, styles: dict, title: str):
                              sharey=True, squeeze=False, layout="constrained")  # fmt: skip
     for ax, family in zip(grid.flat, families, strict=False):
         sub = fam[fam["family"] == family]
-        for series, d in _series_groups(sub, styles):
+        for series, d in series_groups(sub, styles):
             color, marker, dash = styles[series]
             ax.errorbar(d["budget"], d["accuracy"], color=color, marker=marker, label=series, ls=dash,
-                        yerr=_ci_err(d["accuracy"], d["accuracy_ci_low"], d["accuracy_ci_high"]),
-                        elinewidth=0.5, capsize=1, ms=_ms(series))  # fmt: skip
+                        yerr=ci_err(d["accuracy"], d["accuracy_ci_low"], d["accuracy_ci_high"]),
+                        elinewidth=0.5, capsize=1, ms=marker_size(series))  # fmt: skip
         ax.set_title(f"{family} (n={int(sub['n'].max())})")
         ax.set_ylim(-0.05, 1.05)
     for ax in grid.flat[len(families) :]:
@@ -415,7 +378,7 @@ def family_figure(samples: pd.DataFrame, styles: dict, title: str):
     for ax in grid[-1, :]:
         ax.set_xlabel("budget")
     fig._adabench_title = f"{title} · contention {fam['contention'].min():g}"
-    _legend(fig, grid.flat[0])
+    figure_legend(fig, grid.flat[0])
     return fig
 
 
@@ -424,10 +387,10 @@ def slo_figure(cells: pd.DataFrame, styles: dict, title: str):
     if "slo_ms" not in cells.columns or cells["slo_ms"].isna().all():
         return None
     levels = sorted(cells["contention"].unique())
-    fig, axes = _panels(len(levels), title, height_in=1.6)
+    fig, axes = panel_column(len(levels), title, height_in=1.6)
     for ax, level in zip(axes, levels, strict=True):
         sub = cells[cells["contention"] == level]
-        for series, d in _series_groups(sub, styles):
+        for series, d in series_groups(sub, styles):
             color, marker, dash = styles[series]
             ax.plot(
                 d["budget"],
@@ -436,7 +399,7 @@ def slo_figure(cells: pd.DataFrame, styles: dict, title: str):
                 marker=marker,
                 label=series,
                 ls=dash,
-                ms=_ms(series),
+                ms=marker_size(series),
             )
         slo = sub["slo_ms"].dropna()
         ax.set_title(
@@ -445,121 +408,17 @@ def slo_figure(cells: pd.DataFrame, styles: dict, title: str):
         ax.set_ylabel("SLO attainment")
         ax.set_ylim(-0.05, 1.05)
     axes[-1].set_xlabel("budget")
-    _legend(fig, axes[0])
+    figure_legend(fig, axes[0])
     return fig
 
 
-def _grid(nrows: int, ncols: int, title: str, height_in: float = 2.0, sharey: bool | str = "row"):
-    width = WIDTH_IN if ncols == 1 else min(7.2, 0.4 + 2.4 * ncols)  # two columns of a paper
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 0.75 + height_in * nrows),
-                             sharex=True, sharey=sharey, squeeze=False, layout="constrained")  # fmt: skip
-    fig._adabench_title = title
-    return fig, [list(row) for row in axes]
-
-
-def _cells_of(levels: list, models: list):
-    for row, level in enumerate(levels):
-        for col, model in enumerate(models):
-            yield (row, level), (col, model)
-
-
-def _label(series: str, by_model: bool) -> str:
-    """In per-model panels the model is the panel's title: the legend names methods only."""
-    return series.split(" ", 1)[-1] if by_model else series
-
-
-def _panels(n: int, title: str, height_in: float = 2.0):
-    fig, axes = plt.subplots(n, 1, figsize=(WIDTH_IN, 0.75 + height_in * n), sharex=True,
-                             squeeze=False, layout="constrained")  # fmt: skip
-    fig._adabench_title = title  # shown as the legend's title, so the two never overlap
-    return fig, list(axes[:, 0])
-
-
-def _legend(fig, ax) -> None:
-    handles, labels = [], []
-    for a in fig.axes:
-        for h, label in zip(*a.get_legend_handles_labels(), strict=True):
-            if label not in labels and not label.startswith("_"):
-                handles.append(h)
-                labels.append(label)
-    # Long series names (model · method) get fewer columns so the legend stays inside the figure.
-    ncol = max(1, min(3 if max((len(x) for x in labels), default=0) <= 18 else 2, len(labels)))
-    fig.legend(handles, labels, loc="outside upper center", ncol=ncol,
-               handlelength=1.8, columnspacing=1.0, title=getattr(fig, "_adabench_title", None),
-               title_fontproperties={"weight": "bold", "size": 8})  # fmt: skip
-
-
-def _with_series(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.copy()
-    if frame.empty:
-        frame["series"] = pd.Series(dtype=str)
-    elif frame["model"].nunique() > 1:
-        frame["series"] = frame["model"] + " " + frame["method"]
-    else:
-        frame["series"] = frame["method"]
-    return frame
-
-
-def _series_groups(frame: pd.DataFrame, styles: dict):
-    # `full` last, so the reference point is drawn on top of the methods it coincides with
-    for series in sorted(styles, key=_is_full):
-        d = frame[frame["series"] == series]
-        if len(d):
-            yield series, d.sort_values("budget")
-
-
-def _is_full(series: str) -> bool:
-    return series == "full" or series.endswith(" full")
-
-
-def _ms(series: str) -> float:
-    return 7.0 if _is_full(series) else 4.0
-
-
-def _ci_err(acc, low, high) -> np.ndarray:
-    err = np.vstack([np.asarray(acc - low, float), np.asarray(high - acc, float)])
-    return np.clip(np.nan_to_num(err, nan=0.0), 0.0, None)
-
-
-def _cost_scale(cells: pd.DataFrame, x: str) -> tuple[float, str]:
-    if x == "latency":
-        return 1.0, "mean latency per sample (ms)"
-    peak = _finite_max(cells["flops"])
-    return (1e12, "TFLOPs per sample") if peak >= 1e12 else (1e9, "GFLOPs per sample")
-
-
-def _short_level(cells: pd.DataFrame, level: float) -> str:
-    """'c = 0.5 (×1.60)': the level and its reference slowdown, short enough for a row label."""
-    slowdown = cells["achieved_slowdown"].dropna() if "achieved_slowdown" in cells else []
-    if len(slowdown) and level > 0:
-        return f"c = {level:g} (×{slowdown.mean():.2f})"
-    return f"c = {level:g}"
-
-
-def _level_title(cells: pd.DataFrame, level: float) -> str:
-    slowdown = cells["achieved_slowdown"].dropna() if "achieved_slowdown" in cells else []
-    if len(slowdown) and level > 0:
-        return f"contention {level:g} (reference slowdown {slowdown.mean():.2f}×)"
-    return f"contention {level:g}"
-
-
 def _shared_budget(samples: pd.DataFrame) -> float:
-    adaptive = samples[~samples["series"].map(_is_full)]
+    adaptive = samples[~samples["series"].map(is_full)]
     if adaptive.empty:
         return float(samples["budget"].min())
     sets = [set(d["budget"]) for _, d in adaptive.groupby("series")]
     shared = set.intersection(*sets)
     return float(min(shared) if shared else adaptive["budget"].min())
-
-
-def _ls_name(i: int) -> str:
-    return ["solid", "dashed", "dotted", "dash-dot"][i % 4]
-
-
-def _finite_max(values) -> float:
-    arr = np.asarray(values, float)
-    arr = arr[np.isfinite(arr)]
-    return float(arr.max()) if len(arr) else 0.0
 
 
 def _check_formats(formats: Iterable[str]) -> list[str]:
