@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
             str, typer.Option(help="Row keys, comma-separated: model, method, budget, contention.")
         ] = "model,method,budget",
         columns: Annotated[
-            str | None, typer.Option(help="Suites to show, comma-separated [default: all].")
+            str | None, typer.Option(help="Suites to show, comma-separated (default: all).")
         ] = None,
         metric: Annotated[
             str,
@@ -33,13 +33,13 @@ def register(app: typer.Typer) -> None:
         ] = "official",
         contention: Annotated[
             float | None,
-            typer.Option(help="The contention level to show [default: the lowest]."),
+            typer.Option(help="The contention level to show (default: the lowest)."),
         ] = None,
         vs: Annotated[
             str | None,
             typer.Option(
                 help="Reference row for the significance marks: METHOD or METHOD@BUDGET "
-                "[default: full, when the run has it]."
+                "(default: full, when the run has it)."
             ),
         ] = None,
         latency: Annotated[

@@ -78,3 +78,12 @@ def test_sweep_prints_where_the_latex_table_went(random_llava_dir, tmp_path):
     (run_dir,) = [p for p in tmp_path.iterdir() if not p.is_symlink()]
     assert f"table:{run_dir / 'table.tex'}" in "".join(result.stderr.split())  # rich wraps lines
     assert (run_dir / "table.tex").read_text().startswith("\\begin{table}")
+
+
+def test_plot_style_paper_and_a_bad_style(tmp_path):
+    result = runner.invoke(app, ["plot", str(TINY_RUN), "--out", str(tmp_path), "--style", "paper",
+                                 "--format", "pdf"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cost_shapes.pdf").read_bytes().startswith(b"%PDF")
+    result = runner.invoke(app, ["plot", str(TINY_RUN), "--out", str(tmp_path), "--style", "papr"])
+    assert result.exit_code == 2 and "Did you mean 'paper'" in result.stderr
