@@ -47,7 +47,7 @@ def plans_figure(samples: pd.DataFrame, title: str):
         n_plans = plans[(plans["model"] == model) & (plans["method"] == method)
                         & (plans["budget"] == budget)]["plans"].sum()  # fmt: skip
         image = _heat_map(ax, cell)
-        ax.set_title(f"{model}\n{method}@{budget:g} · {int(n_plans)} plan(s)")
+        ax.set_title(f"{model}\n{method}@{budget:g}: {int(n_plans)} plans", fontsize="medium")
     if image is not None:
         bar = fig.colorbar(image, ax=fig.axes, shrink=0.6, location="right")
         bar.set_label("share of the block that runs")
@@ -73,7 +73,7 @@ def _heat_map(ax, cell: pd.DataFrame):
     values = table.to_numpy(float)
     image = ax.imshow(values, aspect="auto", origin="lower", cmap=CMAP, vmin=0.0, vmax=1.0,
                       interpolation="nearest")  # fmt: skip
-    ax.set_xticks(range(len(families)), families, rotation=45, ha="right")
+    ax.set_xticks(range(len(families)), families, rotation=90)  # upright boxes never overlap
     ax.set_ylabel("decoder block")
     ax.set_yticks(range(len(table.index)), [str(i) for i in table.index])
     ax.axvline(0.5, color="white", lw=1.5)  # "all" apart from the families
@@ -109,4 +109,6 @@ def _token_bars(ax, tokens: pd.DataFrame) -> None:
     if column == "kept_fraction":
         ax.set_ylim(0, 1.05)
     ax.set_title("token selection per question family")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=6)
+    ax.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3
+    )  # below: keeps the columns wide

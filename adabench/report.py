@@ -13,6 +13,9 @@ import pandas as pd
 
 from adabench.analysis.adherence import budget_adherence
 from adabench.analysis.findings import AA_WIDTH, find
+from adabench.analysis.table import Table, build_table
+from adabench.analysis.table_render import to_html, to_latex
+from adabench.analysis.table_render import to_markdown as table_markdown
 from adabench.errors import UserError
 from adabench.files import atomic_write_text
 from adabench.store import CELL_KEY, Run, devices, load_run
@@ -27,26 +30,48 @@ CAPTIONS = {
     "its heads and MLP groups) that ran, over all samples and per question family, with the "
     "number of distinct plans; for token selection, the share of visual tokens kept. One colour "
     "for a whole column means the scheduler does not adapt to that content.",
-    "latency_cdf": "Per-sample latency distribution (CDF) per method, one panel per contention level.",
-    "cost": "Measured mean latency (± std) vs FLOPs per sample: how FLOP savings turn into time.",
-    "family_accuracy": "Accuracy vs budget per question family (95 % normal CIs).",
+    "latency_cdf": "Per-sample latency distribution (CDF) per series, one panel per contention "
+    "level; the axis ends at the p99, samples beyond are counted under it.",
+    "cost": "Median per-sample latency with its p10–p90 range vs FLOPs per sample: how FLOP "
+    "savings turn into time.",
+    "family_accuracy": "Accuracy vs budget per question family with at least 5 samples per "
+    "cell (95 % normal CIs).",
     "slo": "Fraction of samples within the latency SLO vs budget.",
 }
 SPREAD_WARN = 0.10  # latency std / mean above this means a noisy machine
 
 
-def write_report(run_dir: Path) -> tuple[Path, Path]:
+def write_report(run_dir: Path) -> tuple[Path, ...]:
     """Writes RUN_DIR/report.md and RUN_DIR/report.html (making PNG plots first if there are
-    none) and returns both paths."""
+    none) and the paper table as RUN_DIR/table.tex (`adabench table`'s default), and returns
+    the paths written (report.md, report.html, then table.tex where the run has table rows)."""
     run = load_run(run_dir)
     if run.cells.empty:
         raise UserError(f"{run.path} holds no finished cell yet: nothing to report.")
     figures = _figures(run)
     sections = _sections(run)
+    table = paper_table(run)
     md_path, html_path = run.path / "report.md", run.path / "report.html"
-    atomic_write_text(md_path, _markdown(run, sections, figures))
-    atomic_write_text(html_path, _html(run, sections, figures))
-    return md_path, html_path
+    atomic_write_text(md_path, _markdown(run, sections, figures, table))
+    atomic_write_text(html_path, _html(run, sections, figures, table))
+    if table is None:
+        return md_path, html_path
+    tex_path = run.path / "table.tex"
+    atomic_write_text(tex_path, to_latex(table))
+    return md_path, html_path, tex_path
+
+
+def paper_table(run: Run) -> Table | None:
+    """Returns the run's paper table as `adabench table RUN --latency ratio --ci` builds it
+    (with `--rows model,method,budget,contention` when the run has several contention levels);
+    None where it has no table rows (SLO cells only)."""
+    rows = ("model", "method", "budget")
+    if run.cells["contention"].nunique() > 1:
+        rows += ("contention",)
+    try:
+        return build_table(run, rows=rows, latency="ratio", ci=True)
+    except UserError:
+        return None
 
 
 def run_warnings(run: Run) -> list[str]:
@@ -179,13 +204,15 @@ def _caption(path: Path) -> str:
     return CAPTIONS[prefix] if prefix else path.stem
 
 
-def _markdown(run: Run, sections: dict, figures: list[Path]) -> str:
+def _markdown(run: Run, sections: dict, figures: list[Path], table: Table | None) -> str:
     lines = [f"# adabench report: {run.name}", ""]
     warnings = run_warnings(run)
     lines += ["## Warnings", ""] + ([f"- {w}" for w in warnings] or ["None."]) + [""]
     lines += ["## Findings", ""] + [f"- {f}" for f in findings_lines(run)] + [""]
     for title in [t for t in ("Run", "Environment", "Devices") if t in sections]:
         lines += [f"## {title}", "", *_md_table(sections[title]), ""]
+    if table is not None:
+        lines += ["## Paper table", "", table_markdown(table), "LaTeX: `table.tex`.", ""]
     lines += ["## Figures", ""]
     for path in figures:
         rel = path.relative_to(run.path) if path.is_relative_to(run.path) else path
@@ -194,7 +221,7 @@ def _markdown(run: Run, sections: dict, figures: list[Path]) -> str:
     return "\n".join(lines)
 
 
-def _html(run: Run, sections: dict, figures: list[Path]) -> str:
+def _html(run: Run, sections: dict, figures: list[Path], table: Table | None) -> str:
     esc = html.escape
     parts = [f"<h1>adabench report: {esc(run.name)}</h1>", "<h2>Warnings</h2>"]
     warnings = run_warnings(run)
@@ -207,6 +234,8 @@ def _html(run: Run, sections: dict, figures: list[Path]) -> str:
               "<ul>" + "".join(f"<li>{esc(f)}</li>" for f in findings_lines(run)) + "</ul>"]  # fmt: skip
     for title in [t for t in ("Run", "Environment", "Devices") if t in sections]:
         parts += [f"<h2>{title}</h2>", _html_table(sections[title])]
+    if table is not None:
+        parts += ["<h2>Paper table</h2>", to_html(table), "<p>LaTeX: <code>table.tex</code>.</p>"]
     parts.append("<h2>Figures</h2>")
     for path in figures:
         data = base64.b64encode(path.read_bytes()).decode("ascii")
@@ -275,4 +304,6 @@ table{border-collapse:collapse;font-size:.85em;margin:.5em 0}th,td{border:1px so
 padding:.25em .5em;text-align:left}th{background:#f4f4f4}tbody tr:nth-child(even){background:#fafafa}
 figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top;max-width:520px}
 figure img{width:100%;height:auto}figcaption{font-size:.85em;color:#555}
+table.paper td{text-align:right}table.paper caption{caption-side:bottom;font-size:.85em;color:#555;
+text-align:left;padding-top:.3em}
 """

@@ -22,6 +22,7 @@ _MODULES = [
     "contention",
     "sweep",
     "analysis",
+    "table",
     "flops",
     "convert",
 ]

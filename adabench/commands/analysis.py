@@ -30,6 +30,13 @@ def register(app: typer.Typer) -> None:
         ] = "png,pdf",
         x: Annotated[str, typer.Option(help="Pareto cost axis: flops | latency.")] = "flops",
         suite: Annotated[str | None, typer.Option(help="Only this suite.")] = None,
+        style: Annotated[
+            str,
+            typer.Option(
+                help="default | paper (3.3 in single-column / 7 in double-column widths, "
+                "8-9 pt fonts)."
+            ),
+        ] = "default",
         json: Annotated[
             bool, typer.Option("--json", help="Print the written files as JSON.")
         ] = False,
@@ -37,13 +44,16 @@ def register(app: typer.Typer) -> None:
         """Write paper-ready figures (Pareto, budget adherence, latency CDF, per-family accuracy).
 
         Example: adabench plot results/20250101-120000-demo --format png,svg --x latency
+        Example: adabench plot results/20250101-120000-demo --style paper --format pdf
         """
         from adabench.commands.options import check_out_folder
         from adabench.console import print_json
         from adabench.plots import make_plots
 
         check_out_folder(out)
-        written = make_plots(run_dir, out=out, formats=format.split(","), x=x, suite=suite)
+        written = make_plots(
+            run_dir, out=out, formats=format.split(","), x=x, suite=suite, style=style
+        )
         if json:
             print_json([str(p) for p in written])
         else:
@@ -53,7 +63,8 @@ def register(app: typer.Typer) -> None:
     @app.command("report")
     @user_errors
     def report_cmd(run_dir: RunDir) -> None:
-        """Write RUN_DIR/report.md and a self-contained RUN_DIR/report.html (figures inlined).
+        """Write RUN_DIR/report.md, a self-contained RUN_DIR/report.html (figures inlined) and the
+        paper table RUN_DIR/table.tex (LaTeX; `adabench table` for other layouts).
 
         Example: adabench report results/20250101-120000-demo
         """

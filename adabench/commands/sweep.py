@@ -254,7 +254,7 @@ def register(app: typer.Typer) -> None:
                 from adabench.report import write_report
 
                 for path in write_report(run_dir):
-                    console.log(f"report: {path}")
+                    console.log(f"{'table' if path.suffix == '.tex' else 'report'}: {path}")
             except Exception as exc:  # the results are safe; a plotting failure must not hide them
                 console.warn(
                     f"plots/report failed ({exc}); run `adabench report {run_dir}` to retry"

@@ -18,7 +18,7 @@ LAYERS = [
     {"commands"},
     {"sweep", "report", "convert", "flops_table"},
     {"plots"},
-    {"plots_atlas"},
+    {"plots_atlas", "plots_style"},
     {"api"},
     {"models", "contention", "analysis"},
     {"data", "measure", "slo", "config", "store"},
