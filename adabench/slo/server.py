@@ -132,7 +132,7 @@ class FixedBudget:
     def __init__(self, budget: float) -> None:
         self.budget = float(budget)
 
-    def choose(self, waits_ms: list[float]) -> tuple[float, bool]:
+    def choose(self, waits_ms: list[float], rate_per_s: float = math.nan) -> tuple[float, bool]:
         """Returns (budget, flagged): always the fixed budget, never flagged."""
         return self.budget, False
 
@@ -146,10 +146,16 @@ class QueueAwareController:
     request ran at the head's budget each must satisfy w_k + (k + 1)·t ≤ SLO. The time allowed
     per service is therefore t = min_k (SLO − w_k) / (k + 1) (the head alone when the queue
     is empty: SLO − w₀), and the controller picks the largest budget predicted to fit it.
-    At most `LOOKAHEAD` queued requests are considered."""
+    At most `LOOKAHEAD` queued requests are considered.
+
+    Requests that will arrive during the service are not in the queue yet; so that they do not
+    pile up, the service time is also capped at `MAX_UTILIZATION` / λ̂, where λ̂ is the arrival
+    rate over the last `RATE_WINDOW` arrivals (an M/G/1 queue's wait grows as 1 / (1 − ρ)):
+    the controller keeps the server's utilization ρ = λ̂·t below the cap."""
 
     name = "controller"
     LOOKAHEAD = 64
+    MAX_UTILIZATION = 0.7
 
     def __init__(self, controller: SloController) -> None:
         self.controller = controller
@@ -159,10 +165,15 @@ class QueueAwareController:
         target = self.controller.target_ms
         return min((target - w) / (k + 1) for k, w in enumerate(waits_ms[: self.LOOKAHEAD]))
 
-    def choose(self, waits_ms: list[float]) -> tuple[float, bool]:
+    def choose(self, waits_ms: list[float], rate_per_s: float = math.nan) -> tuple[float, bool]:
         """Returns (budget, flagged) for the head of a queue whose requests have waited
-        `waits_ms` (head first); flagged when even the smallest budget is predicted to miss."""
-        decision = self.controller.choose_within(self.allowed_ms(waits_ms))
+        `waits_ms` (head first), with arrivals at `rate_per_s` (NaN: unknown, no utilization
+        cap); flagged when even the smallest budget is predicted to miss."""
+        allowed = self.allowed_ms(waits_ms)
+        if rate_per_s > 0:  # choose_within applies the margin: undo it for the cap
+            cap_ms = self.MAX_UTILIZATION * 1e3 / rate_per_s / (1.0 - self.controller.margin)
+            allowed = min(allowed, cap_ms)
+        decision = self.controller.choose_within(allowed)
         return decision.budget, decision.flagged
 
     def observe(self, budget: float, service_ms: float) -> None:
@@ -217,7 +228,7 @@ def serve(
     The server idles (sleeps on `clock`) until the next arrival when the queue is empty, else
     starts the next request at once. Before each request the policy picks a budget from how
     long it and the requests queued behind it have waited (head first); `service(index, budget)` runs it (and returns its record); the
-    policy then observes the service time (wall clock: all the server's work on the request). Times come from `clock` (default: the wall clock).
+    policy also sees the recent arrival rate. It then observes the service time (wall clock: all the server's work on the request). Times come from `clock` (default: the wall clock).
     Past `stop_after_s` (an overloaded server whose backlog would take too long to drain) the
     requests still queued are returned unserved (`dropped`: they miss the SLO)."""
     clock = clock or WallClock()
@@ -234,7 +245,7 @@ def serve(
         start = max(clock.now() - t0, float(arrival))
         queued = arrivals_s[i : i + QueueAwareController.LOOKAHEAD]
         waits = [(start - a) * 1e3 for a in queued[queued <= start]] or [0.0]
-        budget, flagged = policy.choose(waits)
+        budget, flagged = policy.choose(waits, _recent_rate(arrivals_s, i))
         result = service(i, budget)
         end = clock.now() - t0
         policy.observe(budget, (end - start) * 1e3)  # what the queue saw, overheads included
@@ -242,6 +253,18 @@ def serve(
         if on_request is not None:
             on_request(i + 1, len(arrivals_s))
     return out
+
+
+RATE_WINDOW = 32
+"""Arrivals over which the server estimates the current arrival rate."""
+
+
+def _recent_rate(arrivals_s: np.ndarray, i: int) -> float:
+    """Returns the arrival rate (requests/s) over the last RATE_WINDOW arrivals up to request
+    `i` (NaN before two arrivals): what a server could know at that moment."""
+    first = max(0, i - RATE_WINDOW + 1)
+    span = float(arrivals_s[i] - arrivals_s[first])
+    return (i - first) / span if i > first and span > 0 else math.nan
 
 
 # ---------------------------------------------------------------- metrics
@@ -270,6 +293,7 @@ def load_metrics(
     throughput = len(done) / span if span > 0 else math.nan
     scores = np.array([float(s.result.get("score", math.nan)) for s in done] or [math.nan])
     out["requests_dropped"] = n - len(done)
+    method = "linear" if len(done) == n else "higher"  # a dropped request's latency is inf
     low, high = wilson(int(met.sum()), n)
     out.update(
         {
@@ -278,7 +302,10 @@ def load_metrics(
             "slo_attainment": float(met.mean()),
             "slo_attainment_ci_low": low,
             "slo_attainment_ci_high": high,
-            **{f"e2e_ms_p{q}": float(np.percentile(latency, q)) for q in (50, 90, 99)},
+            **{
+                f"e2e_ms_p{q}": float(np.percentile(latency, q, method=method))
+                for q in (50, 90, 99)
+            },
             **{f"queue_ms_p{q}": float(np.percentile(wait, q)) for q in (50, 90, 99)},
             "queue_ms_mean": float(wait.mean()),
             "service_ms_mean": float(np.mean([s.service_ms for s in done])) if done else math.nan,
