@@ -108,10 +108,17 @@ def figures(run: Run, suite: str, x: str = "flops", style: str = "default"):
 def _figures(run: Run, suite: str, x: str):
     from adabench.plots_atlas import plans_figure
 
+    title = suite + (" · weights: random" if run.meta.get("weights") == "random" else "")
+    if "scenario" in run.cells.columns and (run.cells["scenario"] == "server").any():
+        from adabench.plots_load import load_figure  # a server run: its load figure only
+
+        fig = load_figure(run.cells[run.cells["suite"] == suite], title)
+        if fig is not None:
+            yield f"load_{suite}", fig
+        return
     cells = with_series(run.cells[run.cells["suite"] == suite])
     samples = with_series(run.samples[run.samples["suite"] == suite])
     styles = series_styles(cells)
-    title = suite + (" · weights: random" if run.meta.get("weights") == "random" else "")
     has_accuracy = run.meta.get("weights") != "random" and cells["accuracy"].notna().any()
     by_model = cells["series"].nunique() > MAX_SERIES and cells["model"].nunique() > 1
     makers = [

@@ -37,6 +37,7 @@ CAPTIONS = {
     "family_accuracy": "Accuracy vs budget per question family with at least 5 samples per "
     "cell (95 % normal CIs).",
     "slo": "Fraction of samples within the latency SLO vs budget.",
+    "load": "Serving under load: SLO attainment and goodput vs offered rate per policy (queue wait included; oracle dashed: the best fixed budget per rate).",
 }
 SPREAD_WARN = 0.10  # latency std / mean above this means a noisy machine
 

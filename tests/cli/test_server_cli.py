@@ -37,6 +37,11 @@ def test_server_sweep_pairs_policies_and_resumes(tmp_path):
     again = runner.invoke(app, ["sweep", "--resume", str(run_dir), "--no-report"])
     assert again.exit_code == 0, again.output
     assert len(pd.read_parquet(run_dir / "cells.parquet")) == 3  # nothing ran twice
+    plotted = runner.invoke(app, ["plot", str(run_dir), "--format", "png"])
+    assert plotted.exit_code == 0, plotted.output
+    assert plotted.stdout.split() == [str(run_dir / "plots" / "load_shapes.png")]
+    assert runner.invoke(app, ["report", str(run_dir)]).exit_code == 0
+    assert "load_shapes.png" in (run_dir / "report.md").read_text()
 
 
 def test_server_errors_are_one_line(tmp_path):

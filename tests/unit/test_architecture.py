@@ -18,7 +18,7 @@ LAYERS = [
     {"commands"},
     {"sweep", "report", "convert", "flops_table"},
     {"plots"},
-    {"plots_atlas", "plots_style"},
+    {"plots_atlas", "plots_style", "plots_load"},
     {"api"},
     {"models", "contention", "analysis"},
     {"data", "measure", "slo", "config", "store"},
