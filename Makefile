@@ -6,7 +6,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_CPU := torch==2.13.0
 
-.PHONY: help setup demo test test-all test-gpu lint format bench clean models
+.PHONY: help setup demo demo-server test test-all test-gpu lint format bench clean models
 
 help:  ## show this help
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ $(STAMP): pyproject.toml
 
 demo: setup  ## run the main job on the embedded default (tiny model, shapes suite)
 	$(VENV)/bin/adabench sweep --name demo
+
+demo-server: setup  ## serving under load: static, controller and oracle policies on the same arrivals
+	$(VENV)/bin/adabench sweep --config server --name demo-server
 
 chromium:  # headless Chromium for the report test (best effort: the test skips without it)
 	@command -v chromium >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && \

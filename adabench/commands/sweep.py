@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         config: Annotated[
             Path | None,
             typer.Option(
-                help="Sweep YAML file, or a shipped one by name: ci, demo, gpu-latency, paper "
+                help="Sweep YAML file, or a shipped one by name: ci, demo, gpu-latency, paper, server "
                 "(adabench/configs/sweeps/). CLI flags override it."
             ),
         ] = None,
