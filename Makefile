@@ -53,6 +53,7 @@ test-gpu:  ## GPU tests (marker gpu); fails in one line when no Python here sees
 	  echo "test-gpu: CUDA is not available to $(VPY) or $(PYTHON) (torch.cuda.is_available() is False); run it on a GPU machine" >&2; \
 	  exit 1; \
 	fi; \
+	PYTHONPATH=. $$PY -m adabench.measure.preflight || exit 1; \
 	CUDA_MODULE_LOADING=$${CUDA_MODULE_LOADING:-EAGER} PYTHONPATH=. \
 	  $$PY -m pytest -q -m gpu tests/gpu -p no:cacheprovider
 
