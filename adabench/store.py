@@ -122,7 +122,7 @@ def new_run_dir(out: Path, name: str, now: dt.datetime | None = None) -> Path:
 
 def write_meta(run_dir: Path, meta: dict) -> None:
     """Writes ``meta.json`` atomically (NaN/inf become null)."""
-    _atomic_write_text(
+    atomic_write_text(
         Path(run_dir) / "meta.json", json.dumps(console.jsonable(meta), indent=2) + "\n"
     )
 
@@ -147,7 +147,7 @@ def read_meta(run_dir: Path) -> dict:
 def write_config(run_dir: Path, config: dict) -> None:
     """Writes the resolved sweep config as ``config.yaml`` (yaml.safe_dump, atomic)."""
     text = yaml.safe_dump(console.jsonable(config), sort_keys=False)
-    _atomic_write_text(Path(run_dir) / "config.yaml", text)
+    atomic_write_text(Path(run_dir) / "config.yaml", text)
 
 
 def read_config(run_dir: Path) -> dict:
@@ -391,10 +391,6 @@ def _as_float(value: Any, column: str) -> float:
 def _atomic_write_table(table: pa.Table, path: Path) -> None:
     with atomic_file(path) as tmp:
         pq.write_table(table, tmp)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_text(path, text)
 
 
 def _first_line(exc: BaseException) -> str:

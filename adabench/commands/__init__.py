@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 import typer
 
-from adabench.errors import WRITE_ERRNOS, UserError
+from adabench.errors import UserError
+from adabench.files import write_failure
 
 _MODULES = [
     "env",
@@ -41,10 +42,11 @@ def user_errors(func: Callable) -> Callable:
             typer.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except OSError as exc:  # a write the user can fix: disk full, read-only, permissions
-            if os.environ.get("ADABENCH_DEBUG") or exc.errno not in WRITE_ERRNOS:
+            failed = write_failure(exc)
+            if os.environ.get("ADABENCH_DEBUG") or failed is None:
                 raise
-            where = f" {exc.filename}" if exc.filename else ""
-            typer.echo(f"error: cannot write{where}: {exc.strerror or exc}", err=True)
+            where = f" {failed.filename}" if failed.filename else ""
+            typer.echo(f"error: cannot write{where}: {failed.strerror or failed}", err=True)
             sys.exit(2)
 
     return wrapper

@@ -91,7 +91,7 @@ def read_image(sample):
         if image is None:
             raise ValueError("the sample has no image")
         image.load()
-        return to_rgb(image)
+        return image if image.mode == "RGB" else to_rgb(image)  # lazy sources gave RGB already
     except UserError:
         raise
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBomb…

@@ -93,6 +93,12 @@ def read_trace(path: str | Path) -> np.ndarray:
     return np.asarray(times) - times[0]
 
 
+def trace_window_s(times: np.ndarray) -> float:
+    """Returns the arrival window (s) of a trace read by `read_trace`: its last timestamp
+    (1 s for a single timestamp)."""
+    return float(times[-1]) if len(times) > 1 and times[-1] > 0 else 1.0
+
+
 def _is_number(text: str) -> bool:
     try:
         return math.isfinite(float(text))

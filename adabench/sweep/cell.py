@@ -51,12 +51,9 @@ def prepare_samples(
     return out
 
 
-TRUNCATE_MODES = ("left", "right")
-
-
 def _fit_context(loaded: LoadedModel, spec: SuiteSpec, sample: Sample, image, new_tokens: int):
     """Returns the processor output of `sample` that fits the context (see `prepare_samples`)."""
-    from adabench.sweep.suite_data import context_positions, overflow_message
+    from adabench.sweep.suite_data import TRUNCATE_MODES, context_positions, overflow_message
 
     encode = lambda prompt: loaded.processor(images=image, text=prompt, return_tensors="pt")  # noqa: E731
     enc = encode(spec.render_prompt(sample))

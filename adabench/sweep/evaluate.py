@@ -12,6 +12,7 @@ from adabench.models.factory import build_method
 from adabench.models.loading import load_model
 from adabench.sweep.cell import CellConfig, prepare_samples
 from adabench.sweep.group import run_single
+from adabench.sweep.suite_data import left_out_text
 
 
 def evaluate_one(
@@ -33,8 +34,7 @@ def evaluate_one(
     samples, bad = check_images(samples, skip_bad_samples)  # a bad image: one line, or left out
     if bad:
         console.warn(
-            f"{len(bad)} sample(s) left out for an unreadable image: "
-            + ", ".join(f"{b['sample_id']} ({b['image']})" for b in bad)
+            f"{len(bad)} sample(s) left out for an unreadable image: " + left_out_text(bad)
         )
     if not samples:
         raise UserError(f"suite {suite!r}: no sample with a readable image is left")

@@ -96,11 +96,10 @@ def server_rates(cfg: SweepConfig) -> list[float]:
     mean rate (requests ÷ the span of its timestamps)."""
     if not cfg.arrivals:
         return list(cfg.rates)
-    from adabench.slo.server import read_trace
+    from adabench.slo.server import read_trace, trace_window_s
 
     times = read_trace(cfg.arrivals)
-    span = float(times[-1]) if len(times) > 1 and times[-1] > 0 else 1.0
-    return [len(times) / span]
+    return [len(times) / trace_window_s(times)]
 
 
 def server_cells(cfg: SweepConfig, model: str, method: str, suite: str, level: float,

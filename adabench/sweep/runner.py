@@ -553,19 +553,6 @@ def run_sweep(
         return _run_locked(run_dir, cfg, as_json, executor)
 
 
-def _skipped_samples(cfg: SweepConfig) -> dict[str, list[dict]]:
-    """Returns {suite: [{sample_id, image, problem}]} of the samples left out for an
-    unreadable image (suites without any omitted)."""
-    from adabench.sweep.suite_data import bad_samples
-
-    out = {}
-    for suite in cfg.suites:
-        bad = bad_samples(suite, cfg.split, cfg.limit, True)
-        if bad:
-            out[suite] = [{k: b[k] for k in ("sample_id", "image", "problem")} for b in bad]
-    return out
-
-
 def _run_locked(run_dir: Path, cfg: SweepConfig, as_json: bool, executor) -> Path:
     """The body of `run_sweep`, with the run folder open and locked."""
     cells, skipped = expand(cfg)
@@ -610,7 +597,9 @@ def _run_locked(run_dir: Path, cfg: SweepConfig, as_json: bool, executor) -> Pat
     meta["aa"] = cfg.aa
     meta.setdefault("nodes", {}).update(state.nodes)
     if cfg.skip_bad_samples:
-        meta["skipped_samples"] = _skipped_samples(cfg)
+        from adabench.sweep.suite_data import skipped_samples
+
+        meta["skipped_samples"] = skipped_samples(cfg)
     meta.update(getattr(executor, "meta", {}))
     store.write_meta(run_dir, meta)
     if failure is not None:

@@ -26,6 +26,7 @@ from adabench.slo.server import (
     poisson_arrivals,
     read_trace,
     serve,
+    trace_window_s,
 )
 from adabench.sweep.cell_config import CellConfig
 
@@ -35,7 +36,7 @@ def arrivals_for(cell: CellConfig) -> tuple[np.ndarray, float]:
     over its duration, or its trace."""
     if cell.arrivals:
         times = read_trace(cell.arrivals)
-        return times, float(times[-1]) if len(times) > 1 and times[-1] > 0 else 1.0
+        return times, trace_window_s(times)
     return poisson_arrivals(float(cell.rate_per_s), float(cell.duration_s), cell.seed), float(
         cell.duration_s
     )

@@ -15,6 +15,9 @@ from adabench import console
 from adabench.config import SweepConfig
 from adabench.errors import UserError
 
+TRUNCATE_MODES = ("left", "right")
+"""Values of a suite's `truncate:` that cut an over-long question instead of refusing it."""
+
 _BAD: dict[tuple, tuple[list[dict], int]] = {}
 
 
@@ -62,26 +65,39 @@ def overflow_message(
     )
 
 
+def overflowing(
+    model: str, suite: str, cfg: SweepConfig, new_tokens: int
+) -> tuple[int | None, list[tuple[str, int]], list[tuple[str, int]]]:
+    """Returns (the model's context in positions or None, (sample id, prompt tokens) of every
+    sample, those whose tokens + `new_tokens` exceed the context)."""
+    from adabench.models import catalog
+    from adabench.sweep.reachability import prompt_lengths
+
+    config = catalog.config_for(model)
+    context = context_positions(config)
+    lengths = prompt_lengths(model, suite, cfg, config)
+    over = [(i, n) for i, n in lengths if context and n + new_tokens > context]
+    return context, lengths, over
+
+
+def left_out_text(bad: list[dict]) -> str:
+    """Returns the listing of samples left out for an unreadable image: "ID (FILE), ..."."""
+    return ", ".join(f"{b['sample_id']} ({b['image']})" for b in bad)
+
+
 def check_context(cfg: SweepConfig) -> None:
     """Raises UserError naming the first sample (and the count) whose prompt plus the answer
     does not fit a model's context, for every (model, suite) of `cfg` whose suite does not
     truncate."""
     from adabench.data.suites import get_spec
-    from adabench.models import catalog
-    from adabench.sweep.reachability import prompt_lengths
 
     for suite in cfg.suites:
         spec = get_spec(suite)
-        if spec.extra.get("truncate") in ("left", "right"):
+        if spec.extra.get("truncate") in TRUNCATE_MODES:
             continue
         new_tokens = cfg.max_new_tokens or spec.max_new_tokens
         for model in cfg.models:
-            config = catalog.config_for(model)
-            context = context_positions(config)
-            if context is None:
-                continue
-            over = [(i, n) for i, n in prompt_lengths(model, suite, cfg, config)
-                    if n + new_tokens > context]  # fmt: skip
+            context, _, over = overflowing(model, suite, cfg, new_tokens)
             if over:
                 more = f" ({len(over) - 1} more such sample(s))" if len(over) > 1 else ""
                 raise UserError(
@@ -90,22 +106,30 @@ def check_context(cfg: SweepConfig) -> None:
                 )
 
 
-def check_suite_data(cfg: SweepConfig) -> dict[str, list[dict]]:
-    """Returns {suite: samples left out for a bad image} (only suites with some) after checking
-    every image and every prompt's fit; raises UserError where `cfg` does not allow skipping.
-    Warns listing the samples left out."""
-    skipped = {}
-    for suite in cfg.suites:
-        bad = bad_samples(suite, cfg.split, cfg.limit, cfg.skip_bad_samples)
-        if bad:
-            skipped[suite] = bad
-            console.warn(
-                f"suite {suite!r}: {len(bad)} sample(s) left out for an unreadable image "
-                f"(--skip-bad-samples): "
-                + ", ".join(f"{b['sample_id']} ({b['image']})" for b in bad)
-            )
+def check_suite_data(cfg: SweepConfig) -> None:
+    """Checks every image and every prompt's fit; raises UserError where `cfg` does not allow
+    skipping. Warns listing the samples left out."""
+    for suite, bad in _bad_by_suite(cfg, cfg.skip_bad_samples).items():
+        console.warn(
+            f"suite {suite!r}: {len(bad)} sample(s) left out for an unreadable image "
+            f"(--skip-bad-samples): " + left_out_text(bad)
+        )
     check_context(cfg)
-    return skipped
+
+
+def _bad_by_suite(cfg: SweepConfig, skip_bad: bool) -> dict[str, list[dict]]:
+    out = {}
+    for suite in cfg.suites:
+        if bad := bad_samples(suite, cfg.split, cfg.limit, skip_bad):
+            out[suite] = bad
+    return out
+
+
+def skipped_samples(cfg: SweepConfig) -> dict[str, list[dict]]:
+    """Returns {suite: [{sample_id, image, problem}]} of the samples left out for an
+    unreadable image (suites without any omitted): what meta.json records."""
+    return {suite: [{k: b[k] for k in ("sample_id", "image", "problem")} for b in bad]
+            for suite, bad in _bad_by_suite(cfg, True).items()}  # fmt: skip
 
 
 def skipped_ids(suite: str, cfg: SweepConfig) -> set[str]:
@@ -123,8 +147,6 @@ def suite_checks(name: str, model: str | None = None, limit: int | None = None) 
     Reads the data where `eval` reads it; `limit` checks the first N samples of each split."""
     from adabench.data.images import check_images
     from adabench.data.suites import get_spec, load_suite
-    from adabench.models import catalog
-    from adabench.sweep.reachability import prompt_lengths
 
     spec = get_spec(name)
     rows = []
@@ -147,18 +169,15 @@ def suite_checks(name: str, model: str | None = None, limit: int | None = None) 
         rows.append({**row, "check": "images", "ok": not bad, "detail": detail})
         if model is None:
             continue
-        config = catalog.config_for(model)
-        context = context_positions(config)
         cfg = SweepConfig(models=[model], suites=[name], split=split, limit=limit)
-        lengths = prompt_lengths(model, name, cfg, config)
         new_tokens = spec.max_new_tokens
-        over = [(i, n) for i, n in lengths if context and n + new_tokens > context]
+        context, lengths, over = overflowing(model, name, cfg, new_tokens)
         longest = max((n for _, n in lengths), default=0)
         detail = (
             f"longest prompt {longest} tokens + max_new_tokens {new_tokens} vs {model}'s "
             f"context of {context} positions"
         )
-        truncates = spec.extra.get("truncate") in ("left", "right")
+        truncates = spec.extra.get("truncate") in TRUNCATE_MODES
         if over:
             detail += f"; {len(over)} over: " + ", ".join(repr(i) for i, _ in over[:5])
             detail += f" (truncated {spec.extra['truncate']})" if truncates else ""
