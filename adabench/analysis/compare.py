@@ -300,25 +300,43 @@ def setting_differences(base: dict, new: dict) -> list[str]:
     return out
 
 
-def plugin_differences(base: list[dict] | None, new: list[dict] | None) -> list[str]:
-    """Returns one line per plugin whose code differs between two runs' meta.json records
-    (matched by name): only in one run, another version, or another file hash."""
+PLUGIN_CODE_KEYS = ("version", "sha256")
+"""The fields of a plugin record (meta.json) that identify its code."""
+
+
+def changed_plugin_code(
+    base: list[dict] | None, new: list[dict] | None
+) -> list[tuple[str, str, object, object]]:
+    """Returns (name, key, base value, new value) for each plugin in both record lists (matched
+    by name) whose code differs, at the first differing key of PLUGIN_CODE_KEYS."""
     a = {r.get("name"): r for r in base or []}
     b = {r.get("name"): r for r in new or []}
     out = []
-    for name in sorted(set(a) | set(b), key=str):
+    for name in sorted(set(a) & set(b), key=str):
+        for key in PLUGIN_CODE_KEYS:
+            if a[name].get(key) != b[name].get(key):
+                out.append((name, key, a[name].get(key), b[name].get(key)))
+                break
+    return out
+
+
+def plugin_differences(base: list[dict] | None, new: list[dict] | None) -> list[str]:
+    """Returns one line per plugin whose code differs between two runs' meta.json records
+    (matched by name): only in one run, another version, or another file hash."""
+    a = {r.get("name") for r in base or []}
+    b = {r.get("name") for r in new or []}
+    changed = {name: (key, old, now) for name, key, old, now in changed_plugin_code(base, new)}
+    out = []
+    for name in sorted(a | b, key=str):
         if name not in b:
             out.append(f"plugin {name}: only in the base run")
         elif name not in a:
             out.append(f"plugin {name}: only in the new run")
-        else:
-            for key in ("version", "sha256"):
-                if a[name].get(key) != b[name].get(key):
-                    out.append(
-                        f"plugin {name}: {key} {_short(a[name].get(key))} → "
-                        f"{_short(b[name].get(key))} (different plugin code)"
-                    )
-                    break
+        elif name in changed:
+            key, old, now = changed[name]
+            out.append(
+                f"plugin {name}: {key} {_short(old)} → {_short(now)} (different plugin code)"
+            )
     return out
 
 

@@ -203,17 +203,15 @@ def load_run_plugins(cfg: SweepConfig) -> list[dict]:
 def check_plugins_unchanged(run_dir: Path, meta: dict, records: list[dict], force: bool) -> None:
     """Raises UserError when a plugin the run recorded now has other code (file hash or
     version), unless `force` (then a warning): its cells would mix two methods."""
-    now = {r["name"]: r for r in records}
+    from adabench.analysis.compare import changed_plugin_code
+
     changed = [
-        f"{r['name']} ({key} {str(r.get(key))[:12]} → {str(now[r['name']].get(key))[:12]})"
-        for r in meta.get("plugins") or []
-        if r.get("name") in now
-        for key in ("sha256", "version")
-        if r.get(key) != now[r["name"]].get(key)
+        f"{name} ({key} {str(old)[:12]} → {str(now)[:12]})"
+        for name, key, old, now in changed_plugin_code(meta.get("plugins"), records)
     ]
     if not changed:
         return
-    what = "; ".join(dict.fromkeys(changed))
+    what = "; ".join(changed)
     if not force:
         raise UserError(
             f"cannot resume {run_dir}: plugin code changed since the run started: {what}. "
