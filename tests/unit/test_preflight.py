@@ -17,4 +17,3 @@ def test_cli_exits_1_with_one_line(monkeypatch, capsys):
     assert preflight.main() == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no_such_mod_xyz" in err
-
