@@ -6,7 +6,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_CPU := torch==2.13.0
 
-.PHONY: help setup demo demo-server test test-all test-gpu lint format bench clean models
+.PHONY: help setup demo demo-server test test-all test-gpu test-floors lint format bench clean models
 
 help:  ## show this help
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,6 +57,15 @@ test-gpu:  ## GPU tests (marker gpu); fails in one line when no Python here sees
 	CUDA_MODULE_LOADING=$${CUDA_MODULE_LOADING:-EAGER} PYTHONPATH=. \
 	  $$PY -m pytest -q -m gpu tests/gpu -p no:cacheprovider
 
+FLOORS := .floors
+TRANSFORMERS_FLOOR := transformers==5.17.0
+test-floors: setup  ## unit tests on the oldest transformers pyproject admits (5.17; run before stopping)
+	@test -f $(FLOORS)/.installed || { rm -rf $(FLOORS) && \
+	  $(VPY) -m pip install -q --target $(FLOORS) "$(TRANSFORMERS_FLOOR)" "huggingface-hub>=1.5,<2" && \
+	  touch $(FLOORS)/.installed; }
+	PYTHONPATH=$(FLOORS):. $(VPY) -c "import transformers as t; assert t.__version__ == '$(TRANSFORMERS_FLOOR:transformers==%=%)', t.__version__"
+	PYTHONPATH=$(FLOORS):. $(VPY) -m pytest -q -m "not gpu and not slow" tests/unit -p no:cacheprovider
+
 lint: setup  ## ruff lint + format check
 	$(VENV)/bin/ruff check adabench tests benchmarks
 	$(VENV)/bin/ruff format --check adabench tests benchmarks
@@ -82,4 +91,4 @@ models: setup  ## retrain the embedded checkpoints from scratch (~60 min on 2 CP
 	  --base $(MODELS_OUT)/tiny --out $(MODELS_OUT)/tiny-adallava-$$v --minutes 13 --seed 0 & done; wait
 
 clean:  ## remove the venv, caches and results
-	rm -rf $(VENV) .pytest_cache build *.egg-info results/*
+	rm -rf $(VENV) $(FLOORS) .pytest_cache build *.egg-info results/*

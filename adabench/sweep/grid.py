@@ -1,4 +1,4 @@
-"""Grid expansion: SweepConfig → ordered cells (contention outer, then model, suite, method, budget)."""
+"""Grid expansion: SweepConfig → ordered cells (model outer, then contention level, suite, method, budget)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,10 @@ def model_variant(model: str) -> str | None:
 def expand(
     cfg: SweepConfig, variants: dict[str, str | None] | None = None
 ) -> tuple[list[CellConfig], list[Skipped]]:
-    """Returns (cells in execution order, skipped pairs). `full` runs once per contention level."""
+    """Returns (cells in execution order, skipped pairs). `full` runs once per contention level.
+
+    Model is the outer loop: the sweep loads each model once and runs every contention level on
+    it (a 7B with real weights is read from disk once, and never while a stress runs)."""
     if variants is None:
         variants = {} if cfg.no_weights else {m: model_variant(m) for m in cfg.models}
     cells, skipped = [], []
@@ -61,8 +64,8 @@ def expand(
         from adabench.slo.schedule import max_level, parse_schedule
 
         levels = [max_level(parse_schedule(cfg.contention_schedule))]
-    for level in levels:
-        for model in cfg.models:
+    for model in cfg.models:
+        for level in levels:
             for suite in cfg.suites:
                 for method in cfg.methods:
                     need = needs_adallava(method)
@@ -87,7 +90,7 @@ def expand(
                               if (model, suite, method, b) not in unreachable]  # fmt: skip
     if cfg.scenario == "server":  # one arrival sequence per rate, shared by its policies
         order = {m: i for i, m in enumerate(cfg.models)}, {s: i for i, s in enumerate(cfg.suites)}
-        cells.sort(key=lambda c: (c.contention, order[0][c.model], order[1][c.suite], c.rate_per_s))
+        cells.sort(key=lambda c: (order[0][c.model], c.contention, order[1][c.suite], c.rate_per_s))
     return cells, skipped
 
 

@@ -1,8 +1,8 @@
 """`adabench sweep`: run a grid of cells into a resumable results folder.
 
-Order: contention level (outer: one stress start per level, its achieved slowdown measured at
-the start and stored on each cell) → model (loaded once) → suite (samples prepared once) →
-method → budget. Each finished cell is written atomically; Ctrl-C or SIGTERM keeps finished cells,
+Order: model (outer: loaded once, before any stress starts) → contention level (one stress
+start per level, its achieved slowdown measured at the start and stored on each cell) → suite
+(samples prepared once per model, reused by every level) → method → budget. Each finished cell is written atomically; Ctrl-C or SIGTERM keeps finished cells,
 stops the stress workers and says how to resume.
 """
 
@@ -68,13 +68,13 @@ def iter_cells(
 ) -> Iterator[SweepEvent]:
     """Runs `cells` in this process and yields their SweepEvents.
 
-    Cells must arrive grouped by contention level, then model, then suite (grid order): one
-    stress start per level, one model load per model (the previous one freed first), one
-    sample preparation per suite; the cells of one (level, model, suite) run together as a
-    group (adabench/sweep/group.py). Each finished cell row carries where it ran (`hostname`,
-    `device_name`, `gpu_uuid`). `on_sample(done, total)` reports progress inside a group.
+    Cells must arrive grouped by model, then contention level, then suite (grid order): one
+    model load per model (the previous one freed first, no stress running while it loads), one
+    stress start per (model, level), one sample preparation per (model, suite); the cells of
+    one (level, model, suite) run together as a group (adabench/sweep/group.py). Each finished
+    cell row carries where it ran (`hostname`, `device_name`, `gpu_uuid`). `on_sample(done,
+    total)` reports progress inside a group.
     """
-    from adabench.contention.controller import Contention
     from adabench.models.loading import resolve_device
     from adabench.sweep.placement import placement
 
@@ -86,6 +86,18 @@ def iter_cells(
     where = placement(device)
     yield SweepEvent("node", message=where["hostname"], result=where)
     stress_device = "cpu" if device.type == "cpu" else str(device)
+    for loaded, model_cells in one_model_at_a_time(cells, lambda n: _load(n, cfg)):
+        yield from _run_model(cfg, run_dir, loaded, model_cells, stress_device, where, on_sample)
+        loaded = None  # the next model loads only once nothing here holds this one
+
+
+def _run_model(cfg: SweepConfig, run_dir: Path, loaded, cells, stress_device, where, on_sample):
+    """Yields the events of one model: its contention levels one at a time (a stress started
+    per level), each level's suites; a suite's samples are prepared once for all levels."""
+    from adabench.contention.controller import Contention
+
+    suites = dict.fromkeys(c.suite for c in cells)  # prepared before any stress starts
+    prepared = {name: _prepare(loaded, name, cfg) for name in suites}
     for level, level_cells in groupby(cells, key=lambda c: c.contention):
         with (
             Contention(level, cfg.contention_kind, stress_device) as stress,
@@ -96,23 +108,17 @@ def iter_cells(
                 message=f"contention {level:g} ({cfg.contention_kind}) on {where['hostname']}: "
                 f"workers {stress.pids or 'none'}",
             )
-            yield from _run_level(cfg, run_dir, list(level_cells), stress, driver, where,
-                                  on_sample)  # fmt: skip
+            for suite_name, suite_cells in groupby(level_cells, key=lambda c: c.suite):
+                yield from _run_suite(cfg, run_dir, loaded, prepared[suite_name],
+                                      list(suite_cells), stress, driver, where,
+                                      on_sample)  # fmt: skip
 
 
-def _run_level(cfg: SweepConfig, run_dir: Path, cells, stress, driver, where, on_sample):
-    """Yields the events of one contention level: its models one at a time, their suites."""
-    for loaded, model_cells in one_model_at_a_time(cells, lambda n: _load(n, cfg)):
-        for suite_name, suite_cells in groupby(model_cells, key=lambda c: c.suite):
-            yield from _run_suite(cfg, run_dir, loaded, suite_name, list(suite_cells), stress,
-                                  driver, where, on_sample)  # fmt: skip
-        loaded = None  # the next model loads only once nothing here holds this one
-
-
-def _run_suite(cfg: SweepConfig, run_dir: Path, loaded, suite_name: str, cells, stress, driver,
+def _run_suite(cfg: SweepConfig, run_dir: Path, loaded, suite_data: tuple, cells, stress, driver,
                where, on_sample):  # fmt: skip
-    """Yields the events of one (level, model, suite): its cells as one group, then SLO cells."""
-    spec, samples, prepared = _prepare(loaded, suite_name, cfg)
+    """Yields the events of one (level, model, suite): its cells as one group, then SLO cells.
+    `suite_data` is `_prepare`'s (spec, samples, prepared samples) of the suite."""
+    spec, samples, prepared = suite_data
     served = [c for c in cells if c.rate_per_s is not None]
     if served:
         yield from _run_server_events(loaded, spec, samples, prepared, served, stress, run_dir,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from adabench.errors import UserError
 from adabench.models import flops
@@ -36,6 +35,7 @@ from tests.family_models import (
     prompt_inputs,
     truncated_copy,
 )
+from tests.flop_count import counted
 
 NEW_TOKENS = 8
 ATOL = RTOL = 1e-4
@@ -246,12 +246,6 @@ def test_empty_halves_add_no_bias(family):
             torch.testing.assert_close(ours, masked, atol=ATOL, rtol=RTOL)
 
 
-def _counted(fn) -> int:
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 def test_prefill_flops_match_flop_counter(family):
     """Eager attention (FlopCounterMode counts the CPU SDPA kernel as 0): both count matmuls at
@@ -259,10 +253,10 @@ def test_prefill_flops_match_flop_counter(family):
     model, proc = family_model(family, "eager")
     ids, pix = prompt_inputs(proc)
     seq_len = ids.shape[1]
-    reference = _counted(lambda: model(input_ids=ids, pixel_values=pix, logits_to_keep=1))
+    reference = counted(lambda: model(input_ids=ids, pixel_values=pix, logits_to_keep=1))
     assert flops.prefill_flops(model.config, seq_len) == reference
     short = truncated_copy(model, KEPT)
-    skipped = _counted(lambda: short(input_ids=ids, pixel_values=pix, logits_to_keep=1))
+    skipped = counted(lambda: short(input_ids=ids, pixel_values=pix, logits_to_keep=1))
     assert flops.prefill_flops(model.config, seq_len, Plan.from_kept_blocks(8, KEPT)) == skipped
 
 

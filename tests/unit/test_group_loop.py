@@ -106,3 +106,60 @@ def test_one_model_at_a_time_frees_the_previous_model_before_loading_the_next():
         seen.append(len(model_cells))
         del loaded  # the caller drops its reference, as iter_cells does
     assert seen == [2, 1, 1]
+
+
+def test_each_model_loads_once_across_contention_levels_and_never_under_stress(monkeypatch):
+    """Item 6 of GPU readiness II: the model is the outer loop; a stress runs only around the
+    groups, never while a model loads or a suite's samples are prepared."""
+    from contextlib import nullcontext
+    from pathlib import Path
+
+    from adabench.config import SweepConfig
+    from adabench.contention import controller
+    from adabench.sweep import runner
+    from adabench.sweep.grid import expand
+
+    events, stress_on = [], []
+
+    class FakeStress:
+        pids: list = []
+
+        def __init__(self, level, kind, device):
+            self.level = level
+
+        def __enter__(self):
+            stress_on.append(self.level)
+            return self
+
+        def __exit__(self, *exc):
+            stress_on.pop()
+
+    def load(name, cfg):
+        events.append(("load", name, tuple(stress_on)))
+        return object()
+
+    def prepare(loaded, suite, cfg):
+        events.append(("prepare", suite, tuple(stress_on)))
+        return (suite, [], [])
+
+    def run_suite(cfg, run_dir, loaded, suite_data, cells, stress, driver, where, on_sample):
+        events.append(("group", cells[0].model, suite_data[0], tuple(stress_on)))
+        yield from ()
+
+    monkeypatch.setattr(controller, "Contention", FakeStress)
+    monkeypatch.setattr(runner, "_load", load)
+    monkeypatch.setattr(runner, "_prepare", prepare)
+    monkeypatch.setattr(runner, "_run_suite", run_suite)
+    monkeypatch.setattr(runner, "_schedule", lambda stress, cfg: nullcontext())
+    cfg = SweepConfig(
+        models=["a", "b"], methods=["full"], suites=["s1", "s2"], contention=[0.0, 0.5]
+    )
+    cells, _ = expand(cfg, variants={"a": None, "b": None})
+    list(runner.iter_cells(cfg, Path("unused"), cells))
+    assert [e for e in events if e[0] == "load"] == [("load", "a", ()), ("load", "b", ())]
+    assert [e for e in events if e[0] == "prepare"] == [("prepare", s, ()) for s in
+                                                        ("s1", "s2", "s1", "s2")]  # fmt: skip
+    groups = [e for e in events if e[0] == "group"]
+    assert groups == [
+        ("group", m, s, (level,)) for m in ("a", "b") for level in (0.0, 0.5) for s in ("s1", "s2")
+    ]

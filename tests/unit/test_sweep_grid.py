@@ -7,7 +7,7 @@ from adabench.errors import UserError
 from adabench.sweep.grid import expand
 
 
-def test_grid_order_contention_outer_full_once():
+def test_grid_order_model_outer_then_contention_full_once():
     cfg = SweepConfig(
         models=["a", "b"],
         methods=["full", "layer-drop"],
@@ -18,14 +18,15 @@ def test_grid_order_contention_outer_full_once():
     cells, skipped = expand(cfg, variants={"a": None, "b": None})
     assert not skipped
     assert len(cells) == 2 * 2 * (1 + 2)
-    assert [c.contention for c in cells] == [0.0] * 6 + [0.5] * 6
+    assert [c.model for c in cells] == ["a"] * 6 + ["b"] * 6
+    assert [c.contention for c in cells[:6]] == [0.0] * 3 + [0.5] * 3
     assert [(c.model, c.method, c.budget) for c in cells[:6]] == [
         ("a", "full", 1.0),
         ("a", "layer-drop", 0.5),
         ("a", "layer-drop", 1.0),
-        ("b", "full", 1.0),
-        ("b", "layer-drop", 0.5),
-        ("b", "layer-drop", 1.0),
+        ("a", "full", 1.0),
+        ("a", "layer-drop", 0.5),
+        ("a", "layer-drop", 1.0),
     ]
     assert len({c.cell_id() for c in cells}) == len(cells)
 
