@@ -161,6 +161,7 @@ def _cell_rows(cells: pd.DataFrame, by_device: bool = False) -> list[dict[str, s
             "latency ratio [95% CI]": _ratio(c, "latency_ratio"),
             "A/A [95% CI]": _ratio(c, "aa_ratio"),
             "realization": _num(realization, 2), "slowdown": _num(c.achieved_slowdown, 2),
+            "decode slowdown": _num(getattr(c, "achieved_slowdown_decode", math.nan), 2),
         })  # fmt: skip
         if by_device:
             rows[-1] = {"device": str(c.device_name), **rows[-1]}

@@ -1,8 +1,14 @@
 """Achieved slowdown: a fixed reference workload timed with the stress paused and running.
 
-The reference is one model-shaped step: a decoder-MLP-like matmul (compute-bound) followed by
-a decode-like elementwise pass over a buffer larger than the caches (memory-bound). It runs in
-the measuring process. On CPU it runs with `REFERENCE_THREADS` = 1 torch thread unless
+Two references (`REFERENCE_KINDS`), each timed the same way:
+- "step": one model-shaped step, a decoder-MLP-like matmul (compute-bound) followed by an
+  elementwise pass over a buffer larger than the caches (memory-bound): `achieved_slowdown`;
+- "decode": a batch-1 decode step, a chain of small matrix-vector products over distinct
+  weights (a 7B decode step is ~1,000 such small kernels on a GPU, launch- and bandwidth-bound):
+  `achieved_slowdown_decode`. A time-sliced stress fills the gaps a launch-bound decode leaves
+  idle, so it slows this reference differently from the GPU-bound "step"; the model's own
+  decode is closer to this one.
+Both run in the measuring process. On CPU it runs with `REFERENCE_THREADS` = 1 torch thread unless
 `threads=` says otherwise (the caller's thread count is restored afterwards): a fork-join
 reference on every core of a busy machine measures barrier stalls caused by any foreign load
 more than the stress level (on a loaded 2-core box, 2 threads gave ratios of 0.4-2.4 with no
@@ -28,6 +34,12 @@ from adabench.contention.controller import Contention
 # number of float32 elements of the memory-bound pass.
 _CPU_SHAPE = (64, 1024, 1 << 23)  # ~2 ms + ~2.5 ms on one core; 64 MiB pass > a 32 MiB L3
 _GPU_SHAPE = (2048, 8192, 1 << 28)  # ~0.4 ms + ~0.7 ms on an H100
+# Decode reference (CPU, GPU): (hidden, matvecs): `matvecs` distinct [hidden, hidden] weights
+# read by one [1, hidden] row each; CPU 16 × 4 MiB fp32 = 64 MiB (> a 32 MiB L3), GPU 64 × 32 MiB
+# fp16 = 2 GiB, 64 launches (~0.7 ms of weight reads on an H100, about as long as its launches).
+_CPU_DECODE = (1024, 16)
+_GPU_DECODE = (4096, 64)
+REFERENCE_KINDS = ("step", "decode")
 # A block of reference steps spans this many duty-cycle periods, so the phase averages out.
 _PERIODS_PER_BLOCK = 5
 REFERENCE_THREADS = 1
@@ -52,28 +64,40 @@ class SlowdownSample:
 
 
 class ReferenceWorkload:
-    """The fixed reference step on `device`; `step_ms()` times one step in milliseconds.
-    Build it once per device with `ReferenceWorkload.shared(device)` (its tensors are 67M
-    elements on CPU and 2.3 GiB on a GPU: not something to make twice per group)."""
+    """A fixed reference step of `kind` ("step" or "decode", module docstring) on `device`;
+    `step_ms()` times one step in milliseconds. Build it once per (device, kind) with
+    `ReferenceWorkload.shared(device, kind)` (the "step" tensors are 67M elements on CPU and
+    2.3 GiB on a GPU: not something to make twice per group)."""
 
-    _shared: dict[str, ReferenceWorkload] = {}
+    _shared: dict[tuple[str, str], ReferenceWorkload] = {}
 
     @classmethod
-    def shared(cls, device: str = "cpu") -> ReferenceWorkload:
-        """Returns this process's reference workload on `device`, built on first use."""
-        key = str(device)
+    def shared(cls, device: str = "cpu", kind: str = "step") -> ReferenceWorkload:
+        """Returns this process's reference workload of `kind` on `device`, built on first use."""
+        key = (str(device), kind)
         if key not in cls._shared:
-            cls._shared[key] = cls(key)
+            cls._shared[key] = cls(key[0], kind)
         return cls._shared[key]
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", kind: str = "step") -> None:
         import torch
 
+        if kind not in REFERENCE_KINDS:
+            raise ValueError(f"reference kind {kind!r}: expected one of {REFERENCE_KINDS}")
+        self.kind = kind
         self.device = torch.device(device)
         self._cuda = self.device.type == "cuda"
-        tokens, hidden, numel = _GPU_SHAPE if self._cuda else _CPU_SHAPE
         dtype = torch.float16 if self._cuda else torch.float32
         gen = torch.Generator().manual_seed(0)
+        if kind == "decode":
+            hidden, matvecs = _GPU_DECODE if self._cuda else _CPU_DECODE
+            self._row = torch.randn(1, hidden, generator=gen).to(self.device, dtype)
+            self._weights = [
+                (torch.randn(hidden, hidden, generator=gen) / hidden**0.5).to(self.device, dtype)
+                for _ in range(matvecs)
+            ]
+            return
+        tokens, hidden, numel = _GPU_SHAPE if self._cuda else _CPU_SHAPE
         self._x = torch.randn(tokens, hidden, generator=gen).to(self.device, dtype)
         self._w = torch.randn(hidden, hidden, generator=gen).to(self.device, dtype) / hidden**0.5
         self._src = torch.ones(numel, device=self.device, dtype=torch.float32)
@@ -92,8 +116,12 @@ class ReferenceWorkload:
         self._sync()
         start = time.perf_counter()
         with torch.no_grad():
-            torch.matmul(self._x, self._w)
-            torch.mul(self._src, 1.0001, out=self._dst)
+            if self.kind == "decode":
+                for w in self._weights:  # each product reads its own weight, as a decode does
+                    torch.matmul(self._row, w)
+            else:
+                torch.matmul(self._x, self._w)
+                torch.mul(self._src, 1.0001, out=self._dst)
         self._sync()
         return (time.perf_counter() - start) * 1e3
 
@@ -142,6 +170,7 @@ def measure(
     steps: int | None = None,
     reference: ReferenceWorkload | None = None,
     threads: int | None = None,
+    kind: str = "step",
 ) -> SlowdownSample:
     """Times `pairs` interleaved alone/stressed blocks of `steps` reference steps each.
 
@@ -149,7 +178,7 @@ def measure(
     blocks. By default a block lasts about five duty-cycle periods when alone. Raises
     ContentionError if a worker died meanwhile. Returns the raw timings.
     """
-    ref = reference or ReferenceWorkload.shared(contention.device)
+    ref = reference or ReferenceWorkload.shared(contention.device, kind)
     sample = SlowdownSample([], [])
     with _torch_threads(threads):
         steps = steps or _steps_per_block(ref, contention)
@@ -159,10 +188,13 @@ def measure(
     return sample
 
 
-def measure_slowdown(contention: Contention, pairs: int = 6, threads: int | None = None) -> float:
-    """Returns the achieved slowdown (stressed ÷ alone reference time, unitless) of a started
-    `contention`, in about 1-2 s on CPU; the sweep calls it at the start of each level."""
-    return measure(contention, pairs=pairs, threads=threads).slowdown
+def measure_slowdown(
+    contention: Contention, pairs: int = 6, threads: int | None = None, kind: str = "step"
+) -> float:
+    """Returns the achieved slowdown (stressed ÷ alone time of the `kind` reference, unitless)
+    of a started `contention`, in about 1-2 s on CPU; the sweep calls it at the start and end of
+    each group ("step") and once at its start ("decode")."""
+    return measure(contention, pairs=pairs, threads=threads, kind=kind).slowdown
 
 
 def calibrate(

@@ -173,6 +173,7 @@ def _run_group(cfg: SweepConfig, run_dir: Path, data, cells, stress, where, on_s
     probe = machine_probe(str(data.loaded.device))
     probe_start = probe.probe(contention=stress)
     start = measure_slowdown(stress) if level > 0 else 1.0
+    start_decode = measure_slowdown(stress, kind="decode") if level > 0 else 1.0
     label = f"{cells[0].model} · {cells[0].suite} · c={level:g} · {len(arms)} arms"
     yield SweepEvent("start", cells[0], n=len(data.samples) * cfg.repeats * len(arms),
                      message=label)  # fmt: skip
@@ -202,7 +203,8 @@ def _run_group(cfg: SweepConfig, run_dir: Path, data, cells, stress, where, on_s
                          "not steady (other programs?)")  # fmt: skip
     if result.rounds > 1 or cfg.target_ci is not None:
         yield SweepEvent("note", message=f"{label}: {result.rounds} round(s), {result.stop_reason}")
-    extra = {"mps_active": bool(stress.mps_active), **probe_columns(probe_start, probe_end)}
+    extra = {"mps_active": bool(stress.mps_active), "achieved_slowdown_decode": start_decode,
+             **probe_columns(probe_start, probe_end)}  # fmt: skip
     for arm, row, rows in assemble(data, arms, result, order=cfg.order, seed=cfg.seed,
                                  slowdown=(start, end), extra_columns=extra):  # fmt: skip
         row.update({k: where[k] for k in PLACEMENT_COLUMNS})

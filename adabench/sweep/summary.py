@@ -63,8 +63,10 @@ def print_summary(
 def _heading(group: pd.DataFrame, model: str, contention: float, suite: str | None = None) -> str:
     parts = [model, *([suite] if suite else []), f"contention {contention:g}"]
     slowdown = _first(group, "achieved_slowdown")
+    decode = _first(group, "achieved_slowdown_decode")
     if contention > 0 and not math.isnan(slowdown):
-        parts[-1] += f" (slowdown {slowdown:.2f}×)"
+        both = f", decode-shaped {decode:.2f}×" if not math.isnan(decode) else ""
+        parts[-1] += f" (slowdown {slowdown:.2f}×{both})"
     aa = [_first(group, c) for c in ("aa_ratio", "aa_ratio_ci_low", "aa_ratio_ci_high")]
     if not math.isnan(aa[0]):
         parts.append(f"A/A {aa[0]:.2f}× [{aa[1]:.2f}, {aa[2]:.2f}]")

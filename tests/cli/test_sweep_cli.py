@@ -75,6 +75,9 @@ def test_results_folder_schema(finished_run):
     s0 = cells[cells.contention == 0].achieved_slowdown.iloc[0]
     s1 = cells[cells.contention == 0.5].achieved_slowdown.iloc[0]
     assert s1 > s0
+    d0 = cells[cells.contention == 0].achieved_slowdown_decode.iloc[0]
+    d1 = cells[cells.contention == 0.5].achieved_slowdown_decode.iloc[0]
+    assert d0 == 1.0 and d1 > 1.0 and d1 != s1  # its own measurement, of the decode reference
     for col in ("accuracy", "flops", "latency_ms_mean", "flops_ratio"):
         assert pd.api.types.is_float_dtype(cells[col])
     assert (cells.flops_ratio <= cells.budget + 1e-9).all()

@@ -123,6 +123,29 @@ def test_reference_workload_is_built_once_per_device():
     from adabench.contention.calibrate import ReferenceWorkload
 
     assert ReferenceWorkload.shared("cpu") is ReferenceWorkload.shared("cpu")
+    decode = ReferenceWorkload.shared("cpu", "decode")
+    assert decode is ReferenceWorkload.shared("cpu", "decode")
+    assert decode is not ReferenceWorkload.shared("cpu")
+
+
+def test_decode_reference_is_a_batch_one_matvec_chain_over_distinct_weights(monkeypatch):
+    """Item 8: the decode-shaped reference reads one weight per product at batch 1 (a decode
+    step), not the step reference's one large matmul."""
+    from adabench.contention import calibrate
+
+    ref = calibrate.ReferenceWorkload("cpu", "decode")
+    hidden, matvecs = calibrate._CPU_DECODE
+    assert ref._row.shape == (1, hidden) and len(ref._weights) == matvecs
+    assert len({w.data_ptr() for w in ref._weights}) == matvecs
+    assert sum(w.numel() * 4 for w in ref._weights) >= 64 << 20  # more than a CPU's L3
+    products, matmul = [], torch.matmul
+    monkeypatch.setattr(torch, "matmul", lambda a, b: products.append((a, b)) or matmul(a, b))
+    ref.step_ms()
+    assert [(a.shape[0], b.data_ptr()) for a, b in products] == [
+        (1, w.data_ptr()) for w in ref._weights
+    ]
+    with pytest.raises(ValueError, match="reference kind"):
+        calibrate.ReferenceWorkload("cpu", "prefill")
 
 
 def test_worker_device_always_has_an_index():
