@@ -69,18 +69,32 @@ def test_peak_memory_is_above_what_was_resident():
     del weights
 
 
-def test_peak_memory_of_a_model_run_counts_its_weights():
+def test_peak_memory_of_a_model_run_counts_its_weights_and_kv_cache():
+    """Through the project's runner: the peak is at least the weights plus the KV cache the
+    prefill allocated (`capacity` positions × every block's keys and values)."""
     from adabench.measure.memory import PeakMemory
+    from adabench.models.execution import LlavaRunner, prefill
     from adabench.models.loading import load_model
+    from adabench.models.plan import Plan
 
     loaded = load_model("tiny", device="cuda", dtype="float16")
+    text = loaded.config.text_config
     weight_mb = sum(p.numel() * p.element_size() for p in loaded.model.parameters()) / 2**20
-    vocab = loaded.config.text_config.vocab_size
-    ids = torch.randint(3, min(100, vocab), (1, 64), device=loaded.device)
+    runner = LlavaRunner(loaded.model)
+    seq, capacity = 64, 4096
+    ids = torch.randint(3, min(100, text.vocab_size), (1, seq), device=loaded.device)
+    kv_heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
+    head_dim = runner.head_dim
+    kv_mb = 2 * text.num_hidden_layers * kv_heads * head_dim * capacity * 2 / 2**20  # fp16
     with torch.no_grad(), PeakMemory(loaded.device) as mem:
-        loaded.model.model.language_model(input_ids=ids)
-    assert mem.start_mb >= weight_mb and mem.peak_total_mb >= weight_mb
-    assert 0 < mem.peak_mem_mb < mem.peak_total_mb
+        _, state = prefill(
+            runner, runner.embed_tokens(ids), Plan.full(text.num_hidden_layers), capacity
+        )
+    print(f"weights {weight_mb:.1f} MB, KV {kv_mb:.1f} MB, peak total {mem.peak_total_mb:.1f} MB")
+    assert mem.start_mb >= weight_mb
+    assert mem.peak_total_mb >= weight_mb + kv_mb
+    assert mem.peak_mem_mb >= kv_mb
+    del state
 
 
 def test_nvml_sampler_reads_power_and_energy():
@@ -126,15 +140,18 @@ with Contention(0.3, "compute", str(device)) as c:
 """
 
 
-def test_gpu_uuid_is_right_when_cuda_visible_devices_is_not_0():
-    from adabench.measure.device import nvml, same_gpu
+def _mig() -> bool:
+    from adabench.measure.device import nvml
 
     nv = nvml()
-    count = nv.nvmlDeviceGetCount()
-    physical = count - 1  # the last GPU; with one GPU, name it by UUID instead of "0"
-    uuid = nv.nvmlDeviceGetUUID(nv.nvmlDeviceGetHandleByIndex(physical))
-    uuid = uuid.decode() if isinstance(uuid, bytes) else uuid
-    visible = str(physical) if physical > 0 else uuid
+    try:
+        current, _ = nv.nvmlDeviceGetMigMode(nv.nvmlDeviceGetHandleByIndex(0))
+    except Exception:  # NVML without MIG support: not MIG
+        return False
+    return bool(current)
+
+
+def _visible_probe(visible: str) -> dict:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible, "PYTHONPATH": os.getcwd()}
     out = subprocess.run(
         [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=300
@@ -142,5 +159,38 @@ def test_gpu_uuid_is_right_when_cuda_visible_devices_is_not_0():
     assert out.returncode == 0, out.stderr[-2000:]
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"CUDA_VISIBLE_DEVICES={visible}:", seen)
+    return seen
+
+
+def _uuid_of(index: int) -> str:
+    from adabench.measure.device import nvml
+
+    nv = nvml()
+    uuid = nv.nvmlDeviceGetUUID(nv.nvmlDeviceGetHandleByIndex(index))
+    return uuid.decode() if isinstance(uuid, bytes) else uuid
+
+
+def test_gpu_uuid_is_right_when_cuda_visible_devices_renumbers():
+    """CUDA_VISIBLE_DEVICES=<last index>: CUDA calls it cuda:0; the model and the stress must
+    still be placed on, and name, the physical GPU. Needs two GPUs to renumber anything."""
+    from adabench.measure.device import nvml, same_gpu
+
+    count = nvml().nvmlDeviceGetCount()
+    if count < 2:
+        pytest.skip("one GPU: CUDA_VISIBLE_DEVICES cannot renumber it")
+    physical = count - 1
+    seen = _visible_probe(str(physical))
+    assert seen["device"] == "cuda:0"
+    uuid = _uuid_of(physical)
+    assert same_gpu(seen["gpu_uuid"], uuid) and same_gpu(seen["stress_uuid"], uuid)
+
+
+def test_gpu_uuid_is_right_when_cuda_visible_devices_names_a_uuid():
+    from adabench.measure.device import same_gpu
+
+    if _mig():
+        pytest.skip("MIG: CUDA_VISIBLE_DEVICES takes MIG instance UUIDs, not the GPU's")
+    uuid = _uuid_of(0)
+    seen = _visible_probe(uuid)
     assert seen["device"] == "cuda:0"
     assert same_gpu(seen["gpu_uuid"], uuid) and same_gpu(seen["stress_uuid"], uuid)
