@@ -52,7 +52,9 @@ __all__ = [
     "LlavaRunner",
     "PrefillState",
     "Rope",
+    "StaticKV",
     "decode_step",
+    "decode_step_static",
     "prefill",
 ]
 
@@ -64,6 +66,28 @@ class KVEntry:
     k: torch.Tensor
     v: torch.Tensor
     length: int
+
+
+@dataclass
+class StaticKV(KVEntry):
+    """KV buffers a captured decode step (CUDA graph) writes without host values: `at` [1]
+    (a device long tensor, a view of the decoder's counters) is where this step's key goes
+    (the cache length before the step), `keys` is arange(capacity). Keys at or before `at`
+    (and within the layer's window) are attended; the rest are masked, so the shapes of every
+    step are those of the first."""
+
+    at: torch.Tensor | None = None
+    keys: torch.Tensor | None = None
+
+    def write(self, k: torch.Tensor, v: torch.Tensor, window: int | None) -> tuple:
+        """Stores one step's k, v [1, n_kv, 1, head_dim] at `at`; returns (all keys, all
+        values, the mask [capacity] of keys the step's query sees)."""
+        self.k.index_copy_(2, self.at, k)
+        self.v.index_copy_(2, self.at, v)
+        seen = self.keys <= self.at
+        if window is not None:  # the last `window` keys, itself included (HF's window mask)
+            seen = seen & (self.keys > self.at - window)
+        return self.k, self.v, seen
 
 
 @dataclass
@@ -133,6 +157,7 @@ class LlavaRunner:
         self._kv_index: dict = {}
         self.runs_from_bytes: int | None = None  # None: the default of the model's device
         self._halves = HalfCache(self.head_dim, self.group, self._index, CPU_RUNS_FROM_BYTES)
+        self.decode_graphs = None  # --cuda-graphs: adabench.models.cuda_graphs.DecodeGraphs
 
     @property
     def cache_bytes(self) -> int:
@@ -235,9 +260,13 @@ class LlavaRunner:
             scores = torch.tanh(scores / self.softcap) * self.softcap
         return scores
 
-    def _attend(self, q, k, v, kv_of_q, causal: bool, pad_mask=None, window=None):
+    def _attend(self, q, k, v, kv_of_q, causal: bool, pad_mask=None, window=None, seen=None):
+        """Returns attention outputs [B, heads, T, head_dim]; `seen` [Tk] (a static decode
+        step's visible keys, StaticKV.write) replaces the causal and window masks."""
         if kv_of_q is not None:
             k, v = k.index_select(1, kv_of_q), v.index_select(1, kv_of_q)
+        if seen is not None:
+            return self._attend_seen(q, k, v, seen)
         tq, tk = q.shape[-2], k.shape[-2]
         if window is not None and tq == 1 and tk > window:
             # one query sees the last `window` keys (itself included), as HF's window mask says
@@ -261,6 +290,13 @@ class LlavaRunner:
         return F.scaled_dot_product_attention(
             q, k, v, is_causal=causal and tq > 1, scale=self.scale
         )
+
+    def _attend_seen(self, q, k, v, seen: torch.Tensor) -> torch.Tensor:
+        """Attention of one query over every key slot, masked to the `seen` ones."""
+        if self.eager or self.softcap is not None:
+            scores = self._scores(q, k).masked_fill(~seen, torch.finfo(q.dtype).min)
+            return torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype) @ v
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=seen[None, :], scale=self.scale)
 
     def block(
         self,
@@ -295,13 +331,16 @@ class LlavaRunner:
                 )
             cos, sin = rope.tables[spec.rope_key]
             q, k = _rotate(q.transpose(1, 2), cos, sin), _rotate(k.transpose(1, 2), cos, sin)
-            if cache is not None:
+            seen = None
+            if isinstance(cache, StaticKV):
+                k, v, seen = cache.write(k, v, spec.window)
+            elif cache is not None:
                 end = cache.length + t
                 cache.k[:, :, cache.length : end] = k
                 cache.v[:, :, cache.length : end] = v
                 cache.length = end
                 k, v = cache.k[:, :, :end], cache.v[:, :, :end]
-            a = self._attend(q, k, v, bw.kv_of_q, True, pad_mask, spec.window)
+            a = self._attend(q, k, v, bw.kv_of_q, True, pad_mask, spec.window, seen)
             if last_query_probs:
                 probs = self._last_query_probs(q, k, bw.kv_of_q, spec.window)
             if head_mask is not None:
@@ -548,4 +587,26 @@ def decode_step(runner: LlavaRunner, token_id: torch.Tensor, state: PrefillState
         if bw is not None:
             h, _ = runner.block(bw, h, rope, entry)
     state.next_position += 1
+    return runner.logits(h)[:, -1]
+
+
+def decode_step_static(
+    runner: LlavaRunner,
+    token_id: torch.Tensor,
+    prepared: list[BlockWeights | None],
+    cache: list[StaticKV | None],
+    rope: Rope,
+    counters: torch.Tensor,
+) -> torch.Tensor:
+    """Runs one greedy decode step with static shapes and no host values (what a CUDA graph
+    captures, adabench/models/cuda_graphs.py); returns logits [1, V].
+
+    `counters` [n + 1] (device, long) holds each cache entry's length (the `at` of `cache`,
+    views of it) and, last, the step's position; the step advances all of them by one."""
+    h = runner.embed_tokens(token_id)
+    rope_p = rope.take(counters[-1:])
+    for bw, entry in zip(prepared, cache):
+        if bw is not None:
+            h, _ = runner.block(bw, h, rope_p, entry)
+    counters.add_(1)
     return runner.logits(h)[:, -1]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from adabench.measure.timing import Timer
+from adabench.models.cuda_graphs import static_decode
 from adabench.models.execution import LlavaRunner, decode_step, prefill
 from adabench.models.methods import Method, checked_request
 
@@ -69,6 +70,7 @@ def generate(
     max_new_tokens: int,
     eos_id: int | None,
     timer: Timer,
+    cuda_graphs: bool = False,
 ) -> Generation:
     """Returns the greedy generation of `ps` under `method`, with end-to-end, prefill and
     per-token decode latency measured directly (decode is never derived by subtraction).
@@ -82,7 +84,11 @@ def generate(
     host work, timed by the wall clock: `Timer.host_span`; the scheduler is a GPU span):
       encoder    `method.request` (AdaLLaVA: the cached latency token; PruMerge: token selection),
       scheduler  `decide` mid-prefill (AdaLLaVA: scheduler + plan),
-      plan       preparing the plan's block weights (views; copies only for split head sets)."""
+      plan       preparing the plan's block weights (views; copies only for split head sets).
+
+    With `cuda_graphs`, decode steps run on the plan's static buffers
+    (adabench/models/cuda_graphs.py): captured and replayed as a CUDA graph on CUDA, the same
+    static-buffer step run eagerly elsewhere (what the CPU tests check)."""
     ps = ps.to(runner.device)  # the one host → device move (a no-op when the caller did it)
     image_token = runner.model.config.image_token_id
     decode_spans = []
@@ -116,9 +122,13 @@ def generate(
             )
             next_id = logits.argmax(-1, keepdim=True)
         tokens.append(int(next_id))
+        static, load_static = None, cuda_graphs
         while len(tokens) < max_new_tokens and tokens[-1] != eos_id:
             with timer.span() as step:
-                next_id = decode_step(runner, next_id, state).argmax(-1, keepdim=True)
+                if load_static:  # the first step loads (or captures) the plan's static decode
+                    static, load_static = static_decode(runner, state, timer.is_cuda), False
+                logits = static.step(next_id) if static else decode_step(runner, next_id, state)
+                next_id = logits.argmax(-1, keepdim=True)
             decode_spans.append(step)
             tokens.append(int(next_id))
     parts = {

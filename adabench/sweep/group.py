@@ -235,7 +235,8 @@ def _generate(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, samp
     if data.swap_heads:
         data.loaded.adallava = arm.adallava
     eos = data.loaded.processor.tokenizer.eos_token_id
-    return method, generate(runner, method, ps, data.max_new_tokens, eos, timer)
+    graphs = arm.cell.cuda_graphs
+    return method, generate(runner, method, ps, data.max_new_tokens, eos, timer, graphs)
 
 
 def _measure(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, step, energy=None):
