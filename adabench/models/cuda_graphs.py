@@ -168,9 +168,7 @@ class DecodeGraphs:
         self.decodes.clear()
 
 
-def static_decode(
-    runner: LlavaRunner, state: PrefillState, capture: bool
-) -> StaticDecode | None:
+def static_decode(runner: LlavaRunner, state: PrefillState, capture: bool) -> StaticDecode | None:
     """Returns the runner's StaticDecode for `state`'s plan, loaded with the request, or None
     (see `DecodeGraphs.get`); the runner keeps one `DecodeGraphs` as `runner.decode_graphs`."""
     if runner.decode_graphs is None or runner.decode_graphs.capture != capture:

@@ -41,7 +41,11 @@ def _decode_both(runner, model, processor, plan, steps=STEPS, index=0):
     for static in (False, True):
         with torch.inference_mode():
             logits, state = prefill(
-                runner, embeds, plan, embeds.shape[1] + steps, visual_positions=visual if fastv else None
+                runner,
+                embeds,
+                plan,
+                embeds.shape[1] + steps,
+                visual_positions=visual if fastv else None,
             )
             token = logits.argmax(-1, keepdim=True)
             step = cuda_graphs.static_decode(runner, state, capture=False) if static else None
@@ -133,3 +137,53 @@ def test_cuda_graphs_are_refused_without_cuda(monkeypatch):
         assert result.exit_code == 2, result.output
         lines = [x for x in result.stderr.splitlines() if x.strip()]
         assert len(lines) == 1 and "--cuda-graphs needs a CUDA device" in lines[0]
+
+
+def test_busy_fraction_divides_held_gpu_time_by_normal_time_and_says_why_when_unknown():
+    import math
+
+    from adabench.measure.busy import busy_fraction, launch_bound
+    from adabench.sweep.group import busy_columns
+
+    assert busy_fraction([2.0, 2.0], [5.0, 5.0]) == (0.4, "")
+    assert launch_bound(0.4) and not launch_bound(0.9) and not launch_bound(math.nan)
+    value, note = busy_fraction([2.0, math.nan], [5.0, 5.0])
+    assert math.isnan(value) and "hold too short" in note
+    value, note = busy_fraction([], [])
+    assert math.isnan(value) and "no decode step" in note
+    cols = busy_columns((0.4, ""))
+    assert cols == {"gpu_busy_fraction": 0.4, "gpu_busy_note": "", "launch_bound": True}
+
+
+def test_a_cpu_cell_records_the_busy_fraction_as_nan_with_a_reason(random_adallava_dirs):
+    import math
+
+    from adabench.data.suites import get_spec, load_suite
+    from adabench.models.loading import load_model
+    from adabench.sweep.cell import prepare_samples
+    from adabench.sweep.cell_config import CellConfig
+    from adabench.sweep.group import run_single
+
+    loaded = load_model(str(random_adallava_dirs["L"]), device="cpu")
+    spec, samples = get_spec("shapes"), load_suite("shapes", limit=2)
+    prepared = prepare_samples(loaded, spec, samples)
+    cfg = CellConfig(model="x", method="full", limit=2, warmup=1, max_new_tokens=3)
+    row, _ = run_single(loaded, spec, samples, prepared, cfg)
+    assert math.isnan(row["gpu_busy_fraction"]) and row["gpu_busy_note"].startswith("CPU")
+    assert row["launch_bound"] is False and row["cuda_graphs"] is False
+
+
+def test_the_report_names_launch_bound_cells():
+    from pathlib import Path
+
+    from adabench.report import run_warnings
+    from adabench.store import load_run
+
+    run = load_run(Path(__file__).parents[1] / "fixtures" / "tiny_run")
+    cells = run.cells
+    cells["gpu_busy_fraction"] = [0.45] + [0.9] * (len(cells) - 1)
+    first = cells.iloc[0]
+    text = " ".join(run_warnings(run))
+    assert "1 cell(s) launch-bound" in text and f"{first.method}@{first.budget:g}" in text
+    cells["gpu_busy_fraction"] = 0.9
+    assert "launch-bound" not in " ".join(run_warnings(run))
