@@ -21,7 +21,6 @@ every position it can reach, so a decode step needs no host→device transfer.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from adabench.errors import UserError
+from adabench.measure.memory import free_bytes
 from adabench.models.block_weights import (
     BlockWeights,
     HalfCache,
@@ -44,7 +44,12 @@ from adabench.models.plan import Plan
 CPU_CACHE_CAP_BYTES = 1 << 30
 CPU_RUNS_FROM_BYTES = 1 << 20
 """On CPU a multi-run half whose copy would be this large runs as per-run matmuls
-(block_weights.HalfCache); on CUDA halves are always copied (a copy is microseconds there)."""
+(block_weights.HalfCache); on CUDA every multi-run half runs as per-run matmuls on views
+(`CUDA_RUNS_FROM_BYTES`: nothing is copied per request)."""
+CUDA_RUNS_FROM_BYTES = 0
+COPY_FREE_FRACTION = 0.25
+"""Copied halves may hold at most this fraction of the device's free memory (plus what they
+hold): the cap on every device with a free-memory reading (CUDA), whatever the limit asked."""
 
 __all__ = [
     "BlockWeights",
@@ -114,18 +119,20 @@ class LlavaRunner:
     Partial blocks are built from halves (one block's kept heads, or its kept MLP groups). A
     half whose units form one run is a view; one with several runs is a copy of the kept rows
     when that copy is small (under `runs_from_bytes`; None: the device's default, CPU 1 MiB,
-    CUDA always) and per-run views (`block_weights.Runs`) otherwise. All are kept in an LRU
-    keyed by (block, units): views at no byte cost, copies up to `cache_limit_bytes` (None:
-    the device's default below) beyond the halves of the plan in use (never evicted, so one
-    plan always fits). `cache_bytes` is what the copies hold. Whatever is prepared inside a
-    request is counted in its latency (the "plan" overhead of adabench.sweep.generate).
+    CUDA never) and per-run views (`block_weights.Runs`, one matmul per run) otherwise. All
+    are kept in an LRU keyed by (block, units): views at no byte cost, copies up to
+    `cache_limit_bytes` (None: the device's default below) beyond the halves of the plan in
+    use (never evicted, so one plan always fits), and never more than `COPY_FREE_FRACTION` of
+    the device's free memory. `cache_bytes` is what the copies hold. Whatever is prepared
+    inside a request is counted in its latency (the "plan" overhead of adabench.sweep.generate);
+    `evict_copies()` drops copies beyond the limit between requests, outside a measured block.
 
-    Default limit (measured with benchmarks/adaptive_overhead.py): on CPU a copy costs about a
+    Defaults (measured with benchmarks/adaptive_overhead.py): on CPU a copy costs about a
     small matmul's dispatch, and an LRU smaller than the plans' working set mostly misses
     (tiny-adallava-h@0.75: a quarter of the decoder's bytes hit 34 %), so CPU keeps up to the
-    decoder's own bytes, capped at 1 GiB. On CUDA a copy is a bandwidth-bound kernel of
-    microseconds against a 7B forward's milliseconds, and kept copies would only add to peak
-    memory: nothing is kept beyond the plan in use."""
+    decoder's own bytes, capped at 1 GiB. On CUDA a 7B AdaLLaVA-H request copied 1.1–3.7 GiB
+    of slices inside its timed region: split head/neuron sets run as per-run matmuls on views
+    instead (more kernels, no copy; unverified on GPU), and nothing is kept."""
 
     def __init__(self, model) -> None:
         self.model = model
@@ -210,7 +217,7 @@ class LlavaRunner:
             cpu = device.type == "cpu"
             runs_from = self.runs_from_bytes
             if runs_from is None:
-                runs_from = CPU_RUNS_FROM_BYTES if cpu else sys.maxsize
+                runs_from = CPU_RUNS_FROM_BYTES if cpu else CUDA_RUNS_FROM_BYTES
             self._halves = HalfCache(self.head_dim, self.group, self._index, runs_from)
             kv_of_q = (
                 self._index(tuple(h // self.group for h in range(self.n_heads)))
@@ -248,9 +255,25 @@ class LlavaRunner:
             else halves.block(i, full[i], lp, plan.mlp_group_count, used)
             for i, lp in enumerate(plan.layers[start:], start)
         ]
-        limit = self._default_limit if self.cache_limit_bytes is None else self.cache_limit_bytes
-        halves.evict(used, limit)
+        halves.evict(used, self.copy_limit_bytes())
         return out
+
+    def copy_limit_bytes(self) -> int:
+        """Returns the bytes of copied halves the LRU may keep: `cache_limit_bytes` (or the
+        device's default), capped at COPY_FREE_FRACTION of (free device memory + what the
+        copies hold) where the device reports free memory (read only while copies exist)."""
+        limit = self._default_limit if self.cache_limit_bytes is None else self.cache_limit_bytes
+        held = self._halves.nbytes
+        free = free_bytes(self._probe.device) if held else None
+        if free is not None:
+            limit = min(limit, int(COPY_FREE_FRACTION * (free + held)))
+        return limit
+
+    def evict_copies(self) -> None:
+        """Drops copied halves beyond `copy_limit_bytes()`, the last request's included (call
+        it between requests, outside a measured block: on CUDA, where nothing is kept, the
+        copies of one arm would otherwise be freed inside the next arm's peak-memory block)."""
+        self._halves.evict([], self.copy_limit_bytes())
 
     # ---------------------------------------------------------------- blocks
     def _scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

@@ -183,6 +183,7 @@ def _warm_up(data, arms, runner, timer, warmup, seed, gid) -> dict:
         for a in pairing.arm_order(seed, gid, -1 - w, 0, 0, len(arms)):
             ps = data.prepared[index].to(data.loaded.device)
             _, g = _generate(data, arms[a], runner, timer, ps, -1, probe_busy=cuda and last)
+            runner.evict_copies()
             if cuda and last:
                 busy[arms[a].key] = busy_mod.busy_fraction(g.decode_held_ms, g.decode_ms)
     if cuda and not indices:
@@ -263,6 +264,8 @@ def _measure(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, step,
         method, g = _generate(data, arm, runner, timer, ps, step.sample)
     # generate() ends synchronised, so the GPU's work for this run is in the counter
     used_mj = energy() - before if energy is not None else math.nan
+    cache_bytes = int(runner.cache_bytes)
+    runner.evict_copies()  # outside the block: the next one's peak never frees these copies
     row = {
         "arm": arm.key,
         "sample": step.sample,
@@ -275,7 +278,7 @@ def _measure(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, step,
         "overhead_ms": g.overhead_ms,
         **{f"overhead_{k}_ms": float(v) for k, v in g.overhead_parts_ms.items()},
         "peak_mem_mb": mem.peak_mem_mb,
-        "cache_bytes": int(runner.cache_bytes),
+        "cache_bytes": cache_bytes,
         "energy_mj": used_mj,
         "t_s": time.time(),
         "content": None,
