@@ -76,7 +76,7 @@ if [ "$MIG" = "Enabled" ]; then  # MIG devices are not renumbered by CUDA_VISIBL
   note pytest skipped test_gpu_uuid_is_right_when_cuda_visible_devices_is_not_0 reason "MIG mode"
 fi
 timeout "$T_PYTEST" stdbuf -oL -eL "$PY" -u -m pytest -rA -s -m gpu tests/gpu \
-  -p no:cacheprovider "${DESELECT[@]}" 2>&1 | tee "$DEST/pytest.log" >&2
+  -p no:cacheprovider ${DESELECT[@]+"${DESELECT[@]}"} 2>&1 | tee "$DEST/pytest.log" >&2
 rc=${PIPESTATUS[0]}
 [ "$rc" -eq 0 ] || status=1
 grep -E "^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) " "$DEST/pytest.log" | while read -r outcome test rest; do
