@@ -54,6 +54,20 @@ def resolve_config(value: str | Path) -> Path:
     )
 
 
+def check_cuda_graphs(enabled: bool, device: str) -> None:
+    """Raises UserError when `--cuda-graphs` is asked for where torch sees no CUDA device, or
+    with `device` cpu; returns None otherwise (`device`: auto | cpu | cuda[:i])."""
+    if not enabled:
+        return
+    import torch
+
+    if device != "cpu" and torch.cuda.is_available():
+        return
+    raise UserError(
+        f"--cuda-graphs needs a CUDA device (device {device!r}: none here); drop the flag"
+    )
+
+
 def check_run_settings(
     repeats: int, warmup: int, limit: int | None, max_new_tokens: int | None
 ) -> None:
@@ -96,6 +110,10 @@ class SweepConfig:
     warmup: int = field(default=2, metadata={"help": "untimed generations at cell start"})
     max_new_tokens: int | None = field(default=None, metadata={"help": "default: the suite's"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda[:i]"})
+    cuda_graphs: bool = field(
+        default=False,
+        metadata={"help": "decode steps as one CUDA graph per plan (CUDA only; off by default)"},
+    )
     dtype: str = field(default="auto", metadata={"help": "auto | float32 | float16 | bfloat16"})
     seed: int = field(default=0, metadata={"help": "seed"})
     method_args: dict = field(
@@ -195,6 +213,7 @@ class SweepConfig:
         for name in ("models", "methods", "suites", "budgets", "contention"):
             setattr(self, name, collapse_duplicates(name, getattr(self, name)))
         check_run_settings(self.repeats, self.warmup, self.limit, self.max_new_tokens)
+        check_cuda_graphs(self.cuda_graphs, self.device)
         if self.threads is not None:
             check_threads(self.threads)
         if self.contention_schedule and not self.slo_ms:

@@ -18,6 +18,7 @@ from adabench.analysis.table_render import to_html, to_latex
 from adabench.analysis.table_render import to_markdown as table_markdown
 from adabench.errors import UserError
 from adabench.files import atomic_write_text
+from adabench.measure.busy import LAUNCH_BOUND_BELOW
 from adabench.store import CELL_KEY, Run, devices, load_run
 
 CAPTIONS = {
@@ -108,6 +109,14 @@ def run_warnings(run: Run) -> list[str]:
         warnings.append(
             f"as few as {int(cells['n'].min())} samples per cell: accuracy CIs are wide; raise --limit."
         )
+    if "gpu_busy_fraction" in cells.columns:
+        bound = cells[cells["gpu_busy_fraction"] < LAUNCH_BOUND_BELOW]
+        if len(bound):
+            names = ", ".join(sorted({f"{r.method}@{r.budget:g}" for r in bound.itertuples()}))
+            warnings.append(f"{len(bound)} cell(s) launch-bound (decode GPU-busy fraction < "
+                            f"{LAUNCH_BOUND_BELOW:g}, lowest {bound['gpu_busy_fraction'].min():.2f}: "
+                            f"{names}): the GPU waits for kernel launches, so ratios track kernel "
+                            "counts more than FLOPs; try --cuda-graphs.")  # fmt: skip
     stressed = cells[(cells["contention"] > 0) & (cells["achieved_slowdown"] < 1.05)]
     if len(stressed):
         warnings.append("contention > 0 slowed the reference workload by < 5 %: the stress had "

@@ -29,6 +29,12 @@ Numbers per arm:
 of two non-adjacent heads, tiny-adallava-h shapes, a prefill of the suite's length plus two
 decode steps): views joined by one cat per request (what adabench does), index_select gathers,
 and per-run matmuls on views summed into the output (no copy, more kernels per step).
+`--split-policies` times how split head/neuron sets execute on the width-1024 no-weights
+llama of benchmarks/family_realization.py (fp32, CPU; a random centred AdaLLaVA-H head), for
+adallava-h@0.75 and head-prune@0.75 against full, under three runner policies, paired and
+interleaved per sample: "copy" (multi-run halves copied per request, nothing kept: CUDA's
+policy before issue 34), "views" (per-run matmuls on views, nothing copied: CUDA's policy now)
+and "cpu" (the CPU default: copies under 1 MiB, kept up to 1 GiB).
 Prints a card, one table row per arm and one JSON line; `--out FILE` also writes the JSON.
 The measurement itself (`measure`, `Replay`) lives in benchmarks/paired.py.
 
@@ -165,6 +171,64 @@ def paths_us(seq_len: int = 18, n: int = 2000) -> dict[str, float]:
     return out
 
 
+SPLIT_POLICIES = {"copy": (1 << 62, 0), "views": (0, 0), "cpu": (None, None)}
+"""policy → (runs_from_bytes, cache_limit_bytes) of its LlavaRunner (None: the CPU default)."""
+
+
+def split_policy_rows(limit: int, seed: int, max_new: int = 3) -> list[dict]:
+    """Returns one row per (arm, policy): median latency ms, median plan overhead ms and the
+    largest copied bytes, over `limit` samples (first sample: warm-up)."""
+    import random
+
+    import numpy as np
+    from family_realization import llava_config
+
+    from adabench.measure.timing import Timer
+    from adabench.models.execution import LlavaRunner
+    from adabench.models.factory import build_method
+    from adabench.models.no_weights import (
+        build_no_weights,
+        build_random_head,
+        center_random_scheduler_,
+    )
+    from adabench.sweep.generate import generate
+
+    spec, samples = get_spec("shapes"), load_suite("shapes", limit=limit + 1)
+    loaded = build_no_weights(llava_config("llama"), device="cpu", dtype="float32", seed=seed)
+    prepared = prepare_samples(loaded, spec, samples)
+    loaded.adallava = build_random_head(loaded.config, "H", loaded.device, loaded.dtype, seed + 1)
+    center_random_scheduler_(loaded, prepared)
+    runners = {}
+    for name, (runs_from, cap) in SPLIT_POLICIES.items():
+        runners[name] = LlavaRunner(loaded.model)
+        runners[name].runs_from_bytes, runners[name].cache_limit_bytes = runs_from, cap
+    arms = {a: build_method(a.split("@")[0], loaded, float(a.split("@")[1]))
+            for a in ("full@1.0", "head-prune@0.75", "adallava-h@0.75")}  # fmt: skip
+    timer, eos = Timer("cpu"), loaded.processor.tokenizer.eos_token_id
+    lat = {(a, p): [] for a in arms for p in runners}
+    plan_ms = {(a, p): [] for a in arms for p in runners}
+    copied = {(a, p): 0 for a in arms for p in runners}
+    rng = random.Random(seed)
+    for i, ps in enumerate(prepared):
+        order = [(a, p) for a in arms for p in runners]
+        rng.shuffle(order)
+        for a, p in order:
+            g = generate(runners[p], arms[a], ps, max_new, eos, timer)
+            copied[a, p] = max(copied[a, p], runners[p].cache_bytes)
+            runners[p].evict_copies()
+            if i > 0:  # sample 0 warms every (arm, policy) up
+                lat[a, p].append(g.latency_ms)
+                plan_ms[a, p].append(g.overhead_parts_ms["plan"])
+    rows = []
+    for (a, p), values in lat.items():
+        full = np.array(lat["full@1.0", p])
+        rows.append({"arm": a, "policy": p, "latency_ms_median": float(np.median(values)),
+                     "latency_ratio": float(np.median(np.array(values) / full)),
+                     "plan_ms_median": float(np.median(plan_ms[a, p])),
+                     "copied_bytes_max": int(copied[a, p]), "n": len(values)})  # fmt: skip
+    return rows
+
+
 def main() -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--limit", type=int, default=60)
@@ -176,6 +240,9 @@ def main() -> list[dict]:
     ap.add_argument("--no-weights", default="llava-1.5-7b", help="model of the CUDA rows")
     ap.add_argument("--skip-tiny", action="store_true", help="only the CUDA rows")
     ap.add_argument("--paths", action="store_true", help="add the partial-projection study")
+    ap.add_argument(
+        "--split-policies", action="store_true", help="only the width-1024 split-set policies"
+    )
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     if args.threads:
@@ -186,6 +253,12 @@ def main() -> list[dict]:
         f"{os.cpu_count()} CPUs, load average {load:.2f}; shapes test {args.limit} samples x "
         f"{args.rounds} rounds, paired, interleaved (seed {args.seed})"
     )
+    if args.split_policies:
+        rows = split_policy_rows(args.limit, args.seed)
+        for r in rows:
+            print(json.dumps(r))
+        report({"load_average_start": load, "split_policies": rows}, args.out)
+        return rows
     rows = [] if args.skip_tiny else tiny_rows(args.limit, args.rounds, args.seed, args.warmup)
     if torch.cuda.is_available():
         rows += no_weights_rows(

@@ -1,20 +1,43 @@
 #!/usr/bin/env bash
-# One check for a lent GPU machine, under 8 minutes on an H100/H200: what no CPU test can see.
-#   1. `make test-gpu`: the tests/gpu value checks (slowdown monotone and on the model's GPU,
-#      energy finite > 0, peak memory vs weights, wall latency = prefill + decode within 5 %,
-#      gpu_uuid under CUDA_VISIBLE_DEVICES, no stress worker outliving a SIGKILLed sweep).
-#   2. A no-weights llava-1.5-7b paired sweep at contention 0 and 0.5 (fp16, 8 samples).
-#   3. The GPU contention calibration table (compute, levels 0 / 0.5 / 1.0).
-# Every number goes to one file: $OUT/gpu_check.txt when $OUT is set, else results/gpu_check.txt.
-# Exit status: non-zero when any step failed (the file still holds what ran).
+# One check for a lent GPU machine, within 7 minutes (step timeouts below sum to <= 420 s):
+# what no CPU test can see.
+#   0. preflight: the Python that sees CUDA has every module adabench needs
+#      (adabench.measure.preflight names each missing one and exits 1).
+#   1. tests/gpu (marker gpu), raw log teed unbuffered to $DEST/pytest.log so a timeout still
+#      leaves it; the CUDA_VISIBLE_DEVICES-by-UUID test is deselected under MIG.
+#   2. A no-weights llava-1.5-7b paired sweep, eager decode, contention 0 and 0.5 (fp16).
+#   3. The same at contention 0 with --cuda-graphs: tokens must equal the eager run's, and the
+#      decode time and GPU-busy fraction (gpu_busy_fraction, launch_bound) are compared.
+#   4. The GPU contention calibration (compute, levels 0 / 0.5 / 1.0).
+# Every number goes to one file, $DEST/gpu_check.jsonl (one JSON object a line, each with a
+# "step"); $DEST is $OUT when set, else results/gpu_check. The sweeps' results folders stay in
+# $DEST/sweeps/. Exit status: non-zero when any step failed (the file still holds what ran).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-DEST="${OUT:-results}"
-mkdir -p "$DEST"
-REPORT="$DEST/gpu_check.txt"
-: >"$REPORT"
-export CUDA_MODULE_LOADING="${CUDA_MODULE_LOADING:-EAGER}" ADABENCH_IMAGE_BACKEND=pil
+# step timeouts in seconds (tests/unit/test_gpu_check_script.py: they sum to <= 420)
+T_PREFLIGHT=15
+T_PYTEST=170
+T_SWEEP=95
+T_GRAPHS=75
+T_CALIBRATE=45
+T_SUMMARY=20
+
+DEST="${OUT:-results/gpu_check}"
+mkdir -p "$DEST/sweeps"
+JSONL="$DEST/gpu_check.jsonl"
+: >"$JSONL"
+export PYTHONUNBUFFERED=1 COLUMNS=250 ADABENCH_IMAGE_BACKEND=pil
+status=0
+
+note() {  # note STEP KEY VALUE...: one JSON line (values as strings) to the file and stdout
+  local step=$1; shift
+  python3 - "$step" "$@" <<'EOF' | tee -a "$JSONL"
+import json, sys
+step, rest = sys.argv[1], sys.argv[2:]
+print(json.dumps({"step": step, **dict(zip(rest[::2], rest[1::2]))}))
+EOF
+}
 
 # The Python that sees CUDA: the .venv's when its torch has it, else the system one.
 PY=
@@ -25,57 +48,71 @@ for p in .venv/bin/python python3; do
   fi
 done
 if [ -z "$PY" ]; then
-  echo "gpu_check: no Python here sees CUDA" | tee -a "$REPORT" >&2
+  note card error "no Python here sees CUDA"
   exit 1
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 ADABENCH=("$PY" -c "from adabench.cli import run; run()")
 
-section() { printf '\n== %s\n' "$*" | tee -a "$REPORT"; }
-status=0
+MIG=$(nvidia-smi --query-gpu=mig.mode.current --format=csv,noheader 2>/dev/null | head -1)
+case "${CUDA_VISIBLE_DEVICES:-}" in MIG-*) MIG=Enabled ;; esac
+note card date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" python "$PY" mig "$MIG" \
+  gpu "$(nvidia-smi --query-gpu=name,uuid,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)" \
+  versions "$("$PY" -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__)" 2>&1)"
 
-section "card"
-{
-  date -u +"%Y-%m-%dT%H:%M:%SZ"
-  nvidia-smi --query-gpu=index,name,uuid,driver_version,memory.total,mig.mode.current \
-    --format=csv,noheader 2>&1
-  "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, '| transformers', transformers.__version__)"
-  echo "python $PY · CUDA_MODULE_LOADING=$CUDA_MODULE_LOADING"
-} 2>&1 | tee -a "$REPORT"
-
-section "make test-gpu"
-timeout 300 make test-gpu PYTHON="$PY" VPY="$PY" PYTEST_ADDOPTS="-rA -s" 2>&1 \
-  | grep -E "passed|failed|PASSED|FAILED|SKIPPED|ERROR|slowdown|wall |CUDA_VISIBLE|samples=|Error" \
-  | tee -a "$REPORT"
-[ "${PIPESTATUS[0]}" -eq 0 ] || { status=1; echo "make test-gpu FAILED" | tee -a "$REPORT"; }
-
-section "no-weights llava-1.5-7b, paired, contention 0 / 0.5"
-SWEEP_OUT=$(mktemp -d)
-timeout 150 "${ADABENCH[@]}" sweep --models llava-1.5-7b --no-weights \
-  --methods full,layer-drop,adallava-l --budgets 0.5,1.0 --contention 0,0.5 --limit 8 \
-  --repeats 2 --warmup 2 --max-new-tokens 8 --device cuda --dtype float16 \
-  --out "$SWEEP_OUT" --name gpu-check --no-report --json >"$SWEEP_OUT/cells.json" 2>"$SWEEP_OUT/log.txt"
+echo "== 0. preflight" >&2
+out=$(timeout "$T_PREFLIGHT" "$PY" -m adabench.measure.preflight 2>&1)
 rc=$?
+note preflight rc "$rc" output "$out"
 if [ $rc -ne 0 ]; then
-  status=1
-  { echo "sweep FAILED (exit $rc)"; tail -5 "$SWEEP_OUT/log.txt"; } | tee -a "$REPORT"
-else
-  "$PY" - "$SWEEP_OUT/cells.json" <<'EOF' | tee -a "$REPORT"
-import json, sys
-cells = json.load(open(sys.argv[1]))
-keys = ["contention", "method", "budget", "latency_ms_mean", "latency_ratio", "achieved_slowdown",
-        "peak_mem_mb", "energy_j_mean", "mps_active", "throttled", "sm_clock_mhz", "gpu_uuid"]
-print("\t".join(keys))
-for c in sorted(cells, key=lambda c: (c["contention"], c["method"], c["budget"])):
-    print("\t".join(f"{c.get(k):.4g}" if isinstance(c.get(k), float) else str(c.get(k)) for k in keys))
-EOF
+  echo "gpu_check: the modules above are missing; nothing else can run" >&2
+  exit 1
 fi
 
-section "calibration (compute on cuda)"
-timeout 90 "${ADABENCH[@]}" contention calibrate --device cuda --kind compute \
-  --levels 0,0.5,1.0 --repeats 6 2>&1 | tee -a "$REPORT"
-[ "${PIPESTATUS[0]}" -eq 0 ] || { status=1; echo "calibration FAILED" | tee -a "$REPORT"; }
+echo "== 1. tests/gpu (raw log: $DEST/pytest.log)" >&2
+DESELECT=()
+if [ "$MIG" = "Enabled" ]; then  # MIG devices are not renumbered by CUDA_VISIBLE_DEVICES index
+  DESELECT=(--deselect tests/gpu/test_measure_gpu.py::test_gpu_uuid_is_right_when_cuda_visible_devices_is_not_0)
+  note pytest skipped test_gpu_uuid_is_right_when_cuda_visible_devices_is_not_0 reason "MIG mode"
+fi
+timeout "$T_PYTEST" stdbuf -oL -eL "$PY" -u -m pytest -rA -s -m gpu tests/gpu \
+  -p no:cacheprovider ${DESELECT[@]+"${DESELECT[@]}"} 2>&1 | tee "$DEST/pytest.log" >&2
+rc=${PIPESTATUS[0]}
+[ "$rc" -eq 0 ] || status=1
+grep -E "^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) " "$DEST/pytest.log" | while read -r outcome test rest; do
+  note pytest outcome "$outcome" test "$test" detail "$rest" >/dev/null
+done
+note pytest rc "$rc" summary "$(tail -1 "$DEST/pytest.log")"
 
-section "exit $status"
-echo "numbers in $REPORT"
+SWEEP=(sweep --models llava-1.5-7b --no-weights --methods full,layer-drop,adallava-l
+       --budgets 0.5,1.0 --limit 6 --repeats 2 --warmup 2 --max-new-tokens 8 --device cuda
+       --dtype float16 --out "$DEST/sweeps" --no-report --json)
+
+echo "== 2. no-weights llava-1.5-7b, eager decode, contention 0 / 0.5" >&2
+timeout "$T_SWEEP" "${ADABENCH[@]}" "${SWEEP[@]}" --contention 0,0.5 --name eager \
+  >"$DEST/sweeps/eager.json" 2>"$DEST/sweeps/eager.log"
+rc=$?
+note sweep_eager rc "$rc" log_tail "$(tail -3 "$DEST/sweeps/eager.log")"
+[ $rc -eq 0 ] || status=1
+
+echo "== 3. the same with --cuda-graphs, contention 0" >&2
+timeout "$T_GRAPHS" "${ADABENCH[@]}" "${SWEEP[@]}" --contention 0 --name graphs --cuda-graphs \
+  >"$DEST/sweeps/graphs.json" 2>"$DEST/sweeps/graphs.log"
+rc=$?
+note sweep_graphs rc "$rc" log_tail "$(tail -3 "$DEST/sweeps/graphs.log")"
+[ $rc -eq 0 ] || status=1
+
+echo "== 4. calibration (compute on cuda)" >&2
+timeout "$T_CALIBRATE" "${ADABENCH[@]}" contention calibrate --device cuda --kind compute \
+  --levels 0,0.5,1.0 --repeats 6 --json >"$DEST/calibration.json" 2>"$DEST/calibration.log"
+rc=$?
+note calibration rc "$rc" log_tail "$(tail -3 "$DEST/calibration.log")"
+[ $rc -eq 0 ] || status=1
+
+echo "== 5. numbers" >&2
+timeout "$T_SUMMARY" "$PY" benchmarks/gpu_check_summary.py "$DEST" >>"$JSONL"
+rc=$?
+[ $rc -eq 0 ] || status=1
+cat "$JSONL"
+note exit status "$status" file "$JSONL"
 exit $status

@@ -32,6 +32,18 @@ from adabench.sweep.generate import generate
 PARTS = ("encoder", "scheduler", "plan")
 
 
+def replay_cache_bytes(device: torch.device) -> int:
+    """Returns the copy-cache limit of a replay arm (bytes): COPY_FREE_FRACTION of the free
+    memory of `device` (CUDA: `torch.cuda.mem_get_info`; CPU: available RAM)."""
+    from adabench.measure.memory import free_bytes
+    from adabench.models.execution import COPY_FREE_FRACTION
+
+    free = free_bytes(device)
+    if free is None:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return int(COPY_FREE_FRACTION * free)
+
+
 def report(result: dict, out: str) -> None:
     """Records the load average at the end in `result`, prints it and `result` as one JSON line,
     and writes `result` to `out` (indented; "" writes nothing)."""
@@ -118,7 +130,9 @@ def measure(
         }
         methods[f"{a} replay"] = Replay(methods[a], plans)
         runners[f"{a} replay"] = LlavaRunner(loaded.model)
-        runners[f"{a} replay"].cache_limit_bytes = 1 << 40  # every plan prepared once, kept
+        # every plan prepared once and kept, as far as memory allows (was 1 TB: out of memory
+        # on an 80 GB GPU); LlavaRunner.copy_limit_bytes caps it by free device memory too
+        runners[f"{a} replay"].cache_limit_bytes = replay_cache_bytes(loaded.device)
         for ps in prepared:
             generate(runners[f"{a} replay"], methods[f"{a} replay"], ps, 1, eos, timer)
     lat = {a: np.zeros((rounds, len(prepared))) for a in methods}

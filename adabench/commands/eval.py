@@ -10,6 +10,7 @@ import typer
 
 from adabench.commands import user_errors
 from adabench.commands.options import (
+    CudaGraphs,
     Device,
     Dtype,
     Json,
@@ -58,6 +59,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
         skip_bad_samples: SkipBadSamples = False,
+        cuda_graphs: CudaGraphs = False,
         json_: Json = False,
     ) -> None:
         """Evaluate one cell: accuracy (with CI), latency (mean ± σ, percentiles), FLOPs, memory.
@@ -69,11 +71,13 @@ def register(app: typer.Typer) -> None:
           adabench eval --model tiny --method layer-drop --budget 0.5 --suite shapes --limit 100 --json
           adabench eval --plugin examples/plugins/skip_odd.py --method skip-odd --budget 0.75
         """
+        from adabench.config import check_cuda_graphs
         from adabench.models.methods import parse_method_args
         from adabench.models.plugins import load_plugins
         from adabench.sweep.cell_config import CellConfig
         from adabench.sweep.evaluate import evaluate_one
 
+        check_cuda_graphs(cuda_graphs, device)
         if samples_out is not None:
             check_samples_out(Path(samples_out))
         load_plugins(plugin)
@@ -89,6 +93,7 @@ def register(app: typer.Typer) -> None:
             max_new_tokens=max_new_tokens,
             seed=seed,
             method_args=parse_method_args(method_arg or []),
+            cuda_graphs=cuda_graphs,
         )
         evaluate_one(
             cfg,

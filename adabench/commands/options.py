@@ -17,6 +17,14 @@ Dtype = Annotated[
 Limit = Annotated[int | None, typer.Option(help="Use the first N samples of the split.")]
 Repeats = Annotated[int, typer.Option(help="Timed runs per sample.")]
 Warmup = Annotated[int, typer.Option(help="Untimed generations at the start of each cell.")]
+CudaGraphs = Annotated[
+    bool,
+    typer.Option(
+        "--cuda-graphs",
+        help="Decode steps as one CUDA graph per plan (static KV buffers); CUDA only, "
+        "unverified on GPU until benchmarks/gpu_check.sh has run (docs/measurement.md).",
+    ),
+]
 MaxNewTokens = Annotated[
     int | None, typer.Option(help="Greedy tokens per answer (default: the suite's).")
 ]

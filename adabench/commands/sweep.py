@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from adabench.commands import user_errors
-from adabench.commands.options import Json, Plugins
+from adabench.commands.options import CudaGraphs, Json, Plugins
 
 
 def register(app: typer.Typer) -> None:
@@ -47,6 +47,7 @@ def register(app: typer.Typer) -> None:
             int | None, typer.Option(help="Greedy tokens per answer.")
         ] = None,
         device: Annotated[str | None, typer.Option(help="auto | cpu | cuda[:i].")] = None,
+        cuda_graphs: CudaGraphs = False,
         dtype: Annotated[
             str | None, typer.Option(help="auto | float32 | float16 | bfloat16.")
         ] = None,
@@ -208,6 +209,7 @@ def register(app: typer.Typer) -> None:
             "warmup": warmup,
             "max_new_tokens": max_new_tokens,
             "device": device,
+            "cuda_graphs": cuda_graphs or None,
             "dtype": dtype,
             "seed": seed,
             "threads": threads,

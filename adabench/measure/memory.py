@@ -64,6 +64,15 @@ def _reset_hwm() -> bool:
         return False
 
 
+def free_bytes(device: str | torch.device) -> int | None:
+    """Returns the device's free memory in bytes (`torch.cuda.mem_get_info`: what the driver
+    reports free, other processes' use excluded), or None off CUDA (no cap there)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    return int(torch.cuda.mem_get_info(device)[0])
+
+
 class PeakMemory:
     """Context manager measuring the peak memory of its block on `device`; the result is the
     `MemoryResult` it yields (fields filled at exit), also kept as `.result`."""

@@ -21,7 +21,6 @@ every position it can reach, so a decode step needs no host→device transfer.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from adabench.errors import UserError
+from adabench.measure.memory import free_bytes
 from adabench.models.block_weights import (
     BlockWeights,
     HalfCache,
@@ -44,7 +44,12 @@ from adabench.models.plan import Plan
 CPU_CACHE_CAP_BYTES = 1 << 30
 CPU_RUNS_FROM_BYTES = 1 << 20
 """On CPU a multi-run half whose copy would be this large runs as per-run matmuls
-(block_weights.HalfCache); on CUDA halves are always copied (a copy is microseconds there)."""
+(block_weights.HalfCache); on CUDA every multi-run half runs as per-run matmuls on views
+(`CUDA_RUNS_FROM_BYTES`: nothing is copied per request)."""
+CUDA_RUNS_FROM_BYTES = 0
+COPY_FREE_FRACTION = 0.25
+"""Copied halves may hold at most this fraction of the device's free memory (plus what they
+hold): the cap on every device with a free-memory reading (CUDA), whatever the limit asked."""
 
 __all__ = [
     "BlockWeights",
@@ -52,7 +57,9 @@ __all__ = [
     "LlavaRunner",
     "PrefillState",
     "Rope",
+    "StaticKV",
     "decode_step",
+    "decode_step_static",
     "prefill",
 ]
 
@@ -64,6 +71,28 @@ class KVEntry:
     k: torch.Tensor
     v: torch.Tensor
     length: int
+
+
+@dataclass
+class StaticKV(KVEntry):
+    """KV buffers a captured decode step (CUDA graph) writes without host values: `at` [1]
+    (a device long tensor, a view of the decoder's counters) is where this step's key goes
+    (the cache length before the step), `keys` is arange(capacity). Keys at or before `at`
+    (and within the layer's window) are attended; the rest are masked, so the shapes of every
+    step are those of the first."""
+
+    at: torch.Tensor | None = None
+    keys: torch.Tensor | None = None
+
+    def write(self, k: torch.Tensor, v: torch.Tensor, window: int | None) -> tuple:
+        """Stores one step's k, v [1, n_kv, 1, head_dim] at `at`; returns (all keys, all
+        values, the mask [capacity] of keys the step's query sees)."""
+        self.k.index_copy_(2, self.at, k)
+        self.v.index_copy_(2, self.at, v)
+        seen = self.keys <= self.at
+        if window is not None:  # the last `window` keys, itself included (HF's window mask)
+            seen = seen & (self.keys > self.at - window)
+        return self.k, self.v, seen
 
 
 @dataclass
@@ -90,18 +119,20 @@ class LlavaRunner:
     Partial blocks are built from halves (one block's kept heads, or its kept MLP groups). A
     half whose units form one run is a view; one with several runs is a copy of the kept rows
     when that copy is small (under `runs_from_bytes`; None: the device's default, CPU 1 MiB,
-    CUDA always) and per-run views (`block_weights.Runs`) otherwise. All are kept in an LRU
-    keyed by (block, units): views at no byte cost, copies up to `cache_limit_bytes` (None:
-    the device's default below) beyond the halves of the plan in use (never evicted, so one
-    plan always fits). `cache_bytes` is what the copies hold. Whatever is prepared inside a
-    request is counted in its latency (the "plan" overhead of adabench.sweep.generate).
+    CUDA never) and per-run views (`block_weights.Runs`, one matmul per run) otherwise. All
+    are kept in an LRU keyed by (block, units): views at no byte cost, copies up to
+    `cache_limit_bytes` (None: the device's default below) beyond the halves of the plan in
+    use (never evicted, so one plan always fits), and never more than `COPY_FREE_FRACTION` of
+    the device's free memory. `cache_bytes` is what the copies hold. Whatever is prepared
+    inside a request is counted in its latency (the "plan" overhead of adabench.sweep.generate);
+    `evict_copies()` drops copies beyond the limit between requests, outside a measured block.
 
-    Default limit (measured with benchmarks/adaptive_overhead.py): on CPU a copy costs about a
+    Defaults (measured with benchmarks/adaptive_overhead.py): on CPU a copy costs about a
     small matmul's dispatch, and an LRU smaller than the plans' working set mostly misses
     (tiny-adallava-h@0.75: a quarter of the decoder's bytes hit 34 %), so CPU keeps up to the
-    decoder's own bytes, capped at 1 GiB. On CUDA a copy is a bandwidth-bound kernel of
-    microseconds against a 7B forward's milliseconds, and kept copies would only add to peak
-    memory: nothing is kept beyond the plan in use."""
+    decoder's own bytes, capped at 1 GiB. On CUDA a 7B AdaLLaVA-H request copied 1.1–3.7 GiB
+    of slices inside its timed region: split head/neuron sets run as per-run matmuls on views
+    instead (more kernels, no copy; unverified on GPU), and nothing is kept."""
 
     def __init__(self, model) -> None:
         self.model = model
@@ -133,6 +164,7 @@ class LlavaRunner:
         self._kv_index: dict = {}
         self.runs_from_bytes: int | None = None  # None: the default of the model's device
         self._halves = HalfCache(self.head_dim, self.group, self._index, CPU_RUNS_FROM_BYTES)
+        self.decode_graphs = None  # --cuda-graphs: adabench.models.cuda_graphs.DecodeGraphs
 
     @property
     def cache_bytes(self) -> int:
@@ -185,7 +217,7 @@ class LlavaRunner:
             cpu = device.type == "cpu"
             runs_from = self.runs_from_bytes
             if runs_from is None:
-                runs_from = CPU_RUNS_FROM_BYTES if cpu else sys.maxsize
+                runs_from = CPU_RUNS_FROM_BYTES if cpu else CUDA_RUNS_FROM_BYTES
             self._halves = HalfCache(self.head_dim, self.group, self._index, runs_from)
             kv_of_q = (
                 self._index(tuple(h // self.group for h in range(self.n_heads)))
@@ -223,9 +255,25 @@ class LlavaRunner:
             else halves.block(i, full[i], lp, plan.mlp_group_count, used)
             for i, lp in enumerate(plan.layers[start:], start)
         ]
-        limit = self._default_limit if self.cache_limit_bytes is None else self.cache_limit_bytes
-        halves.evict(used, limit)
+        halves.evict(used, self.copy_limit_bytes())
         return out
+
+    def copy_limit_bytes(self) -> int:
+        """Returns the bytes of copied halves the LRU may keep: `cache_limit_bytes` (or the
+        device's default), capped at COPY_FREE_FRACTION of (free device memory + what the
+        copies hold) where the device reports free memory (read only while copies exist)."""
+        limit = self._default_limit if self.cache_limit_bytes is None else self.cache_limit_bytes
+        held = self._halves.nbytes
+        free = free_bytes(self._probe.device) if held else None
+        if free is not None:
+            limit = min(limit, int(COPY_FREE_FRACTION * (free + held)))
+        return limit
+
+    def evict_copies(self) -> None:
+        """Drops copied halves beyond `copy_limit_bytes()`, the last request's included (call
+        it between requests, outside a measured block: on CUDA, where nothing is kept, the
+        copies of one arm would otherwise be freed inside the next arm's peak-memory block)."""
+        self._halves.evict([], self.copy_limit_bytes())
 
     # ---------------------------------------------------------------- blocks
     def _scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -235,9 +283,13 @@ class LlavaRunner:
             scores = torch.tanh(scores / self.softcap) * self.softcap
         return scores
 
-    def _attend(self, q, k, v, kv_of_q, causal: bool, pad_mask=None, window=None):
+    def _attend(self, q, k, v, kv_of_q, causal: bool, pad_mask=None, window=None, seen=None):
+        """Returns attention outputs [B, heads, T, head_dim]; `seen` [Tk] (a static decode
+        step's visible keys, StaticKV.write) replaces the causal and window masks."""
         if kv_of_q is not None:
             k, v = k.index_select(1, kv_of_q), v.index_select(1, kv_of_q)
+        if seen is not None:
+            return self._attend_seen(q, k, v, seen)
         tq, tk = q.shape[-2], k.shape[-2]
         if window is not None and tq == 1 and tk > window:
             # one query sees the last `window` keys (itself included), as HF's window mask says
@@ -261,6 +313,13 @@ class LlavaRunner:
         return F.scaled_dot_product_attention(
             q, k, v, is_causal=causal and tq > 1, scale=self.scale
         )
+
+    def _attend_seen(self, q, k, v, seen: torch.Tensor) -> torch.Tensor:
+        """Attention of one query over every key slot, masked to the `seen` ones."""
+        if self.eager or self.softcap is not None:
+            scores = self._scores(q, k).masked_fill(~seen, torch.finfo(q.dtype).min)
+            return torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype) @ v
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=seen[None, :], scale=self.scale)
 
     def block(
         self,
@@ -295,13 +354,16 @@ class LlavaRunner:
                 )
             cos, sin = rope.tables[spec.rope_key]
             q, k = _rotate(q.transpose(1, 2), cos, sin), _rotate(k.transpose(1, 2), cos, sin)
-            if cache is not None:
+            seen = None
+            if isinstance(cache, StaticKV):
+                k, v, seen = cache.write(k, v, spec.window)
+            elif cache is not None:
                 end = cache.length + t
                 cache.k[:, :, cache.length : end] = k
                 cache.v[:, :, cache.length : end] = v
                 cache.length = end
                 k, v = cache.k[:, :, :end], cache.v[:, :, :end]
-            a = self._attend(q, k, v, bw.kv_of_q, True, pad_mask, spec.window)
+            a = self._attend(q, k, v, bw.kv_of_q, True, pad_mask, spec.window, seen)
             if last_query_probs:
                 probs = self._last_query_probs(q, k, bw.kv_of_q, spec.window)
             if head_mask is not None:
@@ -548,4 +610,26 @@ def decode_step(runner: LlavaRunner, token_id: torch.Tensor, state: PrefillState
         if bw is not None:
             h, _ = runner.block(bw, h, rope, entry)
     state.next_position += 1
+    return runner.logits(h)[:, -1]
+
+
+def decode_step_static(
+    runner: LlavaRunner,
+    token_id: torch.Tensor,
+    prepared: list[BlockWeights | None],
+    cache: list[StaticKV | None],
+    rope: Rope,
+    counters: torch.Tensor,
+) -> torch.Tensor:
+    """Runs one greedy decode step with static shapes and no host values (what a CUDA graph
+    captures, adabench/models/cuda_graphs.py); returns logits [1, V].
+
+    `counters` [n + 1] (device, long) holds each cache entry's length (the `at` of `cache`,
+    views of it) and, last, the step's position; the step advances all of them by one."""
+    h = runner.embed_tokens(token_id)
+    rope_p = rope.take(counters[-1:])
+    for bw, entry in zip(prepared, cache):
+        if bw is not None:
+            h, _ = runner.block(bw, h, rope_p, entry)
+    counters.add_(1)
     return runner.logits(h)[:, -1]

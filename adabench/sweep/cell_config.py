@@ -25,6 +25,9 @@ class CellConfig:
     max_new_tokens: int | None = field(default=None, metadata={"help": "default: the suite's"})
     seed: int = field(default=0, metadata={"help": "seed for random plans and bootstrap"})
     method_args: dict = field(default_factory=dict, metadata={"help": "method arguments"})
+    cuda_graphs: bool = field(
+        default=False, metadata={"help": "decode steps as CUDA graphs (a measurement setting)"}
+    )
     contention: float = field(default=0.0, metadata={"help": "co-running stress level [0, 1]"})
     contention_kind: str = field(default="compute", metadata={"help": "compute | memory | mixed"})
     slo_ms: float | None = field(

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from adabench.measure.busy import held_gpu_ms
 from adabench.measure.timing import Timer
+from adabench.models.cuda_graphs import static_decode
 from adabench.models.execution import LlavaRunner, decode_step, prefill
 from adabench.models.methods import Method, checked_request
 
@@ -59,6 +61,13 @@ class Generation:
         default_factory=dict,
         metadata={"help": "overhead_ms split: encoder, scheduler, plan (ms; they sum to it)"},
     )
+    decode_held_ms: list[float] = field(
+        default_factory=list,
+        metadata={
+            "help": "probe_busy on CUDA: GPU ms of each decode step re-run behind a spin hold "
+            "after the timed region (adabench.measure.busy); empty otherwise"
+        },
+    )
 
 
 @torch.inference_mode()
@@ -69,6 +78,8 @@ def generate(
     max_new_tokens: int,
     eos_id: int | None,
     timer: Timer,
+    cuda_graphs: bool = False,
+    probe_busy: bool = False,
 ) -> Generation:
     """Returns the greedy generation of `ps` under `method`, with end-to-end, prefill and
     per-token decode latency measured directly (decode is never derived by subtraction).
@@ -82,7 +93,15 @@ def generate(
     host work, timed by the wall clock: `Timer.host_span`; the scheduler is a GPU span):
       encoder    `method.request` (AdaLLaVA: the cached latency token; PruMerge: token selection),
       scheduler  `decide` mid-prefill (AdaLLaVA: scheduler + plan),
-      plan       preparing the plan's block weights (views; copies only for split head sets)."""
+      plan       preparing the plan's block weights (views; copies only for split head sets).
+
+    With `cuda_graphs`, decode steps run on the plan's static buffers
+    (adabench/models/cuda_graphs.py): captured and replayed as a CUDA graph on CUDA, the same
+    static-buffer step run eagerly elsewhere (what the CPU tests check).
+
+    With `probe_busy` on CUDA, after the timed region the decode steps are run again on the
+    same tokens, each behind a spin hold (`decode_held_ms`, adabench.measure.busy): not timed,
+    for the GPU-busy fraction only (the warm-up runs probe)."""
     ps = ps.to(runner.device)  # the one host → device move (a no-op when the caller did it)
     image_token = runner.model.config.image_token_id
     decode_spans = []
@@ -115,12 +134,21 @@ def generate(
                 timer=timer,
             )
             next_id = logits.argmax(-1, keepdim=True)
+        rewind = ([e.length if e is not None else 0 for e in state.cache], state.next_position)
         tokens.append(int(next_id))
+        static, load_static = None, cuda_graphs
         while len(tokens) < max_new_tokens and tokens[-1] != eos_id:
             with timer.span() as step:
-                next_id = decode_step(runner, next_id, state).argmax(-1, keepdim=True)
+                if load_static:  # the first step loads (or captures) the plan's static decode
+                    static, load_static = static_decode(runner, state, timer.is_cuda), False
+                logits = static.step(next_id) if static else decode_step(runner, next_id, state)
+                next_id = logits.argmax(-1, keepdim=True)
             decode_spans.append(step)
             tokens.append(int(next_id))
+    held = []
+    if probe_busy and timer.is_cuda and decode_spans:
+        hold_ms = 2 * max(s.elapsed_ms for s in decode_spans) + 1
+        held = _held_decode_ms(runner, state, rewind, tokens, cuda_graphs, hold_ms)
     parts = {
         "encoder": encoder.elapsed_ms,
         "scheduler": sum(s.elapsed_ms for s in state.spans.get("scheduler", [])),
@@ -141,7 +169,28 @@ def generate(
         state.kept_visual,
         request.info,
         parts,
+        held,
     )
+
+
+def _held_decode_ms(runner, state, rewind, tokens, cuda_graphs: bool, hold_ms: float):
+    """Returns the held GPU ms of each decode step of a finished generation, re-run from its
+    prefill state (`rewind`: each cache entry's length and the position after prefill) on the
+    tokens it produced; what the re-run writes to the KV cache is what the run wrote."""
+    lengths, position = rewind
+    for entry, length in zip(state.cache, lengths):
+        if entry is not None:
+            entry.length = length
+    state.next_position = position
+    static = static_decode(runner, state, capture=True) if cuda_graphs else None
+    out = []
+    for token in tokens[:-1]:
+        token_id = torch.tensor([[token]], device=runner.device)
+        step = (lambda t=token_id: static.step(t)) if static else (
+            lambda t=token_id: decode_step(runner, t, state)
+        )  # fmt: skip
+        out.append(held_gpu_ms(runner.device, step, hold_ms))
+    return out
 
 
 def _shrink_image_tokens(ids: torch.Tensor, positions: torch.Tensor, n_keep: int) -> torch.Tensor:

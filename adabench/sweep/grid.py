@@ -146,6 +146,7 @@ def _cell(
         repeats=cfg.repeats,
         warmup=cfg.warmup,
         max_new_tokens=cfg.max_new_tokens,
+        cuda_graphs=cfg.cuda_graphs,
         seed=cfg.seed,
         method_args=dict(cfg.method_args),
         contention=level,

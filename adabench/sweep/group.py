@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from adabench.data.sample import Sample, SuiteSpec
+from adabench.measure import busy as busy_mod
 from adabench.measure.memory import PeakMemory
 from adabench.measure.telemetry import NvmlSampler, Telemetry
 from adabench.measure.timing import Timer
@@ -77,6 +78,8 @@ class GroupResult:
     rounds: int
     stop_reason: str
     telemetry: Telemetry
+    busy: dict = field(default_factory=dict)
+    """arm key → (decode GPU-busy fraction, note) from its last warm-up run (`_warm_up`)."""
 
 
 def group_id(cell: CellConfig, order: str) -> str:
@@ -124,7 +127,7 @@ def iter_arms(
     loaded = data.loaded
     runner, timer = LlavaRunner(loaded.model), timer or Timer(loaded.device)
     measured = {_key(m): m for m in (done or [])}
-    _warm_up(data, arms, runner, timer, warmup, seed, gid)
+    busy = _warm_up(data, arms, runner, timer, warmup, seed, gid)
     if on_start is not None:
         on_start()
     sampler = telemetry_sampler(loaded)
@@ -147,7 +150,7 @@ def iter_arms(
                 reason = f"max time {max_time_s:g} s (worst ±{worst:.3f})"
                 break
     telemetry = tel if isinstance(tel, Telemetry) else Telemetry()
-    return GroupResult(list(measured.values()), rounds, reason, telemetry)
+    return GroupResult(list(measured.values()), rounds, reason, telemetry, busy)
 
 
 def run_arms(data: GroupData, arms: list[Arm], on_step=None, **kwargs) -> GroupResult:
@@ -166,15 +169,26 @@ def _key(m: dict) -> tuple:
     return (m["arm"], m["sample"], m["round"], m["repeat"])
 
 
-def _warm_up(data, arms, runner, timer, warmup, seed, gid) -> None:
+def _warm_up(data, arms, runner, timer, warmup, seed, gid) -> dict:
     """Untimed generations: `warmup` per arm, interleaved, so every arm's kernels, caches and
     prepared state exist before its first timed run; with warmup ≥ 1 the longest prompt is
     among them (its GEMM shapes and KV size would otherwise meet their first allocation inside
-    a timed run), and every arm is one budget's plan."""
-    for w, index in enumerate(warmup_samples(data.prepared, warmup)):
+    a timed run), and every arm is one budget's plan. Returns {arm key: (decode GPU-busy
+    fraction, note)}: on CUDA the last warm-up run of each arm probes it (measure.busy)."""
+    cuda = data.loaded.device.type == "cuda"
+    busy = {arm.key: (math.nan, busy_mod.CPU_NOTE if not cuda else "") for arm in arms}
+    indices = warmup_samples(data.prepared, warmup)
+    for w, index in enumerate(indices):
+        last = w == len(indices) - 1
         for a in pairing.arm_order(seed, gid, -1 - w, 0, 0, len(arms)):
             ps = data.prepared[index].to(data.loaded.device)
-            _generate(data, arms[a], runner, timer, ps, -1)
+            _, g = _generate(data, arms[a], runner, timer, ps, -1, probe_busy=cuda and last)
+            runner.evict_copies()
+            if cuda and last:
+                busy[arms[a].key] = busy_mod.busy_fraction(g.decode_held_ms, g.decode_ms)
+    if cuda and not indices:
+        busy = {key: (math.nan, busy_mod.busy_fraction([], [])[1]) for key in busy}
+    return busy
 
 
 def warmup_samples(prepared: list[PreparedSample], warmup: int) -> list[int]:
@@ -229,13 +243,17 @@ def _run_round(
             yield ("chunk", f"{round_}-{first}-{len(indices)}", rows)
 
 
-def _generate(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, sample: int):
+def _generate(
+    data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, sample: int, probe_busy=False
+):
     """Returns (method, Generation) of one run of `arm`; sample −1 is a warm-up run."""
     method = arm.method if arm.choose is None else arm.choose(sample)
     if data.swap_heads:
         data.loaded.adallava = arm.adallava
     eos = data.loaded.processor.tokenizer.eos_token_id
-    return method, generate(runner, method, ps, data.max_new_tokens, eos, timer)
+    graphs = arm.cell.cuda_graphs
+    g = generate(runner, method, ps, data.max_new_tokens, eos, timer, graphs, probe_busy)
+    return method, g
 
 
 def _measure(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, step, energy=None):
@@ -246,6 +264,8 @@ def _measure(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, step,
         method, g = _generate(data, arm, runner, timer, ps, step.sample)
     # generate() ends synchronised, so the GPU's work for this run is in the counter
     used_mj = energy() - before if energy is not None else math.nan
+    cache_bytes = int(runner.cache_bytes)
+    runner.evict_copies()  # outside the block: the next one's peak never frees these copies
     row = {
         "arm": arm.key,
         "sample": step.sample,
@@ -258,7 +278,7 @@ def _measure(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, step,
         "overhead_ms": g.overhead_ms,
         **{f"overhead_{k}_ms": float(v) for k, v in g.overhead_parts_ms.items()},
         "peak_mem_mb": mem.peak_mem_mb,
-        "cache_bytes": int(runner.cache_bytes),
+        "cache_bytes": cache_bytes,
         "energy_mj": used_mj,
         "t_s": time.time(),
         "content": None,
@@ -451,10 +471,24 @@ def assemble(
                 "throttled": bool(tel.throttled),
                 "throttle_reasons": str(tel.throttle_reasons or ""),
                 "sm_clock_mhz": float(tel.sm_clock_mhz),
+                **busy_columns(result.busy.get(arm.key)),
+                "cuda_graphs": bool(arm.cell.cuda_graphs),
                 **(extra_columns or {}),
             }
         )
         yield arm, row, rows
+
+
+def busy_columns(busy: tuple[float, str] | None) -> dict:
+    """Returns a cell's GPU-busy columns from (fraction, note): `gpu_busy_fraction` (decode
+    steps' held GPU time ÷ their normal time, NaN unknown), `gpu_busy_note` (why NaN, else
+    '') and `launch_bound` (fraction < measure.busy.LAUNCH_BOUND_BELOW)."""
+    fraction, note = busy if busy is not None else (math.nan, "not probed")
+    return {
+        "gpu_busy_fraction": float(fraction),
+        "gpu_busy_note": note,
+        "launch_bound": busy_mod.launch_bound(fraction),
+    }
 
 
 def run_single(

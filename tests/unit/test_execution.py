@@ -265,10 +265,10 @@ def test_decode_step_makes_no_host_to_device_tensor(monkeypatch):
     assert state.next_position == ids.shape[1] + 2
 
 
-@pytest.mark.parametrize("device,kept_plans", [("cpu", 2), ("cuda", 1)])
+@pytest.mark.parametrize("device,kept_plans", [("cpu", 2), ("cuda", 0)])
 def test_default_cache_limit_keeps_copies_on_cpu_only(device, kept_plans):
-    """CPU keeps copied halves across requests (up to the decoder's bytes); CUDA keeps only the
-    plan in use (a copy there is cheap and kept ones would count in peak memory)."""
+    """CPU keeps copied halves across requests (up to the decoder's bytes); CUDA copies nothing
+    (split sets run as per-run matmuls on views: no per-request copy in the timed region)."""
     from types import SimpleNamespace
 
     model, _ = build_random_llava(layers=2)
