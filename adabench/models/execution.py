@@ -341,7 +341,9 @@ class LlavaRunner:
             scores[..., : kk.shape[-2] - window] = float("-inf")
         return torch.softmax(scores, dim=-1).mean(1)[:, 0]
 
-    def probe(self, bw: BlockWeights, h: torch.Tensor, rope: Rope) -> tuple[torch.Tensor, torch.Tensor]:
+    def probe(
+        self, bw: BlockWeights, h: torch.Tensor, rope: Rope
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (q of the last position [B, n_q, 1, hd], k of every position [B, n_kv, T, hd])
         that block `bw` computes from input `h`: normed, projected, q/k-normed and rotated as in
         `block`, without running it (PyramidDrop's ranking, DART's key norms)."""
@@ -524,7 +526,11 @@ def prefill(
         ranks_next = ranks_next and i == _source_block(stages[0].layer, prepared)
         h_in = h
         h, probs = runner.block(
-            prepared[i], h, rope, cache[i], last_query_probs=ranks_next and stages[0].rule == "fastv"
+            prepared[i],
+            h,
+            rope,
+            cache[i],
+            last_query_probs=ranks_next and stages[0].rule == "fastv",
         )
         if ranks_next:
             source = (stages[0].layer, prepared[i], h_in, h, rope, probs)
