@@ -21,7 +21,6 @@ from adabench.errors import UserError, check_range
 from adabench.models.plan import LayerPlan, Plan
 from adabench.registry import Registry
 
-
 KINDS = ("reference", "blocks", "heads", "tokens", "image", "other")
 """What a method varies, the groups of `adabench methods list`: the decoder blocks that run, the
 heads/MLP neurons inside them, the visual tokens, the image itself; `other` for the rest."""

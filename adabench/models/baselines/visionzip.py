@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from adabench.errors import UserError
-from adabench.models.baselines import TokenChoice, TokenMethod, visual_count
+from adabench.models.baselines import TokenChoice, visual_count
 from adabench.models.baselines.prumerge import PruMerge, cls_attention
 from adabench.models.baselines.token_budget import (
     before_llm_ratio,
