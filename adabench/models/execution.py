@@ -449,8 +449,9 @@ def _norm(norm: torch.nn.Module, x: torch.Tensor, gemma: bool = False) -> torch.
 @dataclass
 class PrefillState:
     """What decode needs after prefill: cache, prepared weights, next position, the plan used,
-    the rotary tables of every position up to the cache capacity, and the timed spans of the
-    method's own work ("scheduler": `decide`, "plan": preparing the plan's weights)."""
+    the rotary tables of every position up to the cache capacity, the timed spans of the
+    method's own work ("scheduler": `decide`, "plan": preparing the plan's weights), and after
+    each token drop the prompt positions it kept (device tensors, in drop order)."""
 
     prepared: list[BlockWeights | None]
     cache: list[KVEntry | None]
@@ -459,6 +460,7 @@ class PrefillState:
     kept_visual: int | None = None
     rope: Rope | None = None
     spans: dict = field(default_factory=dict)
+    kept_positions: list = field(default_factory=list)
 
 
 def prefill(
@@ -504,7 +506,7 @@ def prefill(
             prepared = runner.prepare(plan)
     cache = runner.new_cache(prepared, capacity, embeds)
     stages = list(plan.token_drops) if visual_positions is not None else []
-    visual, kept_visual, source = visual_positions, None, None
+    visual, kept_visual, source, kept_positions = visual_positions, None, None, []
     for i in range(n):
         if decide is not None and i == decide_at:
             with span("scheduler"):
@@ -521,6 +523,7 @@ def prefill(
                 rope = rope_all.take(positions[0])
                 visual = _remap(visual, keep)
                 kept_visual = len(visual)
+                kept_positions.append(positions[0])
         ranks_next = bool(stages) and stages[0].rule != "pyramid"
         ranks_next = ranks_next and stages[0].layer <= len(prepared)
         ranks_next = ranks_next and i == _source_block(stages[0].layer, prepared)
@@ -534,7 +537,7 @@ def prefill(
         )
         if ranks_next:
             source = (stages[0].layer, prepared[i], h_in, h, rope, probs)
-    state = PrefillState(prepared, cache, t, plan, kept_visual, rope_all, spans)
+    state = PrefillState(prepared, cache, t, plan, kept_visual, rope_all, spans, kept_positions)
     return runner.logits(h[:, -1:])[:, -1], state
 
 
