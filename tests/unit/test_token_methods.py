@@ -186,13 +186,9 @@ def test_visionzip_keeps_the_dominant_and_contextual_tokens_of_hf_attention(tiny
     cls = out.attentions[layer][0, :, 0, 1:].sum(0)
     dominant = sorted(cls.topk(5).indices.tolist())
     rest = [i for i in range(9) if i not in dominant]
-    vt = tiny.model.model.vision_tower
-    enc = getattr(vt, "vision_model", vt).encoder.layers[layer]
     with torch.no_grad():
-        keys = enc.self_attn.k_proj(enc.layer_norm1(out.hidden_states[layer]))[0, 1:]
-        metric = F.normalize(keys.view(9, enc.self_attn.num_heads, -1).mean(1), dim=-1)
         x = out.hidden_states[-1][0, 1:]
-        target, others = rest[0], rest[1:]  # one contextual token: the first of the rest
+        target, others = rest[0], rest[1:]  # one contextual token (54:10 of 6 is 5:1)
         contextual = x[target] + x[others].mean(0)
         want = tiny.model.model.multi_modal_projector(
             torch.cat([x[dominant], contextual[None]])[None]
@@ -271,3 +267,22 @@ def test_adallava_l_plus_visionzip(random_adallava_dirs):
     method = build_method("adallava-l+visionzip", loaded, 0.75)
     gen = generate(LlavaRunner(loaded.model), method, ps, 2, None, Timer(loaded.device))
     assert gen.plan.visual_tokens_removed == 5 and len(gen.plan.kept_blocks()) < 8
+
+
+def test_visionzip_contextual_tokens_join_their_most_similar_target():
+    from adabench.models.baselines.visionzip import contextual_merge
+
+    torch.manual_seed(0)
+    features, metric = torch.randn(20, 6), torch.randn(20, 5)
+    rest = torch.tensor([1, 2, 4, 5, 7, 8, 9, 11, 12, 15, 17])
+    got = contextual_merge(features, metric, rest, 3)
+    targets = [rest[i].item() for i in (0, 3, 6)]  # every ⌊11/3⌋-th of the rest
+    m = F.normalize(metric, dim=-1)
+    joined = {t: [] for t in targets}
+    for r in rest.tolist():
+        if r not in targets:
+            joined[max(targets, key=lambda t: float(m[r] @ m[t]))].append(r)
+    want = torch.stack(
+        [features[t] + (features[joined[t]].mean(0) if joined[t] else 0) for t in targets]
+    )
+    torch.testing.assert_close(got, want)
