@@ -68,6 +68,9 @@ def _heading(group: pd.DataFrame, model: str, contention: float, suite: str | No
     aa = [_first(group, c) for c in ("aa_ratio", "aa_ratio_ci_low", "aa_ratio_ci_high")]
     if not math.isnan(aa[0]):
         parts.append(f"A/A {aa[0]:.2f}× [{aa[1]:.2f}, {aa[2]:.2f}]")
+    aa_loyal = _first(group, "aa_loyalty")
+    if not math.isnan(aa_loyal):
+        parts.append(f"A/A loyalty {aa_loyal:.2f}")
     if "order" in group and group["order"].notna().any():
         parts.append(str(group["order"].dropna().iloc[0]))
     return "── " + " · ".join(parts)
@@ -88,6 +91,9 @@ def _row(c, random_weights: bool) -> dict[str, str]:
         "n": str(c.n),
         "acc CI": "–" if random_weights else
         f"{_num(c.accuracy_ci_low, 2)}–{_num(c.accuracy_ci_high, 2)}",
+        "loyal": _num(get("loyalty", math.nan), 2),
+        "loyal CI": "–" if _nan(get("loyalty_ci_low", math.nan)) else
+        f"{get('loyalty_ci_low'):.2f}–{get('loyalty_ci_high'):.2f}",
         "p90 ms": _num(c.latency_ms_p90, 1),
         "prefill": _num(get("prefill_ratio", math.nan), 2),
         "decode": _num(get("decode_ratio", math.nan), 2),
