@@ -56,8 +56,11 @@ class Comparison:
 
 
 def summary_rows(result: Comparison) -> list[dict[str, str]]:
-    """Returns one display row per compared cell (+ a pooled accuracy row), values as text."""
+    """Returns one display row per compared cell (+ a pooled accuracy row), values as text; a
+    loyalty column when either run has loyalty to `full`."""
     rows = []
+    loyal = any(not _isnan(r.get(f"loyalty_{side}", math.nan)) for r in
+                result.cells.to_dict("records") for side in ("base", "new"))  # fmt: skip
     for r in result.cells.to_dict("records"):
         rows.append({
             "": r["mark"], "cell": r["cell"],
@@ -65,11 +68,11 @@ def summary_rows(result: Comparison) -> list[dict[str, str]]:
                         f"p={_f(r['acc_p'], 3)} q={_f(r['acc_q'], 3)}",
             "latency": latency_text(r),
             "GFLOPs": f"{r['flops_mark']} {_f(r['flops_base'] / 1e9, 3)}→{_f(r['flops_new'] / 1e9, 3)}",
-            "loyalty": loyalty_text(r),
+            **({"loyalty": loyalty_text(r)} if loyal else {}),
         })  # fmt: skip
     rows.append({"": result.pooled["mark"], "cell": f"pooled ({result.pooled['n']} paired samples)",
                  "accuracy": pooled_text(result.pooled), "latency": "", "GFLOPs": "",
-                 "loyalty": ""})  # fmt: skip
+                 **({"loyalty": ""} if loyal else {})})  # fmt: skip
     return rows
 
 

@@ -15,11 +15,12 @@ from adabench.analysis import serving
 from adabench.analysis.findings import find
 
 RIGHT = {"budget", "acc", "FLOPs", "ms", "×full", "95% CI", "n", "acc CI", "p90 ms", "prefill",
-         "decode"}  # fmt: skip
-OPTIONAL = ["n", "acc CI", "p90 ms", "prefill", "decode"]
+         "decode", "loyal", "loyal CI"}  # fmt: skip
+OPTIONAL = ["n", "loyal", "acc CI", "loyal CI", "p90 ms", "prefill", "decode"]
 """Columns shown only when the terminal is wide enough, dropped last first."""
 LEGEND = ("×full: latency ÷ full's, paired per sample (median, 95% CI); vs A/A: "
-          "≈full when the CI overlaps the group's A/A noise floor.")  # fmt: skip
+          "≈full when the CI overlaps the group's A/A noise floor; loyal: share of samples "
+          "answered as full answers them (95% CI).")  # fmt: skip
 
 
 def print_summary(
