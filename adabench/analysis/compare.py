@@ -56,8 +56,11 @@ class Comparison:
 
 
 def summary_rows(result: Comparison) -> list[dict[str, str]]:
-    """Returns one display row per compared cell (+ a pooled accuracy row), values as text."""
+    """Returns one display row per compared cell (+ a pooled accuracy row), values as text; a
+    loyalty column when either run has loyalty to `full`."""
     rows = []
+    loyal = any(not _isnan(r.get(f"loyalty_{side}", math.nan)) for r in
+                result.cells.to_dict("records") for side in ("base", "new"))  # fmt: skip
     for r in result.cells.to_dict("records"):
         rows.append({
             "": r["mark"], "cell": r["cell"],
@@ -65,10 +68,27 @@ def summary_rows(result: Comparison) -> list[dict[str, str]]:
                         f"p={_f(r['acc_p'], 3)} q={_f(r['acc_q'], 3)}",
             "latency": latency_text(r),
             "GFLOPs": f"{r['flops_mark']} {_f(r['flops_base'] / 1e9, 3)}→{_f(r['flops_new'] / 1e9, 3)}",
+            **({"loyalty": loyalty_text(r)} if loyal else {}),
         })  # fmt: skip
     rows.append({"": result.pooled["mark"], "cell": f"pooled ({result.pooled['n']} paired samples)",
-                 "accuracy": pooled_text(result.pooled), "latency": "", "GFLOPs": ""})  # fmt: skip
+                 "accuracy": pooled_text(result.pooled), "latency": "", "GFLOPs": "",
+                 **({"loyalty": ""} if loyal else {})})  # fmt: skip
     return rows
+
+
+def loyalty_text(r: dict, ci: bool = False) -> str:
+    """Returns a cell's loyalty to `full` in both runs, "1.00→0.50" (with `ci`: "1.00 [1.00,
+    1.00]→0.50 [0.00, 1.00]"); shown, not gated: the accuracy test already weighs answers."""
+
+    def one(side: str) -> str:
+        value, low, high = (
+            r.get(f"loyalty{k}_{side}", math.nan) for k in ("", "_ci_low", "_ci_high")
+        )
+        if _isnan(value):
+            return "–"
+        return f"{value:.2f}" + ("" if _isnan(low) or not ci else f" [{low:.2f}, {high:.2f}]")
+
+    return f"{one('base')}→{one('new')}"
 
 
 def pooled_text(pooled: dict) -> str:
@@ -169,7 +189,7 @@ def to_junit(result: Comparison) -> str:
 
 def _row_text(r: dict) -> str:
     return (f"accuracy {r['acc_mark']} {_f(r['acc_base'], 3)}→{_f(r['acc_new'], 3)} "
-            f"q={_f(r['acc_q'], 3)}; latency {latency_text(r)}")  # fmt: skip
+            f"q={_f(r['acc_q'], 3)}; latency {latency_text(r)}; loyalty {loyalty_text(r, ci=True)}")  # fmt: skip
 
 
 def to_json(result: Comparison) -> dict:
@@ -269,7 +289,7 @@ def compare_runs(
         lat = _latency(bc, nc, bs, ns, threshold, alpha, gate_contended)
         flops = _flops(bc, nc)
         paired.append(acc.pop("_diffs"))
-        row = {"cell": label, **keys[label], **acc, **lat, **flops}
+        row = {"cell": label, **keys[label], **acc, **lat, **flops, **_loyalty(bc, nc)}
         row["regressed"] = WORSE in (acc["acc_mark"], lat["lat_mark"])
         row["mark"] = _overall(acc["acc_mark"], lat["lat_mark"])
         rows.append(row)
@@ -531,6 +551,20 @@ def _isnan(value) -> bool:
         return value is None or math.isnan(float(value))
     except (TypeError, ValueError):
         return True
+
+
+LOYALTY_COLUMNS = ("loyalty", "loyalty_ci_low", "loyalty_ci_high")
+
+
+def _loyalty(bc, nc) -> dict:
+    """Returns loyalty to `full` and its CI in both runs (`loyalty_base`, `loyalty_ci_low_new`,
+    ...), NaN where a run has none (no `full` arm, or a run made before loyalty existed)."""
+    out = {}
+    for side, cell in (("base", bc), ("new", nc)):
+        for col in LOYALTY_COLUMNS:
+            value = cell.get(col, math.nan)
+            out[f"{col}_{side}"] = math.nan if value is None else float(value)
+    return out
 
 
 def _flops(bc, nc) -> dict:

@@ -18,6 +18,8 @@ from adabench.analysis.significance import benjamini_hochberg, intervals_overlap
 
 FDR = 0.05
 """False-discovery rate held over all accuracy tests of a run."""
+CONTROL = "downsample"
+"""The image-downsampling control (VTC-Bench): every other method at a budget is compared with it."""
 FULL_PLAN = 1.0 - 1e-9
 """A cell whose mean FLOPs ratio reaches this runs `full`'s plan: nothing to test against it."""
 
@@ -26,7 +28,7 @@ FULL_PLAN = 1.0 - 1e-9
 class Finding:
     """One generated sentence and the evidence behind it."""
 
-    kind: str = field(metadata={"help": "accuracy | latency | pareto | note"})
+    kind: str = field(metadata={"help": "accuracy | loyalty | latency | pareto | note"})
     text: str = field(metadata={"help": "the sentence, with its numbers"})
     p: float = field(default=math.nan, metadata={"help": "the test's p-value (NaN: no test)"})
     q: float = field(default=math.nan, metadata={"help": "Benjamini–Hochberg q-value"})
@@ -44,7 +46,7 @@ class Findings:
     fdr: float = FDR
 
     def lines(self) -> list[str]:
-        """Returns the sentences in order (accuracy, latency, Pareto, notes)."""
+        """Returns the sentences in order (accuracy, Pareto, loyalty, latency, notes)."""
         return [f.text for f in self.items]
 
     def to_records(self) -> list[dict]:
@@ -63,6 +65,7 @@ def find(cells: pd.DataFrame, samples: pd.DataFrame, random_weights: bool = Fals
         tests = accuracy_tests(cells, samples)
         items += _accuracy_findings(cells, tests, adaptive_methods(samples))
         items += _pareto_findings(cells)
+    items += loyalty_findings(cells)
     items += latency_findings(cells)
     return Findings(items, tests)
 
@@ -113,8 +116,10 @@ def _accuracy_findings(
     for (suite, model), group in tests.groupby(["suite", "model"], sort=True):
         where = _where(cells, suite, model)
         same = group[group["a"] != "full"]
-        for budget, pairs in same.groupby("a_budget"):
+        control = same["a"].eq(CONTROL) | same["b"].eq(CONTROL)
+        for budget, pairs in same[~control].groupby("a_budget"):
             items += _pair_findings(pairs, budget, where, ratios, suite, model, adaptive)
+        items += _control_findings(same[control], where, cells.set_index(KEY))
         items += _vs_full_findings(group[group["a"] == "full"], where)
     kept = sum(bool(f.significant) for f in items)
     items.append(Finding("note", f"accuracy: {len(tests)} paired tests (McNemar exact on 0/1 "
@@ -150,6 +155,76 @@ def _pair_findings(pairs, budget, where, ratios, suite, model, adaptive) -> list
         else:
             text = f"{where}, {lead} is not distinguishable from {rest} in accuracy ({evidence})."
         items.append(Finding("accuracy", text, r.p, r.q, r.n, r.test, bool(r.q < FDR)))
+    return items
+
+
+KEY = ["suite", "model", "method", "budget", "contention"]
+
+
+def _control_findings(tests: pd.DataFrame, where: str, cells: pd.DataFrame) -> list[Finding]:
+    """Every method against the downsample control at the same budget (VTC-Bench's question:
+    is it more accurate than lowering the resolution?), with both cells' loyalty to `full`."""
+    items = []
+    for r in tests.sort_values(["a_budget", "a", "b"]).itertuples():
+        first = r.a != CONTROL
+        method = r.a if first else r.b
+        sign = -1.0 if first else 1.0  # a test's delta is b − a: orient it as method − downsample
+        delta, (low, high) = sign * r.delta, sorted((sign * r.ci_low, sign * r.ci_high))
+        evidence = _evidence(delta, low, high, r.p, r.q, r.n, r.test)
+        verdict = "is more accurate than" if r.q < FDR and delta > 0 else (
+            "is less accurate than" if r.q < FDR else "is not more accurate than")  # fmt: skip
+        loyal = _loyalty_pair(
+            cells, (r.suite, r.model), (method, CONTROL), r.a_budget, r.contention
+        )
+        text = (f"{where}, {method}@{r.a_budget:g} {verdict} the {CONTROL} control "
+                f"{CONTROL}@{r.a_budget:g} ({evidence}){loyal}.")  # fmt: skip
+        items.append(Finding("accuracy", text, r.p, r.q, r.n, r.test, bool(r.q < FDR)))
+    return items
+
+
+def _loyalty_pair(cells: pd.DataFrame, where: tuple, methods: tuple, budget, contention) -> str:
+    values = []
+    for method in methods:
+        key = (*where, method, budget, contention)
+        if "loyalty" not in cells.columns or key not in cells.index:
+            return ""
+        values.append(cells.loc[[key]].iloc[0])
+    if any(math.isnan(v["loyalty"]) for v in values):
+        return ""
+    return "; loyalty to full " + " vs ".join(_loyalty_text(v) for v in values)
+
+
+def _loyalty_text(c) -> str:
+    text = f"{c['loyalty']:.2f}"
+    if not math.isnan(c["loyalty_ci_low"]):
+        text += f" [{c['loyalty_ci_low']:.2f}, {c['loyalty_ci_high']:.2f}]"
+    return text
+
+
+def loyalty_findings(cells: pd.DataFrame) -> list[Finding]:
+    """Per (suite, model), at the lowest contention: each cell's loyalty to `full` (the share of
+    samples where it gives full's answer, EffiVLM-Bench) with its CI, lowest first, and the A/A
+    arm's loyalty as the noise floor (a second `full` arm: 1 unless generation is
+    non-deterministic)."""
+    if "loyalty" not in cells.columns or cells["loyalty"].isna().all():
+        return []
+    items = []
+    for (suite, model), group in cells.groupby(["suite", "model"], sort=True):
+        group = group[
+            (group["contention"] == group["contention"].min()) & (group["method"] != "full")
+        ]
+        group = group[group["loyalty"].notna()].sort_values(["loyalty", "method", "budget"])
+        if group.empty:
+            continue
+        parts = "; ".join(f"{c.method}@{c.budget:g} {_loyalty_text(c._asdict())}"
+                          for c in group.itertuples())  # fmt: skip
+        text = f"{_where(cells, suite, model)}, loyalty to full (same answer as full): {parts}"
+        floor = group["aa_loyalty"].dropna() if "aa_loyalty" in group.columns else pd.Series()
+        if len(floor):
+            row = group.loc[floor.index[0]]
+            aa = {k: row[f"aa_{k}"] for k in ("loyalty", "loyalty_ci_low", "loyalty_ci_high")}
+            text += f"; A/A floor {_loyalty_text(aa)}"
+        items.append(Finding("loyalty", text + ".", n=int(group["n"].max())))
     return items
 
 

@@ -1,6 +1,6 @@
 """The paper table: one row per (model, method, budget) of a run, in the layout of the AdaLLaVA
 paper's Table 1 — FLOPs, prefill and end-to-end latency, one column per suite with its official
-metric — built from ``cells.parquet`` (and, for MME's score and the significance marks, from
+metric, and the loyalty to `full` — built from ``cells.parquet`` (and, for MME's score and the significance marks, from
 ``samples.parquet``). Pure: the renderers are in `adabench.analysis.table_render`.
 """
 
@@ -113,6 +113,9 @@ def build_table(
                    else Column("latency_ratio", "Latency (×full)", 2, has_ci=True))  # fmt: skip
     headers = {s: _suite_header(s, metric) for s in suites}
     columns += [Column(s, headers[s], 1, "metric", has_ci=True) for s in suites]
+    loyal = "loyalty" in cells.columns and cells["loyalty"].notna().any()
+    if loyal:
+        columns.append(Column("loyalty", "Loyalty (%)", 1, "metric", has_ci=True))
     table_rows = [
         _row(
             dict(zip(rows, key if isinstance(key, tuple) else (key,), strict=True)),
@@ -215,7 +218,18 @@ def _row(keys: dict, group: pd.DataFrame, suites, metric, scale, samples) -> dic
     row["latency_ratio_ci_high"] = float(lows[1].iloc[0]) if one else math.nan
     for suite in suites:
         row.update(_suite_value(suite, group[group["suite"] == suite], metric, samples))
+    row.update(_loyalty_value(group, one))
     return row
+
+
+def _loyalty_value(group: pd.DataFrame, one: bool) -> dict:
+    """{loyalty, _ci_low, _ci_high, _mark}: the share of samples (%) where the row's cells give
+    `full`'s answer, the mean over suites (a CI only for one suite); NaN in runs without it."""
+    get = lambda c: group.get(c, pd.Series(math.nan, index=group.index))  # noqa: E731
+    value = float(get("loyalty").mean()) * 100
+    low, high = (float(get(c).iloc[0]) * 100 if one else math.nan
+                 for c in ("loyalty_ci_low", "loyalty_ci_high"))  # fmt: skip
+    return {"loyalty": value, "loyalty_ci_low": low, "loyalty_ci_high": high, "loyalty_mark": ""}
 
 
 def _suite_value(suite: str, cells: pd.DataFrame, metric: str, samples: pd.DataFrame) -> dict:
@@ -346,6 +360,9 @@ def caption(
                  "same samples (95 % bootstrap CI).")  # fmt: skip
     if len(suites) > 1:
         text += " FLOPs and latencies are means over the suites."
+    if "loyalty" in cells.columns and cells["loyalty"].notna().any():
+        text += (" Loyalty: % of samples where the method gives full's answer (same answer "
+                 "after the suite's normalisation; fractional metrics: score agreement).")  # fmt: skip
     if reference:
         text += (f" {MARK}: differs from {reference} at q < {FDR:g} (paired McNemar or "
                  "sign-flip test, Benjamini–Hochberg).")  # fmt: skip

@@ -68,16 +68,26 @@ def register(app: typer.Typer) -> None:
     @msub.command("list")
     @user_errors
     def methods_list(plugin: Plugins = None, json_: Json = False) -> None:
-        """List the methods and where each comes from (built-in, entry point, file, module).
-        Combinations are written a+b (e.g. adallava-l+fastv).
+        """List the methods grouped by what they vary (reference, blocks, heads, tokens, image,
+        other), with their source papers and where each comes from (built-in, entry point,
+        file, module). Combinations are written a+b (e.g. adallava-l+fastv).
         Example: adabench methods list --plugin examples/plugins/skip_odd.py"""
         from adabench import console
-        from adabench.models.methods import METHODS
+        from adabench.models.methods import KINDS, METHODS
         from adabench.models.plugins import load_plugins
 
         load_plugins(plugin)
         rows = [_method_row(name, METHODS.get(name)) for name in METHODS.names()]
-        console.print_json(rows) if json_ else console.print_table(rows, "methods")
+        rows.sort(key=lambda r: (KINDS.index(r["group"]), r["name"]))
+        if json_:
+            console.print_json(rows)
+            return
+        for kind in KINDS:
+            group = [
+                {k: v for k, v in r.items() if k != "group"} for r in rows if r["group"] == kind
+            ]
+            if group:
+                console.print_table(group, f"methods · {kind}")
 
     @msub.command("show")
     @user_errors
@@ -99,10 +109,13 @@ def register(app: typer.Typer) -> None:
 
 
 def _method_row(name: str, cls) -> dict:
-    from adabench.models.methods import origin_of
+    from adabench.models.methods import KINDS, origin_of
 
+    kind = getattr(cls, "KIND", "other")
     return {
         "name": name,
+        "group": kind if kind in KINDS else "other",
+        "paper": getattr(cls, "PAPER", "") or "",
         "origin": origin_of(name),
         "varies": cls.VARIES,
         "description": cls.DESCRIPTION,

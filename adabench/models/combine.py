@@ -1,7 +1,9 @@
-"""Combinations `a+b`: one token method (fastv, prumerge, prumerge+) with one block/head method.
+"""Combinations `a+b`: one token method (fastv, prumerge(+), downsample, visionzip, pyramiddrop,
+dart) with one block/head method.
 
 Convention (docs/adallava.md §8, the paper's tables): the block/head method takes the budget; the
-token method runs at its own default (fastv k = 2, r = 0.5; prumerge adaptive, no budget cap)
+token method runs at its own default (fastv k = 2, r = 0.5; prumerge adaptive, no budget cap;
+downsample, visionzip and dart keep = 0.5; pyramiddrop λ = 0.5)
 and its token selection is added to every plan the block/head method makes (static plans
 directly, AdaLLaVA's `decide` plans by wrapping the callback). The costs then multiply block by
 block: each block that runs costs (its kept fraction of heads and neurons) × (its cost on the
@@ -17,7 +19,7 @@ from adabench.models.baselines import TokenMethod
 from adabench.models.methods import METHODS, Method, Request, build_registered
 from adabench.models.plan import Plan
 
-TOKEN_METHODS = ("fastv", "prumerge", "prumerge+")
+TOKEN_METHODS = ("fastv", "prumerge", "prumerge+", "downsample", "visionzip", "pyramiddrop", "dart")
 BLOCK_METHODS = (
     "full",
     "layer-drop",
@@ -27,7 +29,13 @@ BLOCK_METHODS = (
     "adallava-h",
     "head-prune",
 )
-TOKEN_DEFAULTS = {"fastv": {"r": "0.5"}}
+TOKEN_DEFAULTS = {
+    "fastv": {"r": "0.5"},
+    "downsample": {"keep": "0.5"},
+    "visionzip": {"keep": "0.5"},
+    "pyramiddrop": {"lambda": "0.5"},
+    "dart": {"keep": "0.5"},
+}
 
 
 def split_name(name: str) -> tuple[str, str]:

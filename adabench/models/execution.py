@@ -8,8 +8,11 @@ which layers slide and which rotary table each layer reads; this one loop reads 
 - a partial block runs q/k/v and o_proj, gate/up and down on the kept rows/columns of the
   model's weights (views, see adabench/models/block_weights.py), prepared once per request and
   reused by every decode step; its cache holds only the kept key/value heads;
-- FastV drops visual tokens after block K using the last token's attention at block K−1,
-  computed for that one query row, so no attention implementation is forced;
+- token drops inside the LLM (`plan.token_drops`: FastV, PyramidDrop's stages, DART) remove
+  visual tokens before block K; FastV ranks them by the last token's attention at the last block
+  that ran before K (computed for that one query row, so no attention implementation is forced),
+  PyramidDrop by block K's own q/k on its input (`probe`), DART by duplication of pivot tokens
+  (`dart_keep`); later blocks' KV caches hold only the kept tokens;
 - `forward_masked` is the batched, full-compute path for training and reference runs: masks
   multiply head outputs before o_proj, MLP activations before down_proj, and block outputs.
 Attention: explicit scores when the config asks for eager or the family soft-caps logits (Gemma 2),
@@ -21,6 +24,7 @@ every position it can reach, so a decode step needs no host→device transfer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -399,6 +403,29 @@ class LlavaRunner:
             scores[..., : kk.shape[-2] - window] = float("-inf")
         return torch.softmax(scores, dim=-1).mean(1)[:, 0]
 
+    def probe(
+        self, bw: BlockWeights, h: torch.Tensor, rope: Rope
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (q of the last position [B, n_q, 1, hd], k of every position [B, n_kv, T, hd])
+        that block `bw` computes from input `h`: normed, projected, q/k-normed and rotated as in
+        `block`, without running it (PyramidDrop's ranking, DART's key norms)."""
+        spec, hd = bw.spec, self.head_dim
+        bsz, t, _ = h.shape
+        x = _norm(spec.attn_norm, h, spec.gemma_norm)
+        q = linear(x[:, -1:], bw.q).view(bsz, 1, bw.n_q, hd)
+        k = linear(x, bw.k).view(bsz, t, bw.n_kv, hd)
+        if spec.q_norm is not None:
+            q, k = _norm(spec.q_norm, q, spec.gemma_norm), _norm(spec.k_norm, k, spec.gemma_norm)
+        cos, sin = rope.tables[spec.rope_key]
+        q = _rotate(q.transpose(1, 2), cos[:, :, -1:], sin[:, :, -1:])
+        return q, _rotate(k.transpose(1, 2), cos, sin)
+
+    def probe_probs(self, bw: BlockWeights, h: torch.Tensor, rope: Rope) -> torch.Tensor:
+        """Returns the last position's attention probabilities [B, T] (mean over heads, fp32) that
+        block `bw` would compute on input `h` (PyramidDrop ranks with the stage block's own q/k)."""
+        q, k = self.probe(bw, h, rope)
+        return self._last_query_probs(q, k, bw.kv_of_q, bw.spec.window)
+
     def new_cache(
         self, prepared: list[BlockWeights | None], capacity: int, like: torch.Tensor
     ) -> list[KVEntry | None]:
@@ -484,8 +511,9 @@ def _norm(norm: torch.nn.Module, x: torch.Tensor, gemma: bool = False) -> torch.
 @dataclass
 class PrefillState:
     """What decode needs after prefill: cache, prepared weights, next position, the plan used,
-    the rotary tables of every position up to the cache capacity, and the timed spans of the
-    method's own work ("scheduler": `decide`, "plan": preparing the plan's weights)."""
+    the rotary tables of every position up to the cache capacity, the timed spans of the
+    method's own work ("scheduler": `decide`, "plan": preparing the plan's weights), and after
+    each token drop the prompt positions it kept (device tensors, in drop order)."""
 
     prepared: list[BlockWeights | None]
     cache: list[KVEntry | None]
@@ -494,6 +522,7 @@ class PrefillState:
     kept_visual: int | None = None
     rope: Rope | None = None
     spans: dict = field(default_factory=dict)
+    kept_positions: list = field(default_factory=list)
 
 
 def prefill(
@@ -538,7 +567,8 @@ def prefill(
         with span("plan"):
             prepared = runner.prepare(plan)
     cache = runner.new_cache(prepared, capacity, embeds)
-    kept_visual = None
+    stages = list(plan.token_drops) if visual_positions is not None else []
+    visual, kept_visual, source, kept_positions = visual_positions, None, None, []
     for i in range(n):
         if decide is not None and i == decide_at:
             with span("scheduler"):
@@ -548,21 +578,63 @@ def prefill(
             prepared, cache = prepared + tail, cache + runner.new_cache(tail, capacity, embeds)
         if prepared[i] is None:
             continue
-        want_probs = (
-            plan.fastv_layer is not None
-            and visual_positions is not None
-            and kept_visual is None
-            and plan.fastv_layer <= len(prepared)
-            and i == _fastv_source(plan, prepared)
+        while stages and stages[0].layer <= i:  # drops due before this block
+            keep = _drop_keep(runner, stages.pop(0), prepared[i], h, rope, visual, source)
+            if keep is not None:
+                h, positions = h[:, keep], positions[:, keep]
+                rope = rope_all.take(positions[0])
+                visual = _remap(visual, keep)
+                kept_visual = len(visual)
+                kept_positions.append(positions[0])
+        ranks_next = bool(stages) and stages[0].rule != "pyramid"
+        ranks_next = ranks_next and stages[0].layer <= len(prepared)
+        ranks_next = ranks_next and i == _source_block(stages[0].layer, prepared)
+        h_in = h
+        h, probs = runner.block(
+            prepared[i],
+            h,
+            rope,
+            cache[i],
+            last_query_probs=ranks_next and stages[0].rule == "fastv",
         )
-        h, probs = runner.block(prepared[i], h, rope, cache[i], last_query_probs=want_probs)
-        if want_probs and plan.fastv_removed > 0:
-            keep = fastv_keep(probs[0], visual_positions, plan.fastv_removed, h.shape[1])
-            h, positions = h[:, keep], positions[:, keep]
-            rope = rope_all.take(positions[0])
-            kept_visual = len(visual_positions) - plan.fastv_removed
-    state = PrefillState(prepared, cache, t, plan, kept_visual, rope_all, spans)
+        if ranks_next:
+            source = (stages[0].layer, prepared[i], h_in, h, rope, probs)
+    state = PrefillState(prepared, cache, t, plan, kept_visual, rope_all, spans, kept_positions)
     return runner.logits(h[:, -1:])[:, -1], state
+
+
+def _source_block(layer: int, prepared: list) -> int:
+    """Returns the block whose attention ranks a drop at `layer`: the last block with attention
+    that runs before it (-1: none)."""
+    ran = [i for i in range(layer) if prepared[i] is not None and prepared[i].q is not None]
+    return ran[-1] if ran else -1
+
+
+def _remap(visual: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Returns the positions in the kept sequence of the visual tokens of `visual` that `keep`
+    (sorted positions of the old sequence) kept."""
+    return torch.nonzero(torch.isin(keep, visual)).squeeze(1)
+
+
+def _drop_keep(runner, stage, bw, h, rope, visual, source) -> torch.Tensor | None:
+    """Returns the sorted positions of `h` kept by drop `stage` before block `bw` runs (None:
+    nothing to rank with, e.g. no block with attention before a FastV/DART stage)."""
+    removed = min(stage.removed, len(visual))
+    if removed <= 0:
+        return None
+    if stage.rule == "pyramid":
+        if bw.q is None:
+            return None
+        probs = runner.probe_probs(bw, h, rope)
+        return fastv_keep(probs[0], visual, removed, h.shape[1])
+    if source is None or source[0] != stage.layer:
+        return None
+    _, src_bw, src_in, src_out, src_rope, probs = source
+    if stage.rule == "fastv":
+        return fastv_keep(probs[0], visual, removed, h.shape[1])
+    _, keys = runner.probe(src_bw, src_in, src_rope)
+    hidden = _norm(runner.lm.norm, src_out, runner.family.norm == "gemma")
+    return dart_keep(hidden[0], keys[0], visual, len(visual) - removed)
 
 
 class _Collect:
@@ -580,14 +652,6 @@ class _Collect:
         return self.cm.__exit__(*exc)
 
 
-def _fastv_source(plan: Plan, prepared: list) -> int:
-    """Returns the block whose attention ranks visual tokens: the last block that runs before K."""
-    ran = [
-        i for i in range(plan.fastv_layer) if prepared[i] is not None and prepared[i].q is not None
-    ]
-    return ran[-1] if ran else -1
-
-
 def fastv_keep(
     last_probs: torch.Tensor, visual_positions: torch.Tensor, n_remove: int, seq_len: int
 ) -> torch.Tensor:
@@ -597,6 +661,48 @@ def fastv_keep(
     drop = visual_positions[torch.topk(scores, n_remove, largest=False).indices]
     keep = torch.ones(seq_len, dtype=torch.bool, device=last_probs.device)
     keep[drop] = False
+    return torch.nonzero(keep).squeeze(1)
+
+
+def dart_pivot_count(n_visual: int) -> int:
+    """Returns DART's pivots per kind (image, text): 4 on LLaVA's 576 visual tokens, scaled to
+    `n_visual`, at least 1."""
+    return max(1, round(4 * n_visual / 576))
+
+
+def dart_keep(
+    hidden: torch.Tensor, keys: torch.Tensor, visual: torch.Tensor, n_keep: int
+) -> torch.Tensor:
+    """Returns the sorted sequence positions kept by DART (Wen et al., arXiv 2502.11494): text
+    tokens, and `n_keep` visual tokens — the image pivots (largest L1 norm of the source block's
+    keys among visual tokens) and, per pivot in turn (image pivots, then the text pivots: the
+    largest-norm tokens after the image), the visual tokens least cosine-similar to it in
+    `hidden` [T, D] among those not yet kept. `keys` [n_kv, T, hd]; `visual` positions [n]."""
+    t, n = hidden.shape[0], visual.numel()
+    norms = keys.permute(1, 0, 2).reshape(t, -1).float().abs().sum(-1)
+    p = min(dart_pivot_count(n), n_keep)
+    after = torch.arange(int(visual.max()) + 1, t, device=hidden.device)
+    image_pivots = visual[norms[visual].topk(p).indices].sort().values
+    text_pivots = (
+        after[norms[after].topk(min(p, after.numel())).indices].sort().values
+        if after.numel()
+        else after
+    )
+    pivots = torch.cat([image_pivots, text_pivots])
+    chosen = set(image_pivots.tolist())
+    per_pivot = math.ceil((n_keep - p) / max(pivots.numel(), 1))
+    feats = F.normalize(hidden.float(), dim=-1)
+    for pivot in pivots.tolist():
+        left = n_keep - len(chosen)
+        if left <= 0:
+            break
+        valid = torch.tensor([v for v in visual.tolist() if v not in chosen], device=visual.device)
+        sim = feats[valid] @ feats[pivot]
+        take = valid[(-sim).topk(min(per_pivot, left, valid.numel())).indices]
+        chosen.update(take.tolist())
+    keep = torch.ones(t, dtype=torch.bool, device=hidden.device)
+    keep[visual] = False
+    keep[torch.tensor(sorted(chosen), device=hidden.device, dtype=torch.long)] = True
     return torch.nonzero(keep).squeeze(1)
 
 

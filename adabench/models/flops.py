@@ -30,7 +30,8 @@ soft-capping and Gemma's extra norms are not matmuls):
 Plan (adabench.models.plan.Plan): a skipped block (`layers[i] is None`) costs 0; `heads` sets h
 (and g as above); `mlp_fraction(i)` scales I (rounded to whole neurons). Token selection:
 `visual_tokens_removed` (PruMerge) is already in the `seq_len` the caller passes; FastV
-(`fastv_layer` = K, `fastv_removed` = R) runs blocks i > K on s − R tokens with c − R keys.
+(`fastv_layer` = K, `fastv_removed` = R) runs blocks i ≥ K on s − R tokens with c − R keys;
+staged drops (`plan.drops`, PyramidDrop / DART) add up: block i runs on s − Σ_{K_j ≤ i} R_j.
 
 CLIP vision tower (n = patches + 1 tokens incl. CLS, dv = vision hidden, Iv its MLP size):
     patch embedding (conv)  2·patches·(3·p²)·dv
@@ -144,18 +145,14 @@ def _kept_kv_heads(plan: Plan, layer: int, text: Any) -> int:
 
 
 def _block_lengths(plan: Plan | None, layer: int, seq_len: int, past_len: int) -> tuple[int, int]:
-    """Returns (new tokens, keys) that block `layer` sees; FastV shortens blocks K, K+1, … .
+    """Returns (new tokens, keys) that block `layer` sees; token drops inside the LLM (FastV,
+    PyramidDrop's stages, DART: `plan.token_drops`) shorten every block from their own on.
 
-    `past_len == 0` is a prefill (the R visual tokens are dropped from the new tokens);
-    `past_len > 0` is a later step whose cache for blocks after K already lacks them."""
-    if (
-        plan is None
-        or plan.fastv_layer is None
-        or not plan.fastv_removed
-        or layer < plan.fastv_layer
-    ):
+    `past_len == 0` is a prefill (the dropped visual tokens leave the new tokens);
+    `past_len > 0` is a later step whose cache for those blocks already lacks them."""
+    removed = 0 if plan is None else plan.removed_before(layer)
+    if not removed:
         return seq_len, past_len + seq_len
-    removed = plan.fastv_removed
     if past_len == 0:
         short = max(seq_len - removed, 0)
         return short, short

@@ -21,6 +21,10 @@ from adabench.errors import UserError, check_range
 from adabench.models.plan import LayerPlan, Plan
 from adabench.registry import Registry
 
+KINDS = ("reference", "blocks", "heads", "tokens", "image", "other")
+"""What a method varies, the groups of `adabench methods list`: the decoder blocks that run, the
+heads/MLP neurons inside them, the visual tokens, the image itself; `other` for the rest."""
+
 
 @dataclass
 class Request:
@@ -35,9 +39,13 @@ class Request:
 
 
 class Method:
-    """Base class: subclasses set NAME, VARIES, DESCRIPTION and implement `request`."""
+    """Base class: subclasses set NAME, VARIES, DESCRIPTION and implement `request`; KIND (what
+    the method varies, one of KINDS: `methods list` groups by it) and PAPER (its source) are
+    optional."""
 
     NAME: ClassVar[str] = ""
+    KIND: ClassVar[str] = "other"
+    PAPER: ClassVar[str] = ""
     VARIES: ClassVar[str] = "nothing"
     DESCRIPTION: ClassVar[str] = ""
     ARGS: ClassVar[dict[str, str]] = {}
@@ -253,6 +261,8 @@ def evenly_spaced(n: int, k: int) -> list[int]:
 
 @register
 class Full(Method):
+    KIND = "reference"
+    PAPER = ""
     NAME = "full"
     IGNORES_BUDGET = True
     VARIES = "nothing (reference)"
@@ -271,6 +281,8 @@ class Full(Method):
 
 @register
 class LayerDrop(Method):
+    KIND = "blocks"
+    PAPER = "static baseline of AdaLLaVA (Xu et al., arXiv 2503.10905)"
     NAME = "layer-drop"
     VARIES = "blocks (static)"
     MIN_BUDGET_TEXT = "1/N"
@@ -284,6 +296,8 @@ class LayerDrop(Method):
 
 @register
 class EarlyExit(Method):
+    KIND = "blocks"
+    PAPER = "static baseline of AdaLLaVA (Xu et al., arXiv 2503.10905)"
     NAME = "early-exit"
     VARIES = "blocks (static)"
     MIN_BUDGET_TEXT = "1/N"
@@ -297,6 +311,8 @@ class EarlyExit(Method):
 
 @register
 class RandomSkip(Method):
+    KIND = "blocks"
+    PAPER = "random baseline of AdaLLaVA (Xu et al., arXiv 2503.10905)"
     NAME = "random-skip"
     VARIES = "blocks (random per sample)"
     MIN_BUDGET_TEXT = "P/N = 0.5"
@@ -329,6 +345,10 @@ METHODS.register("fastv", "adabench.models.baselines.fastv:FastV")
 METHODS.register("prumerge", "adabench.models.baselines.prumerge:PruMerge")
 METHODS.register("prumerge+", "adabench.models.baselines.prumerge:PruMergePlus")
 METHODS.register("plan-file", "adabench.models.baselines.plan_file:PlanFile")
+METHODS.register("downsample", "adabench.models.baselines.downsample:Downsample")
+METHODS.register("visionzip", "adabench.models.baselines.visionzip:VisionZip")
+METHODS.register("pyramiddrop", "adabench.models.baselines.pyramiddrop:PyramidDrop")
+METHODS.register("dart", "adabench.models.baselines.dart:Dart")
 
 
 @dataclass

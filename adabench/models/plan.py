@@ -13,7 +13,10 @@ Conventions:
 - An empty tuple of heads (or groups) means the attention (or MLP) half of the block is skipped.
 - Token selection: `visual_tokens_removed` visual tokens were removed before the LLM (PruMerge);
   `fastv_layer`/`fastv_removed`: after block `fastv_layer` the lowest-attention
-  `fastv_removed` visual tokens are dropped (FastV).
+  `fastv_removed` visual tokens are dropped (FastV); `drops` lists further staged drops inside
+  the LLM (`TokenDrop`: PyramidDrop's stages, DART's duplicates), each with its ranking rule.
+  `token_drops` is every stage, FastV's included, in block order: what the executor and the
+  FLOPs read.
 """
 
 from __future__ import annotations
@@ -36,6 +39,22 @@ class LayerPlan:
 
 FULL_LAYER = LayerPlan()  # immutable, so every plan can share it
 
+DROP_RULES = ("fastv", "pyramid", "dart")
+"""How a stage ranks the visual tokens it drops (adabench/models/execution.py): "fastv" the last
+token's attention in the last block that ran before the stage; "pyramid" the last token's
+attention computed with the stage block's own q/k on its input (PyramidDrop); "dart" duplication
+of pivot tokens in the hidden states entering the stage (DART)."""
+
+
+@dataclass(frozen=True)
+class TokenDrop:
+    """One drop of visual tokens inside the LLM: from block `layer` on, `removed` more visual
+    tokens are gone (ranked by `rule`, one of DROP_RULES)."""
+
+    layer: int
+    removed: int
+    rule: str = "fastv"
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -46,6 +65,7 @@ class Plan:
     visual_tokens_removed: int = 0
     fastv_layer: int | None = None
     fastv_removed: int = 0
+    drops: tuple[TokenDrop, ...] = ()
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
@@ -61,6 +81,18 @@ class Plan:
             if 0 <= i < num_layers:
                 layers[i] = FULL_LAYER
         return cls(layers=tuple(layers))
+
+    @property
+    def token_drops(self) -> tuple[TokenDrop, ...]:
+        """Returns every drop of visual tokens inside the LLM (FastV's and `drops`), by block."""
+        stages = list(self.drops)
+        if self.fastv_layer is not None and self.fastv_removed:
+            stages.append(TokenDrop(self.fastv_layer, self.fastv_removed, "fastv"))
+        return tuple(sorted((d for d in stages if d.removed), key=lambda d: d.layer))
+
+    def removed_before(self, layer: int) -> int:
+        """Returns how many visual tokens block `layer` no longer sees (drops at blocks ≤ it)."""
+        return sum(d.removed for d in self.token_drops if d.layer <= layer)
 
     @property
     def num_layers(self) -> int:
@@ -102,6 +134,7 @@ class Plan:
         visual_tokens_removed: int = 0,
         fastv_layer: int | None = None,
         fastv_removed: int = 0,
+        drops: tuple[TokenDrop, ...] = (),
     ) -> Plan:
         """Returns a copy of this plan with token selection added (used by `a+b` combinations)."""
         return Plan(
@@ -110,6 +143,7 @@ class Plan:
             visual_tokens_removed=visual_tokens_removed or self.visual_tokens_removed,
             fastv_layer=fastv_layer if fastv_layer is not None else self.fastv_layer,
             fastv_removed=fastv_removed or self.fastv_removed,
+            drops=tuple(drops) or self.drops,
             extra=dict(self.extra),
         )
 
@@ -117,7 +151,7 @@ class Plan:
         """Returns a compact human-readable plan: blocks as 1/0, or heads per block for partial plans.
 
         Examples: "blocks=111111101010", "heads=4,4,4,4,4,4,2,0,4,2,0,0 mlp=4,4,...", plus
-        "+prumerge-N" / "+fastv@K-N" when visual tokens were removed.
+        "+prumerge-N" / "+fastv@K-N" / "+pyramid@K-N" / "+dart@K-N" when visual tokens were removed.
         """
         if all(lp is None or lp.is_full for lp in self.layers):
             text = "blocks=" + "".join("0" if lp is None else "1" for lp in self.layers)
@@ -132,4 +166,6 @@ class Plan:
             text += f" +prumerge-{self.visual_tokens_removed}"
         if self.fastv_layer is not None:
             text += f" +fastv@{self.fastv_layer}-{self.fastv_removed}"
+        for d in self.drops:
+            text += f" +{d.rule}@{d.layer}-{d.removed}"
         return text

@@ -122,7 +122,7 @@ def generate(
             embeds = runner.embed(ids, feats)
             if request.extra_embeds is not None:
                 embeds = torch.cat([embeds, request.extra_embeds.to(embeds.dtype)], dim=1)
-            fastv = request.plan is not None and request.plan.fastv_layer is not None
+            drops = request.plan is not None and bool(request.plan.token_drops)
             logits, state = prefill(
                 runner,
                 embeds,
@@ -130,7 +130,7 @@ def generate(
                 embeds.shape[1] + max_new_tokens,
                 decide=request.decide,
                 decide_at=request.decide_at,
-                visual_positions=positions if fastv else None,
+                visual_positions=positions if drops else None,
                 timer=timer,
             )
             next_id = logits.argmax(-1, keepdim=True)

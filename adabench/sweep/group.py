@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from adabench.data import loyalty
 from adabench.data.sample import Sample, SuiteSpec
 from adabench.measure import busy as busy_mod
 from adabench.measure.memory import PeakMemory
@@ -30,7 +31,7 @@ from adabench.models.methods import Method
 from adabench.sweep import pairing
 from adabench.sweep.cell_config import CellConfig
 from adabench.sweep.generate import PreparedSample, generate
-from adabench.sweep.rows import cell_row, sample_content
+from adabench.sweep.rows import cell_row, mean_with_ci, sample_content
 
 REF = "ref"
 """Arm key of the hidden `full` partner when the `full` cell itself is not being measured."""
@@ -421,6 +422,30 @@ def sample_rows(
     return rows
 
 
+def _first_content(ms: list[dict]) -> dict:
+    return next((json.loads(m["content"]) for m in ms if m.get("content")), {})
+
+
+def loyalties(data: GroupData, pairs: _Pairs, arm_key: str, ref_key: str | None) -> list[float]:
+    """Returns per-sample loyalty of `arm_key` to the `full` partner `ref_key` (sample order,
+    as `sample_rows`): adabench.data.loyalty.agreement of the two first-pass replies under the
+    sample's metric; 1.0 for the partner itself, NaN where it has no reply (no `full` arm)."""
+    ref = {s: _first_content(ms) for s, ms in pairs.samples(ref_key)} if ref_key else {}
+    out = []
+    for s, ms in pairs.samples(arm_key):
+        mine, theirs = _first_content(ms), ref.get(s)
+        if arm_key == ref_key:
+            out.append(1.0)
+        elif not theirs or "prediction" not in mine or "prediction" not in theirs:
+            out.append(math.nan)
+        else:
+            metric = data.spec.metric_for(data.samples[s].family)
+            out.append(loyalty.agreement(metric, mine["prediction"], theirs["prediction"],
+                                         mine.get("score", math.nan),
+                                         theirs.get("score", math.nan)))  # fmt: skip
+    return out
+
+
 def _mean_energy_j(measurements: list[dict]) -> float:
     """Returns the mean energy of one generation over `measurements` (J): their summed counter
     deltas ÷ their count, so the counter's refresh granularity averages out; NaN when none was
@@ -441,12 +466,16 @@ def assemble(
     extra_columns: dict | None = None,
 ) -> Iterator[tuple[Arm, dict, list[dict]]]:
     """Yields (arm, cell row, sample rows) for every visible arm of the group, with the paired
-    ratio columns, the group's A/A floor (`aa_ratio*`) and how the group was measured."""
+    ratio columns, loyalty to `full` (per sample and per cell), the group's A/A floors
+    (`aa_ratio*`, `aa_loyalty*`: the second `full` arm's) and how the group was measured."""
     ref_key = full_partner(arms)
     pairs = _Pairs(result.measurements, ref_key)
-    aa = {"aa_ratio": math.nan, "aa_ratio_ci_low": math.nan, "aa_ratio_ci_high": math.nan}
+    aa = {"aa_ratio": math.nan, "aa_ratio_ci_low": math.nan, "aa_ratio_ci_high": math.nan,
+          "aa_loyalty": math.nan, "aa_loyalty_ci_low": math.nan, "aa_loyalty_ci_high": math.nan}  # fmt: skip
     if ref_key is not None and any(a.key == AA for a in arms):
-        aa = dict(zip(aa, pairing.ratio_summary(pairs.ratios(AA)["latency"], seed), strict=True))
+        latency = pairing.ratio_summary(pairs.ratios(AA)["latency"], seed)
+        aa.update(zip(("aa_ratio", "aa_ratio_ci_low", "aa_ratio_ci_high"), latency, strict=True))
+        aa.update(_loyalty_summary(loyalties(data, pairs, AA, ref_key), seed, "aa_loyalty"))
     tel = result.telemetry
     for arm in arms:
         if arm.hidden:
@@ -455,6 +484,8 @@ def assemble(
         rows = sample_rows(data, pairs, arm.key, ratios["latency"])
         if not rows:
             continue
+        for r, value in zip(rows, loyalties(data, pairs, arm.key, ref_key), strict=True):
+            r["loyalty"] = value
         energy = _mean_energy_j([m for _, ms in pairs.samples(arm.key) for m in ms])
         peak = float(np.nanmax([r["peak_mem_mb"] for r in rows]))
         row = cell_row(arm.cell, rows, slowdown[0], peak, energy)
@@ -489,6 +520,11 @@ def busy_columns(busy: tuple[float, str] | None) -> dict:
         "gpu_busy_note": note,
         "launch_bound": busy_mod.launch_bound(fraction),
     }
+
+
+def _loyalty_summary(values: list[float], seed: int, name: str) -> dict:
+    """Returns {name, name_ci_low, name_ci_high}: the mean loyalty and its bootstrap CI."""
+    return dict(zip((name, f"{name}_ci_low", f"{name}_ci_high"), mean_with_ci(values, seed)))
 
 
 def run_single(

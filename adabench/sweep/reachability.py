@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from adabench.config import SweepConfig
 from adabench.errors import UserError
 
-PROMPT_METHODS = ("fastv", "prumerge", "prumerge+")
+PROMPT_METHODS = (
+    "fastv",
+    "prumerge",
+    "prumerge+",
+    "downsample",
+    "visionzip",
+    "pyramiddrop",
+    "dart",
+)
 
 
 @dataclass(frozen=True)

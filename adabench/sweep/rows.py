@@ -74,10 +74,18 @@ def repeat_spread_warning(rows: list[dict]) -> str:
     return (spread_warning(normalized) or "") if normalized else ""
 
 
+def mean_with_ci(values: list[float], seed: int) -> tuple[float, float, float]:
+    """Returns (mean, bootstrap CI low, high) of the finite `values` (NaN where too few)."""
+    finite = [v for v in values if not math.isnan(v)]
+    lo, hi = bootstrap_ci(finite, seed=seed) if len(finite) > 1 else (math.nan, math.nan)
+    return (float(np.mean(finite)) if finite else math.nan), lo, hi
+
+
 def cell_row(
     cfg: CellConfig, rows: list[dict], slowdown: float, peak_mem_mb: float, energy: float
 ) -> dict:
-    """Returns the cell's summary row from its sample rows: accuracy with a bootstrap CI,
+    """Returns the cell's summary row from its sample rows: accuracy and loyalty to `full`
+    (the rows' `loyalty`, NaN without a `full` partner) with bootstrap CIs,
     latency mean/std/percentiles over every raw repeat (ms), FLOPs, memory (MB), energy (J).
     The paired ratio columns are added by `adabench.sweep.group.assemble`."""
     scores = [r["score"] for r in rows if not math.isnan(r["score"])]
@@ -98,6 +106,12 @@ def cell_row(
         "accuracy": float(np.mean(scores)) if scores else math.nan,
         "accuracy_ci_low": lo,
         "accuracy_ci_high": hi,
+        **dict(
+            zip(
+                ("loyalty", "loyalty_ci_low", "loyalty_ci_high"),
+                mean_with_ci([r.get("loyalty", math.nan) for r in rows], cfg.seed),
+            )
+        ),
         "flops": float(np.mean([r["flops"] for r in rows])),
         "llm_flops": float(np.mean([r["llm_flops"] for r in rows])),
         "flops_ratio": float(np.mean([r["flops_ratio"] for r in rows])),

@@ -15,11 +15,12 @@ from adabench.analysis import serving
 from adabench.analysis.findings import find
 
 RIGHT = {"budget", "acc", "FLOPs", "ms", "×full", "95% CI", "n", "acc CI", "p90 ms", "prefill",
-         "decode"}  # fmt: skip
-OPTIONAL = ["n", "acc CI", "p90 ms", "prefill", "decode"]
+         "decode", "loyal", "loyal CI"}  # fmt: skip
+OPTIONAL = ["n", "loyal", "acc CI", "loyal CI", "p90 ms", "prefill", "decode"]
 """Columns shown only when the terminal is wide enough, dropped last first."""
 LEGEND = ("×full: latency ÷ full's, paired per sample (median, 95% CI); vs A/A: "
-          "≈full when the CI overlaps the group's A/A noise floor.")  # fmt: skip
+          "≈full when the CI overlaps the group's A/A noise floor; loyal: share of samples "
+          "answered as full answers them (95% CI).")  # fmt: skip
 
 
 def print_summary(
@@ -70,6 +71,9 @@ def _heading(group: pd.DataFrame, model: str, contention: float, suite: str | No
     aa = [_first(group, c) for c in ("aa_ratio", "aa_ratio_ci_low", "aa_ratio_ci_high")]
     if not math.isnan(aa[0]):
         parts.append(f"A/A {aa[0]:.2f}× [{aa[1]:.2f}, {aa[2]:.2f}]")
+    aa_loyal = _first(group, "aa_loyalty")
+    if not math.isnan(aa_loyal):
+        parts.append(f"A/A loyalty {aa_loyal:.2f}")
     if "order" in group and group["order"].notna().any():
         parts.append(str(group["order"].dropna().iloc[0]))
     return "── " + " · ".join(parts)
@@ -90,6 +94,9 @@ def _row(c, random_weights: bool) -> dict[str, str]:
         "n": str(c.n),
         "acc CI": "–" if random_weights else
         f"{_num(c.accuracy_ci_low, 2)}–{_num(c.accuracy_ci_high, 2)}",
+        "loyal": _num(get("loyalty", math.nan), 2),
+        "loyal CI": "–" if _nan(get("loyalty_ci_low", math.nan)) else
+        f"{get('loyalty_ci_low'):.2f}–{get('loyalty_ci_high'):.2f}",
         "p90 ms": _num(c.latency_ms_p90, 1),
         "prefill": _num(get("prefill_ratio", math.nan), 2),
         "decode": _num(get("decode_ratio", math.nan), 2),

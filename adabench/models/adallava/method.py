@@ -34,12 +34,16 @@ class _AdaLlava(Method):
 
 
 class AdaLlavaL(_AdaLlava):
+    KIND = "blocks"
+    PAPER = "AdaLLaVA-L (Xu et al., arXiv 2503.10905)"
     NAME = "adallava-l"
     NEEDS_ADALLAVA = "L"
     DESCRIPTION = "AdaLLaVA-L: latency token + scheduler at block P pick k = ⌊N·b⌋ − P of the last N − P blocks"
 
 
 class AdaLlavaH(_AdaLlava):
+    KIND = "heads"
+    PAPER = "AdaLLaVA-H (Xu et al., arXiv 2503.10905)"
     NAME = "adallava-h"
     VARIES = "heads + MLP neuron groups (learned, per input)"
     NEEDS_ADALLAVA = "H"

@@ -1,4 +1,5 @@
-"""Static baselines (head-prune) and visual-token methods (fastv, prumerge, prumerge+).
+"""Static baselines (head-prune) and visual-token methods (fastv, prumerge, prumerge+,
+downsample, visionzip, pyramiddrop, dart).
 
 Token methods share one interface, `TokenMethod.choose`, so a combination `a+b`
 (adabench.models.combine) can add their token selection to any block/head method's plan.
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from adabench.models.methods import Method, Request
-from adabench.models.plan import Plan
+from adabench.models.plan import Plan, TokenDrop
 
 
 @dataclass
@@ -20,12 +21,14 @@ class TokenChoice:
 
     `image_features` [1, kept, D] replaces the projected visual tokens before the LLM (PruMerge);
     `visual_tokens_removed` is how many fewer image tokens the LLM sees; `fastv_layer` /
-    `fastv_removed` drop tokens inside the LLM (FastV)."""
+    `fastv_removed` drop tokens inside the LLM (FastV); `drops` are staged drops inside the LLM
+    (PyramidDrop, DART: `adabench.models.plan.TokenDrop`)."""
 
     image_features: torch.Tensor | None = None
     visual_tokens_removed: int = 0
     fastv_layer: int | None = None
     fastv_removed: int = 0
+    drops: tuple[TokenDrop, ...] = ()
     info: dict = field(default_factory=dict)
 
     def apply(self, plan: Plan) -> Plan:
@@ -34,6 +37,7 @@ class TokenChoice:
             visual_tokens_removed=self.visual_tokens_removed,
             fastv_layer=self.fastv_layer,
             fastv_removed=self.fastv_removed,
+            drops=self.drops,
         )
 
 
@@ -42,6 +46,8 @@ class TokenMethod(Method):
 
     Standalone, the budget caps the token selection; inside a combination the token method is
     built at budget 1.0 with its default arguments and the block/head method takes the budget."""
+
+    KIND = "tokens"
 
     def choose(
         self,

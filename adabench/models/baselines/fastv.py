@@ -77,6 +77,8 @@ def _parse_r(value) -> float | None:
 
 @register
 class FastV(TokenMethod):
+    KIND = "tokens"
+    PAPER = "FastV (Chen et al., ECCV 2024, arXiv 2403.06764)"
     NAME = "fastv"
     VARIES = "visual tokens (inside the LLM, per input)"
     DESCRIPTION = (

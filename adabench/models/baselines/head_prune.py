@@ -49,6 +49,8 @@ def importance(layers, num_heads: int, decoder: Decoder) -> torch.Tensor:
 
 @register
 class HeadPrune(Method):
+    KIND = "heads"
+    PAPER = "static counterpart of AdaLLaVA-H (arXiv 2503.10905)"
     NAME = "head-prune"
     VARIES = "heads + MLP neuron groups (static, weight norms)"
     MIN_BUDGET_TEXT = "P/N (the always-run prefix, 0.5)"

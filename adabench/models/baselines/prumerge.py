@@ -145,6 +145,8 @@ class PruMerge(TokenMethod):
         "keep CLS-attention outliers (IQR) and merge pruned tokens into them by key similarity"
     )
     MIN_BUDGET_TEXT = "per prompt: one visual token left (the error names it)"
+    KIND = "tokens"
+    PAPER = "LLaVA-PruMerge (Shang et al., arXiv 2403.15388)"
     PLUS = False
 
     def __init__(self, model, budget, args=None, seed=0) -> None:
@@ -159,11 +161,15 @@ class PruMerge(TokenMethod):
         self.vision_tower, self.projector = llava.vision_tower, llava.multi_modal_projector
         layers = cfg.vision_feature_layer
         self.feature_layers = [layers] if isinstance(layers, int) else list(layers)
-        n_enc = len(_encoder_layers(self.vision_tower))
-        last = self.feature_layers[-1] % (n_enc + 1)  # hidden_states has n_enc + 1 entries
-        self.attn_layer = min(last, n_enc - 1)  # the layer that reads the feature layer
+        self.attn_layer = self.attention_layer(len(_encoder_layers(self.vision_tower)))
         self.vision_heads = _encoder_layers(self.vision_tower)[self.attn_layer].self_attn.num_heads
         install_capture(self.vision_tower, self.attn_layer)
+
+    def attention_layer(self, n_encoder: int) -> int:
+        """Returns the encoder layer whose CLS attention ranks the patches: the layer that reads
+        the feature layer (the last layer when the feature layer is the output)."""
+        last = self.feature_layers[-1] % (n_encoder + 1)  # hidden_states has n_encoder + 1 entries
+        return min(last, n_encoder - 1)
 
     @classmethod
     def min_budget(cls, model) -> float:
