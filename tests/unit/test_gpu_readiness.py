@@ -460,3 +460,20 @@ def test_fastv_ranking_probabilities_are_fp32_in_a_half_model():
         _, probs = runner.block(block, h, rope, last_query_probs=True)
     assert probs.dtype == torch.float32  # fp16 would tie and reorder the smallest scores
     assert float(probs.sum()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_fastv_choice_reads_no_tensor_back_from_the_device():
+    """Item 14: FastV's count of image tokens comes from the features' shape, not from the ids
+    on the device (a GPU→host sync inside the timed region). Ids and features on the `meta`
+    device have shapes but no values: any read-back raises."""
+    from adabench.models.factory import build_method
+    from adabench.models.loading import load_model
+
+    loaded = load_model("tiny", device="cpu")
+    method = build_method("fastv", loaded, 0.75)
+    n_visual = 16
+    text = loaded.config.text_config
+    ids = torch.empty(1, n_visual + 20, dtype=torch.long, device="meta")
+    feats = torch.empty(1, n_visual, text.hidden_size, device="meta")
+    choice = method.choose(ids, feats)
+    assert 0 < choice.fastv_removed <= n_visual

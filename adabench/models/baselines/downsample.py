@@ -88,7 +88,7 @@ class Downsample(TokenMethod):
     def choose(self, input_ids, image_features, extra_tokens=0, base_plan=None) -> TokenChoice:
         """Returns the downsampled grid replacing the image features."""
         base = base_plan or Plan.full(self.num_layers)
-        n_visual = visual_count(self.model, input_ids)
+        n_visual = visual_count(self.model, input_ids, image_features)
         seq_len = input_ids.shape[1] + extra_tokens
         side = self.grid_for(base, seq_len, n_visual)
         pooled = area_downsample(image_features, side)

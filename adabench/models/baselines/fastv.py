@@ -115,7 +115,7 @@ class FastV(TokenMethod):
     def choose(self, input_ids, image_features, extra_tokens=0, base_plan=None) -> TokenChoice:
         """Returns the FastV selection: drop the lowest-attention visual tokens after block K."""
         base = base_plan or Plan.full(self.num_layers)
-        n_visual = visual_count(self.model, input_ids)
+        n_visual = visual_count(self.model, input_ids, image_features)
         seq_len = input_ids.shape[1] + extra_tokens
         key = (seq_len, n_visual, base.layers)
         if key not in self._cache:

@@ -197,7 +197,7 @@ class PruMerge(TokenMethod):
         attn, keys = cls_attention(q, k, self.vision_heads)
         feats = torch.cat([hidden[i][0, 1:] for i in self.feature_layers], dim=-1)
         kept = select(attn, self.PLUS)
-        n_visual = visual_count(self.model, input_ids)
+        n_visual = visual_count(self.model, input_ids, image_features)
         adaptive = kept.numel()
         kept = kept[: self._fit(base_plan, input_ids.shape[1] + extra_tokens, n_visual, adaptive)]
         merged = merge(feats, keys, attn, kept, neighbours_for(feats.shape[0]))

@@ -130,7 +130,7 @@ class PyramidDrop(TokenMethod):
     def choose(self, input_ids, image_features, extra_tokens=0, base_plan=None) -> TokenChoice:
         """Returns the staged drops for this prompt (λ from the budget unless given)."""
         base = base_plan or Plan.full(self.num_layers)
-        n_visual = visual_count(self.model, input_ids)
+        n_visual = visual_count(self.model, input_ids, image_features)
         seq_len = input_ids.shape[1] + extra_tokens
         key = (seq_len, n_visual, base.layers)
         if key not in self._cache:

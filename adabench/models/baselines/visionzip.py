@@ -108,7 +108,7 @@ class VisionZip(PruMerge):
         attn, keys = cls_attention(q, k, self.vision_heads)
         metric = keys.view(keys.shape[0], self.vision_heads, -1).mean(1)
         feats = torch.cat([hidden[i][0, 1:] for i in self.feature_layers], dim=-1)
-        n_visual = visual_count(self.model, input_ids)
+        n_visual = visual_count(self.model, input_ids, image_features)
         kept = self.kept_for(base_plan, input_ids.shape[1] + extra_tokens, n_visual)
         dominant, contextual = split_counts(kept)
         dom = dominant_indices(attn, dominant)
