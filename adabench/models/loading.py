@@ -106,8 +106,9 @@ def load_model(
     trust_remote_code: bool = False,
 ) -> LoadedModel:
     """Returns the loaded model `name` on `device` in `dtype` (eval mode)."""
-    from transformers import LlavaForConditionalGeneration
     from transformers.utils import logging as hf_logging
+
+    from adabench.models.wrappers import model_class, wrapper_of
 
     hf_logging.disable_progress_bar()  # our progress goes to stderr through rich; theirs is noise here
     _refuse_config_only(name)
@@ -128,7 +129,8 @@ def load_model(
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     try:
-        model = LlavaForConditionalGeneration.from_pretrained(path, **kwargs)
+        cls = model_class(wrapper_of(config)) if config is not None else _auto_class()
+        model = cls.from_pretrained(path, **kwargs)
         processor = load_processor(path, trust_remote_code)
     except OSError as exc:
         raise UserError(_load_error(name, path, exc, local)) from exc
@@ -164,6 +166,14 @@ def check_model(name: str) -> None:
         check_model_folder(Path(path))
     else:
         _config_without_network(name, path)
+
+
+def _auto_class():
+    """Returns the class for a hub model whose config could not be read first (no network):
+    LlavaForConditionalGeneration, whose from_pretrained then reports why it cannot load."""
+    from transformers import LlavaForConditionalGeneration
+
+    return LlavaForConditionalGeneration
 
 
 def _refuse_config_only(name: str) -> None:
@@ -358,10 +368,10 @@ def estimate_bytes(config, dtype: torch.dtype) -> tuple[int, int]:
     the meta device (nothing allocated), KV cache for KV_TOKENS tokens at batch size 1."""
     import copy
 
-    from transformers import LlavaForConditionalGeneration
+    from adabench.models.wrappers import model_class, wrapper_of
 
     with torch.device("meta"):
-        model = LlavaForConditionalGeneration._from_config(copy.deepcopy(config))
+        model = model_class(wrapper_of(config))._from_config(copy.deepcopy(config))
     params = sum(p.numel() for p in model.parameters())
     size = torch.empty((), dtype=dtype).element_size()
     text = config.text_config

@@ -36,8 +36,11 @@ def prepare_samples(
     from adabench.data.hf_suites import prepare_image
     from adabench.data.images import read_image
 
+    from adabench.models.wrappers import rotary_positions, wrapper_of
+
     pin = loaded.device.type == "cuda"
     image_token = loaded.model.config.image_token_id
+    wrapper = wrapper_of(loaded.model.config)
     new_tokens = max_new_tokens or spec.max_new_tokens
     out = []
     for s in samples:
@@ -45,9 +48,12 @@ def prepare_samples(
         enc = _fit_context(loaded, spec, s, image, new_tokens)
         ids, pixels = enc["input_ids"], enc["pixel_values"].to(loaded.dtype)
         positions = torch.nonzero(ids[0] == image_token).squeeze(1)  # on the host: no sync
+        visual = {k: enc[k] for k in wrapper.visual_keys if k in enc}
+        rotary = rotary_positions(wrapper, loaded.model, ids, dict(enc))  # host, untimed
         if pin:
             ids, pixels, positions = ids.pin_memory(), pixels.pin_memory(), positions.pin_memory()
-        out.append(PreparedSample(s.id, ids, pixels, positions))
+            visual = {k: v.pin_memory() for k, v in visual.items()}
+        out.append(PreparedSample(s.id, ids, pixels, positions, visual, rotary))
     return out
 
 

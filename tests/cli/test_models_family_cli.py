@@ -65,13 +65,13 @@ REFUSED = {
         text_type("gpt_neox", "GPTNeoXForCausalLM"),
         ["decoder family 'gpt_neox'", "adabench runs"],
     ),
-    "llava-next": (
-        top_type("llava_next", "LlavaNextForConditionalGeneration"),
-        ["model class 'llava_next'", "LlavaForConditionalGeneration"],
+    "paligemma": (
+        top_type("paligemma", "PaliGemmaForConditionalGeneration"),
+        ["model class 'paligemma'", "LlavaForConditionalGeneration", "Idefics3"],
     ),
-    "qwen2-vl": (
-        top_type("qwen2_vl", "Qwen2VLForConditionalGeneration"),
-        ["model class 'qwen2_vl'", "LlavaForConditionalGeneration"],
+    "mllama": (
+        top_type("mllama", "MllamaForConditionalGeneration"),
+        ["model class 'mllama'", "LlavaNextForConditionalGeneration"],
     ),
     "unknown-rope": (rope_type("warped"), ["rotary type 'warped'", "adabench implements"]),
 }
@@ -134,9 +134,9 @@ def test_load_model_refuses_before_loading(saved_llava, tmp_path, monkeypatch):
 
     monkeypatch.setattr(LlavaForConditionalGeneration, "from_pretrained", never)
     folder = edited(
-        saved_llava, tmp_path, top_type("llava_next", "LlavaNextForConditionalGeneration")
+        saved_llava, tmp_path, top_type("paligemma", "PaliGemmaForConditionalGeneration")
     )
-    with pytest.raises(UserError, match="model class 'llava_next'"):
+    with pytest.raises(UserError, match="model class 'paligemma'"):
         load_model(folder, device="cpu")
 
 
@@ -147,7 +147,9 @@ def test_models_show_names_the_family_and_wrapper():
     assert info["family"] == "Llama (llama)"
     assert (
         info["family_note"]
-        == catalog.family_fields(catalog.check_supported(catalog.config_for("tiny")))["family_note"]
+        == catalog.family_fields(
+            catalog.check_supported(catalog.config_for("tiny")), catalog.config_for("tiny")
+        )["family_note"]
     )
     assert info["wrapper"] == "LlavaForConditionalGeneration"
     table = runner.invoke(app, ["models", "show", "tiny"]).stdout
