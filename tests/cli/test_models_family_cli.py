@@ -90,7 +90,7 @@ def assert_refused(result, needles, folder):
 def test_every_family_is_named_in_a_refusal(saved_llava, tmp_path):
     folder = edited(saved_llava, tmp_path, text_type("phi", "PhiForCausalLM"))
     line = runner.invoke(app, ["models", "show", folder]).stderr
-    for family in ("Llama (llama)", "Mistral (mistral)", "Qwen2 (qwen2)", "Gemma 2 (gemma2)"):
+    for family in ("Llama (llama)", "Mistral (mistral)", "Qwen2 (qwen2", "Gemma 2 (gemma2)"):
         assert family in line
 
 
@@ -272,7 +272,7 @@ def _entry_points():
     }
 
 
-@pytest.mark.parametrize("case", ["phi-2", "llava-next", "unknown-rope"])
+@pytest.mark.parametrize("case", ["phi-2", "paligemma", "unknown-rope"])
 @pytest.mark.parametrize("entry", sorted(_entry_points()))
 def test_each_entry_point_checks_the_config(saved_llava, tmp_path, entry, case):
     """Every place that reads a config for loading or measuring refuses on its own (the CLI
