@@ -85,8 +85,14 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def load_processor(path: str, trust_remote_code: bool = False):
-    """Returns the AutoProcessor of `path`, forcing the PIL image-processor backend."""
+    """Returns the AutoProcessor of `path`, forcing the PIL image-processor backend; a wrapper
+    whose processor class has a video half (LLaVA-OneVision, Qwen-VL) loads that class without
+    it (`wrappers.base.image_only`: the video processors need torchvision)."""
     from transformers import AutoProcessor
+
+    video = _image_only_class(path)
+    if video is not None:
+        return video.from_pretrained(path, backend="pil")
 
     try:
         return AutoProcessor.from_pretrained(
@@ -166,6 +172,25 @@ def check_model(name: str) -> None:
         check_model_folder(Path(path))
     else:
         _config_without_network(name, path)
+
+
+def _image_only_class(path: str):
+    """Returns the wrapper's processor class without its video processor for a local folder of
+    a wrapper whose processor has one, else None (AutoProcessor loads it)."""
+    import transformers
+
+    from adabench.models.wrappers import wrapper_of
+    from adabench.models.wrappers.base import image_only
+
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        wrapper = wrapper_of(json.loads(config.read_text()))
+    except (UserError, ValueError, OSError):
+        return None
+    cls = getattr(transformers, wrapper.processor_class)
+    return image_only(cls) if "video_processor" in cls.get_attributes() else None
 
 
 def _auto_class():

@@ -61,7 +61,16 @@ def _fit_context(loaded: LoadedModel, spec: SuiteSpec, sample: Sample, image, ne
     """Returns the processor output of `sample` that fits the context (see `prepare_samples`)."""
     from adabench.sweep.suite_data import TRUNCATE_MODES, context_positions, overflow_message
 
-    encode = lambda prompt: loaded.processor(images=image, text=prompt, return_tensors="pt")  # noqa: E731
+    from adabench.models.wrappers import wrapper_of
+    from adabench.sweep.prompts import build_prompt
+
+    wrapper = wrapper_of(loaded.model.config)
+
+    def encode(rendered: str):
+        prompt, source = build_prompt(loaded.processor, wrapper, rendered, f"sample {sample.id}")
+        sample.meta["prompt_source"] = source
+        return loaded.processor(images=image, text=prompt, return_tensors="pt")
+
     enc = encode(spec.render_prompt(sample))
     sample.meta["truncated_tokens"] = 0
     context = context_positions(loaded.config)
