@@ -125,5 +125,8 @@ def _method_row(name: str, cls) -> dict:
             "1/N" if cls.min_budget.__qualname__.startswith("Method.") else "see description",
         ),
         "needs": f"AdaLLaVA-{cls.NEEDS_ADALLAVA} checkpoint" if cls.NEEDS_ADALLAVA else "",
+        "wrappers": "all"
+        if cls.WRAPPERS is None
+        else f"{', '.join(cls.WRAPPERS)} only: {cls.WRAPPERS_WHY}",
         "args": ", ".join(f"{k}: {v}" for k, v in cls.ARGS.items()),
     }

@@ -80,50 +80,57 @@ def resolve(name: str) -> str:
 
 def check_supported(config: Any, where: str = "model"):
     """Returns the resolved `Decoder` of a VLM config (a config object or a config.json dict);
-    raises a one-line UserError naming `where` for a VLM class other than Llava (llava_next,
-    qwen2_vl, ...), a decoder family adabench does not run (phi, gpt_neox, ...) or a config field
-    the family layer does not implement (an unknown rotary type, ...). Reads the config only."""
-    from adabench.models.families import check_vlm, decoder_of, family_of
+    raises a one-line UserError naming `where` for a VLM class without a wrapper
+    (adabench/models/wrappers/), a decoder family adabench does not run (phi, gpt_neox, ...) or
+    a config field the family layer does not implement (an unknown rotary type, ...). Reads the
+    config only."""
+    from adabench.models.families import decoder_of, family_of
+    from adabench.models.wrappers import wrapper_of
 
     try:
-        check_vlm(config)
+        wrapper_of(config)
         text = config.get("text_config") if isinstance(config, dict) else None
         if not isinstance(text, dict) or "model_type" in text:  # HF reads a missing one as llama
             family_of(config)
         if isinstance(config, dict):
-            config = _llava_config(config)
+            config = _vlm_config(config)
         return decoder_of(config)
     except UserError as exc:
         raise UserError(f"{where}: {exc}") from None
 
 
-def family_fields(decoder) -> dict:
-    """Returns what `models show` / `models list` say about a model's decoder family."""
-    from adabench.models.families import VLM_CLASSES
+def family_fields(decoder, config: Any) -> dict:
+    """Returns what `models show` / `models list` say about a model's decoder family and the VLM
+    class that wraps it."""
+    from adabench.models.wrappers import wrapper_of
 
-    family = decoder.family
+    family, wrapper = decoder.family, wrapper_of(config)
     return {
         "family": f"{family.label} ({family.name})",
         "family_note": family.note,
-        "wrapper": VLM_CLASSES["llava"],
+        "wrapper": wrapper.hf_class,
+        "wrapper_note": f"{wrapper.label} ({wrapper.name}): {wrapper.note}",
     }
 
 
 def read_config(folder: str | Path, where: str | None = None):
-    """Returns the LlavaConfig of a model folder (or a hub snapshot) after `check_supported` has
-    accepted its config.json: nothing else of the folder is read."""
-    from transformers import LlavaConfig
+    """Returns the config (of the wrapper's class: LlavaConfig, LlavaNextConfig, ...) of a model
+    folder (or a hub snapshot) after `check_supported` has accepted its config.json: nothing
+    else of the folder is read."""
+    from adabench.models.wrappers import config_class, wrapper_of
 
     folder = Path(folder)
-    check_supported(_read_json(folder / "config.json"), where or str(folder))
-    return LlavaConfig.from_pretrained(str(folder))
+    raw = _read_json(folder / "config.json")
+    check_supported(raw, where or str(folder))
+    return config_class(wrapper_of(raw)).from_pretrained(str(folder))
 
 
-def _llava_config(raw: dict):
-    from transformers import LlavaConfig
+def _vlm_config(raw: dict):
+    from adabench.models.wrappers import config_class, wrapper_of
 
     try:
-        return LlavaConfig.from_dict({k: v for k, v in raw.items() if k not in SHIPPED_KEYS})
+        cls = config_class(wrapper_of(raw))
+        return cls.from_dict({k: v for k, v in raw.items() if k not in SHIPPED_KEYS})
     except (ValueError, KeyError, TypeError) as exc:
         text = str(exc).strip().splitlines()
         raise UserError(f"the config does not parse ({text[0] if text else exc!r})") from None
@@ -171,7 +178,7 @@ def describe(name: str) -> dict:
     if cfg_file.exists():
         cfg = _read_json(cfg_file)
         text = cfg.get("text_config", {})
-        info.update(family_fields(check_supported(cfg, f"model {name!r}")))
+        info.update(family_fields(check_supported(cfg, f"model {name!r}"), cfg))
         info.update(
             weights_present=weights_in_cache(name)
             if hub is not None
@@ -210,7 +217,7 @@ def shipped_config(name: str):
     raw = shipped_config_dict(name)
     if raw is None:
         return None
-    return _llava_config(raw)
+    return _vlm_config(raw)
 
 
 def adallava_settings(name: str) -> dict:
@@ -251,7 +258,7 @@ def describe_shipped(name: str, cache_dir: str | Path | None = None) -> dict:
     return {
         "config": str(CONFIGS_DIR / f"{name}.json"),
         "weights_present": weights_in_cache(repo, cache_dir) if repo else False,
-        **family_fields(check_supported(config, f"shipped config {name!r}")),
+        **family_fields(check_supported(config, f"shipped config {name!r}"), config),
         "decoder_layers": text.num_hidden_layers,
         "hidden_size": text.hidden_size,
         "heads": text.num_attention_heads,

@@ -44,6 +44,7 @@ from adabench.models.block_weights import (
 )
 from adabench.models.families import decoder_of
 from adabench.models.plan import Plan
+from adabench.models.wrappers import decoder_module, image_features, wrapper_of
 
 CPU_CACHE_CAP_BYTES = 1 << 30
 CPU_RUNS_FROM_BYTES = 1 << 20
@@ -140,7 +141,8 @@ class LlavaRunner:
 
     def __init__(self, model) -> None:
         self.model = model
-        self.lm = model.model.language_model
+        self.wrapper = wrapper_of(model.config)  # where the decoder and visual inputs live
+        self.lm = decoder_module(self.wrapper, model)
         self.layers = self.lm.layers
         self.text = model.config.text_config
         self.decoder = decoder_of(model.config)
@@ -181,16 +183,12 @@ class LlavaRunner:
         """Returns the device the model's blocks live on (where its inputs must be)."""
         return self._probe.device
 
-    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Returns projected visual tokens [n_images, n_visual, hidden] (vision tower + projector)."""
-        cfg = self.model.config
-        out = self.model.model.get_image_features(
-            pixel_values=pixel_values,
-            vision_feature_layer=cfg.vision_feature_layer,
-            vision_feature_select_strategy=cfg.vision_feature_select_strategy,
-        )
-        feats = out.pooler_output if hasattr(out, "pooler_output") else out
-        return torch.stack(list(feats)) if isinstance(feats, (list, tuple)) else feats
+    def image_features(self, pixel_values: torch.Tensor, visual: dict | None = None) -> torch.Tensor:
+        """Returns projected visual tokens (vision tower + projector, HF's own functions):
+        [n_images, n_visual, hidden] for LLaVA-1.5, [1, n_visual, hidden] for a wrapper whose
+        count follows the image (tiles, newline tokens); `visual` holds the other processor
+        tensors the wrapper reads (image_sizes, pixel_attention_mask, image_grid_thw)."""
+        return image_features(self.wrapper, self.model, pixel_values, visual or {})
 
     def embed(self, input_ids: torch.Tensor, image_features: torch.Tensor | None) -> torch.Tensor:
         """Returns input embeddings [B, T, D] with image-token slots filled by `image_features`
@@ -441,6 +439,21 @@ class LlavaRunner:
             for bw in prepared
         ]
 
+    def positions(
+        self, capacity: int, device: torch.device, rotary: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Returns the rotary positions of sequence slots 0..capacity−1: [1, capacity] (0, 1, ...)
+        for a 1-D rotary decoder; with `rotary` (an mrope wrapper's prompt positions [3, 1, T0],
+        `wrappers.rotary_positions`) those, then every later slot (appended tokens, decode steps)
+        one past the largest so far on all three axes, as HF continues with `rope_deltas`."""
+        if rotary is None:
+            return torch.arange(capacity, device=device)[None]
+        rotary = rotary.to(device)
+        t0 = rotary.shape[-1]
+        start = int(rotary.max()) + 1 if t0 else 0
+        tail = torch.arange(start, start + capacity - t0, device=device)
+        return torch.cat([rotary, tail.view(1, 1, -1).expand(3, 1, -1)], dim=-1)
+
     def rope(self, h: torch.Tensor, positions: torch.Tensor) -> Rope:
         """Returns the rotary tables of `positions` [B, T] as `block` takes them: HF's tables
         (one per rotary kind of the decoder) with the sign of `rotate_half` folded into the first
@@ -534,6 +547,7 @@ def prefill(
     decide_at: int = 0,
     visual_positions: torch.Tensor | None = None,
     timer=None,
+    rotary: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, PrefillState]:
     """Runs the prompt `embeds` [1, T, D] through the decoder; returns (last-token logits, state).
 
@@ -541,7 +555,9 @@ def prefill(
     returns the plan for the whole model (AdaLLaVA's scheduler); only blocks [decide_at, N) are
     prepared for it. FastV (plan.fastv_layer = K) drops the `plan.fastv_removed` visual tokens
     with the lowest last-token attention of block K−1. With `timer` (adabench.measure.timing),
-    the decision and the plan's preparation are timed as spans (no synchronisation added)."""
+    the decision and the plan's preparation are timed as spans (no synchronisation added).
+    `rotary`: the prompt's 3-D rotary positions of an mrope wrapper (see `LlavaRunner.positions`);
+    FastV's kept tokens keep their own positions (their rows of the tables)."""
     n = len(runner.layers)
     t = embeds.shape[1]
     spans: dict = {}
@@ -553,9 +569,8 @@ def prefill(
         cm = timer.host_span() if name == "plan" else timer.span()
         return _Collect(cm, spans.setdefault(name, []))
 
-    positions = torch.arange(capacity, device=embeds.device)[None]
-    rope_all = runner.rope(embeds, positions)
-    positions = positions[:, :t]
+    rope_all = runner.rope(embeds, runner.positions(capacity, embeds.device, rotary))
+    positions = torch.arange(t, device=embeds.device)[None]  # sequence slots (FastV keeps some)
     rope = rope_all.narrow(t)
     h = embeds
     # With `decide`, `plan` (if given) carries only the token fields, known before the decision,

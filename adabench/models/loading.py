@@ -85,8 +85,14 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def load_processor(path: str, trust_remote_code: bool = False):
-    """Returns the AutoProcessor of `path`, forcing the PIL image-processor backend."""
+    """Returns the AutoProcessor of `path`, forcing the PIL image-processor backend; a wrapper
+    whose processor class has a video half (LLaVA-OneVision, Qwen-VL) loads that class without
+    it (`wrappers.base.image_only`: the video processors need torchvision)."""
     from transformers import AutoProcessor
+
+    video = _image_only_class(path)
+    if video is not None:
+        return video.from_pretrained(path, backend="pil")
 
     try:
         return AutoProcessor.from_pretrained(
@@ -106,8 +112,9 @@ def load_model(
     trust_remote_code: bool = False,
 ) -> LoadedModel:
     """Returns the loaded model `name` on `device` in `dtype` (eval mode)."""
-    from transformers import LlavaForConditionalGeneration
     from transformers.utils import logging as hf_logging
+
+    from adabench.models.wrappers import model_class, wrapper_of
 
     hf_logging.disable_progress_bar()  # our progress goes to stderr through rich; theirs is noise here
     _refuse_config_only(name)
@@ -128,7 +135,8 @@ def load_model(
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     try:
-        model = LlavaForConditionalGeneration.from_pretrained(path, **kwargs)
+        cls = model_class(wrapper_of(config)) if config is not None else _auto_class()
+        model = cls.from_pretrained(path, **kwargs)
         processor = load_processor(path, trust_remote_code)
     except OSError as exc:
         raise UserError(_load_error(name, path, exc, local)) from exc
@@ -164,6 +172,33 @@ def check_model(name: str) -> None:
         check_model_folder(Path(path))
     else:
         _config_without_network(name, path)
+
+
+def _image_only_class(path: str):
+    """Returns the wrapper's processor class without its video processor for a local folder of
+    a wrapper whose processor has one, else None (AutoProcessor loads it)."""
+    import transformers
+
+    from adabench.models.wrappers import wrapper_of
+    from adabench.models.wrappers.base import image_only
+
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        wrapper = wrapper_of(json.loads(config.read_text()))
+    except (UserError, ValueError, OSError):
+        return None
+    cls = getattr(transformers, wrapper.processor_class)
+    return image_only(cls) if "video_processor" in cls.get_attributes() else None
+
+
+def _auto_class():
+    """Returns the class for a hub model whose config could not be read first (no network):
+    LlavaForConditionalGeneration, whose from_pretrained then reports why it cannot load."""
+    from transformers import LlavaForConditionalGeneration
+
+    return LlavaForConditionalGeneration
 
 
 def _refuse_config_only(name: str) -> None:
@@ -358,10 +393,10 @@ def estimate_bytes(config, dtype: torch.dtype) -> tuple[int, int]:
     the meta device (nothing allocated), KV cache for KV_TOKENS tokens at batch size 1."""
     import copy
 
-    from transformers import LlavaForConditionalGeneration
+    from adabench.models.wrappers import model_class, wrapper_of
 
     with torch.device("meta"):
-        model = LlavaForConditionalGeneration._from_config(copy.deepcopy(config))
+        model = model_class(wrapper_of(config))._from_config(copy.deepcopy(config))
     params = sum(p.numel() for p in model.parameters())
     size = torch.empty((), dtype=dtype).element_size()
     text = config.text_config

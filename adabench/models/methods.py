@@ -50,6 +50,10 @@ class Method:
     DESCRIPTION: ClassVar[str] = ""
     ARGS: ClassVar[dict[str, str]] = {}
     NEEDS_ADALLAVA: ClassVar[str | None] = None  # "L" / "H" when a scheduler checkpoint is required
+    WRAPPERS: ClassVar[tuple[str, ...] | None] = None
+    """The VLM wrappers (adabench/models/wrappers/) the method runs on; None: every one."""
+    WRAPPERS_WHY: ClassVar[str] = ""
+    """Why the others are refused (one clause, shown by `methods show` and in the refusal)."""
 
     def __init__(self, model, budget: float, args: dict | None = None, seed: int = 0) -> None:
         self.model = model
@@ -63,6 +67,7 @@ class Method:
             )
         self.seed = seed
         self.num_layers = model.config.text_config.num_hidden_layers
+        check_wrapper(type(self), model)
         minimum = self.min_budget(model)
         if self.budget + 1e-9 < minimum:
             raise UserError(
@@ -349,6 +354,18 @@ METHODS.register("downsample", "adabench.models.baselines.downsample:Downsample"
 METHODS.register("visionzip", "adabench.models.baselines.visionzip:VisionZip")
 METHODS.register("pyramiddrop", "adabench.models.baselines.pyramiddrop:PyramidDrop")
 METHODS.register("dart", "adabench.models.baselines.dart:Dart")
+
+
+def check_wrapper(cls: type[Method], model) -> None:
+    """Raises a one-line UserError when method `cls` does not run on `model`'s VLM wrapper."""
+    from adabench.models.wrappers import wrapper_of
+
+    wrapper = wrapper_of(model.config)
+    if cls.WRAPPERS is not None and wrapper.name not in cls.WRAPPERS:
+        raise UserError(
+            f"method {cls.NAME!r} runs on {', '.join(cls.WRAPPERS)} only, not on {model.name} "
+            f"({wrapper.label}): {cls.WRAPPERS_WHY}"
+        )
 
 
 @dataclass

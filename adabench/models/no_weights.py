@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 
-from adabench.data.hf_suites import CLIP_MEAN
 from adabench.errors import UserError
 from adabench.models.catalog import (
     adallava_settings_for,
@@ -37,7 +36,6 @@ from adabench.models.loading import (
     resolve_dtype,
 )
 
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 INIT_STD = 0.02
 
 
@@ -81,11 +79,12 @@ def create_empty(config, device: torch.device | str, dtype: torch.dtype):
     """Returns a `LlavaForConditionalGeneration` for `config` allocated directly on `device` in
     `dtype`, weights uninitialised (HF's and torch's init skipped). On the "meta" device it
     allocates nothing: module shapes for FLOPs checks."""
-    from transformers import LlavaForConditionalGeneration
     from transformers.initialization import no_init_weights
 
+    from adabench.models.wrappers import model_class, wrapper_of
+
     with torch.device(device), no_init_weights():
-        return LlavaForConditionalGeneration._from_config(copy.deepcopy(config), dtype=dtype)
+        return model_class(wrapper_of(config))._from_config(copy.deepcopy(config), dtype=dtype)
 
 
 @torch.no_grad()
@@ -159,7 +158,7 @@ def center_random_scheduler_(loaded, prepared: list, n: int = 8) -> int:
 
     for ps in prepared[:n]:
         ps = ps.to(runner.device)  # prepared samples stay on the host (sweep.generate)
-        embeds = runner.embed(ps.input_ids, runner.image_features(ps.pixel_values))
+        embeds = runner.embed(ps.input_ids, runner.image_features(ps.pixel_values, ps.visual))
         embeds = torch.cat([embeds, head.latency_token(0).to(embeds.dtype)], dim=1)
         with contextlib.suppress(_Stop):
             prefill(
@@ -169,6 +168,7 @@ def center_random_scheduler_(loaded, prepared: list, n: int = 8) -> int:
                 embeds.shape[1] + 1,
                 decide=grab,
                 decide_at=head.config.prefix_layers,
+                rotary=ps.rotary,
             )
     proj = head.scheduler.proj
     mean = torch.stack(states).mean(0)
@@ -177,10 +177,13 @@ def center_random_scheduler_(loaded, prepared: list, n: int = 8) -> int:
 
 
 def config_and_processor(name_or_config: Any):
-    """Returns (name, LlavaConfig, processor) for a shipped name, local model or config."""
-    from transformers import LlavaConfig
+    """Returns (name, config, processor) for a shipped name, local model or a VLM config object
+    (LlavaConfig, LlavaNextConfig, ...: any class of adabench/models/wrappers/)."""
+    from transformers import PretrainedConfig
 
-    if isinstance(name_or_config, LlavaConfig):
+    from adabench.models.catalog import read_config
+
+    if isinstance(name_or_config, PretrainedConfig):
         return "config", name_or_config, build_synthetic_processor(name_or_config)
     name = str(name_or_config)
     config = shipped_config(name)
@@ -192,29 +195,47 @@ def config_and_processor(name_or_config: Any):
             f"--no-weights needs a config: {name!r} is not a shipped config "
             f"({', '.join(shipped_names())}), an embedded alias or a local folder with config.json"
         )
-    return name, LlavaConfig.from_pretrained(str(folder)), load_processor(str(folder))
+    return name, read_config(folder, f"model {name!r}"), load_processor(str(folder))
 
 
 # --- synthetic processor ---------------------------------------------------------------------
 
 
-def synthetic_vocabulary(config) -> dict[str, int]:
-    """Returns word → id: specials at Llama's ids (<unk> 0, <s> 1, </s> 2), `<image>` at the
-    config's image token id, `<pad>` right after it, then the tiny model's words (prompt words
-    of the built-in suites). Every id is below the config's vocabulary size."""
+def synthetic_vocabulary(config, specials: tuple[str, ...] = ()) -> dict[str, int]:
+    """Returns word → id: specials at Llama's ids (<unk> 0, <s> 1, </s> 2), `image_token`
+    (default `<image>`) at the config's image token id, `<pad>` right after it, the wrapper's
+    further `specials` (at the config's ids where it names them: Qwen's vision start/end),
+    then the tiny model's words (prompt words of the built-in suites). Every id is below the
+    config's vocabulary size."""
     from adabench.models.tiny import vocabulary
 
+    return _vocabulary(config, "<image>", specials, vocabulary())
+
+
+def _vocabulary(config, image_token: str, specials: tuple[str, ...], words: list[str]) -> dict:
     image_id = int(config.image_token_id)
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "<image>": image_id}
-    pad_id = image_id + 1 if image_id + 1 < config.text_config.vocab_size else 3
+    vocab_size = config.text_config.vocab_size
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, image_token: image_id}
+    pad_id = image_id + 1 if image_id + 1 < vocab_size else 3
+    if pad_id in vocab.values():
+        pad_id = 3
     vocab["<pad>"] = pad_id
+    named = {
+        "<|vision_start|>": getattr(config, "vision_start_token_id", None),
+        "<|vision_end|>": getattr(config, "vision_end_token_id", None),
+        "<|video_pad|>": getattr(config, "video_token_id", None),
+    }
+    for token in specials:
+        wanted = named.get(token)
+        if wanted is not None and wanted < vocab_size and wanted not in vocab.values():
+            vocab[token] = int(wanted)
     next_id = 3
-    for word in vocabulary():
+    for word in [*(t for t in specials if t not in vocab), *words]:
         if word in vocab:
             continue
         while next_id in vocab.values():
             next_id += 1
-        if next_id >= config.text_config.vocab_size:
+        if next_id >= vocab_size:
             break
         vocab[word] = next_id
         next_id += 1
@@ -222,29 +243,15 @@ def synthetic_vocabulary(config) -> dict[str, int]:
 
 
 def build_synthetic_processor(config):
-    """Returns an offline `LlavaProcessor` for `config`: a PIL CLIP image processor at the vision
-    tower's resolution (CLIP mean/std) and a word-level tokenizer whose `<image>` id is the
-    config's (text tokens are synthetic — only their count matters for a random model)."""
-    from transformers import LlavaProcessor
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    """Returns an offline processor of the config's wrapper (its real processor class:
+    LlavaProcessor, LlavaNextProcessor, Idefics3Processor, ...) with a PIL image processor at
+    the vision tower's sizes and a word-level tokenizer whose image token id is the config's
+    (text tokens are synthetic — only their count matters for a random model)."""
+    from adabench.models.tiny import CHAT_TEMPLATE, build_tokenizer, vocabulary
+    from adabench.models.wrappers import wrapper_of
 
-    from adabench.models.tiny import CHAT_TEMPLATE, build_tokenizer
-
-    vision = config.vision_config
-    tokenizer = build_tokenizer(synthetic_vocabulary(config))
-    size = vision.image_size
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": size},
-        crop_size={"height": size, "width": size},
-        image_mean=list(CLIP_MEAN),
-        image_std=CLIP_STD,
-    )
-    strategy = getattr(config, "vision_feature_select_strategy", "default")
-    return LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=vision.patch_size,
-        vision_feature_select_strategy=strategy,
-        chat_template=CHAT_TEMPLATE,
-        num_additional_image_tokens=1,
-    )
+    wrapper = wrapper_of(config)
+    vocab = _vocabulary(config, wrapper.image_token, wrapper.special_tokens, vocabulary())
+    tokenizer = build_tokenizer(vocab, image_token=wrapper.image_token, specials=wrapper.special_tokens)
+    template = CHAT_TEMPLATE.replace("<image>", wrapper.image_token)
+    return wrapper.build_processor(config, tokenizer, template)

@@ -74,9 +74,14 @@ def vocabulary() -> list[str]:
     return seen
 
 
-def build_tokenizer(vocab: dict[str, int] | None = None) -> PreTrainedTokenizerFast:
-    """Returns a word-level fast tokenizer (whitespace split) with the LLaVA image token over
-    `vocab` (word → id; default: the shapes vocabulary, special tokens first)."""
+def build_tokenizer(
+    vocab: dict[str, int] | None = None,
+    image_token: str = "<image>",
+    specials: tuple[str, ...] = (),
+) -> PreTrainedTokenizerFast:
+    """Returns a word-level fast tokenizer (whitespace split) with the image token (LLaVA's
+    `<image>` unless told) and `specials` as special tokens over `vocab` (word → id; default:
+    the shapes vocabulary, special tokens first)."""
     from tokenizers import Tokenizer, decoders, pre_tokenizers
     from tokenizers.models import WordLevel
 
@@ -90,7 +95,7 @@ def build_tokenizer(vocab: dict[str, int] | None = None) -> PreTrainedTokenizerF
         eos_token="</s>",
         unk_token="<unk>",
         pad_token="<pad>",
-        additional_special_tokens=["<image>"],
+        additional_special_tokens=[image_token, *specials],
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast

@@ -36,8 +36,11 @@ def prepare_samples(
     from adabench.data.hf_suites import prepare_image
     from adabench.data.images import read_image
 
+    from adabench.models.wrappers import rotary_positions, wrapper_of
+
     pin = loaded.device.type == "cuda"
     image_token = loaded.model.config.image_token_id
+    wrapper = wrapper_of(loaded.model.config)
     new_tokens = max_new_tokens or spec.max_new_tokens
     out = []
     for s in samples:
@@ -45,9 +48,12 @@ def prepare_samples(
         enc = _fit_context(loaded, spec, s, image, new_tokens)
         ids, pixels = enc["input_ids"], enc["pixel_values"].to(loaded.dtype)
         positions = torch.nonzero(ids[0] == image_token).squeeze(1)  # on the host: no sync
+        visual = {k: enc[k] for k in wrapper.visual_keys if k in enc}
+        rotary = rotary_positions(wrapper, loaded.model, ids, dict(enc))  # host, untimed
         if pin:
             ids, pixels, positions = ids.pin_memory(), pixels.pin_memory(), positions.pin_memory()
-        out.append(PreparedSample(s.id, ids, pixels, positions))
+            visual = {k: v.pin_memory() for k, v in visual.items()}
+        out.append(PreparedSample(s.id, ids, pixels, positions, visual, rotary))
     return out
 
 
@@ -55,7 +61,16 @@ def _fit_context(loaded: LoadedModel, spec: SuiteSpec, sample: Sample, image, ne
     """Returns the processor output of `sample` that fits the context (see `prepare_samples`)."""
     from adabench.sweep.suite_data import TRUNCATE_MODES, context_positions, overflow_message
 
-    encode = lambda prompt: loaded.processor(images=image, text=prompt, return_tensors="pt")  # noqa: E731
+    from adabench.models.wrappers import wrapper_of
+    from adabench.sweep.prompts import build_prompt
+
+    wrapper = wrapper_of(loaded.model.config)
+
+    def encode(rendered: str):
+        prompt, source = build_prompt(loaded.processor, wrapper, rendered, f"sample {sample.id}")
+        sample.meta["prompt_source"] = source
+        return loaded.processor(images=image, text=prompt, return_tensors="pt")
+
     enc = encode(spec.render_prompt(sample))
     sample.meta["truncated_tokens"] = 0
     context = context_positions(loaded.config)

@@ -28,18 +28,34 @@ class PreparedSample:
             "so FastV and PruMerge need no device → host sync to find them)"
         },
     )
+    visual: dict[str, torch.Tensor] = field(
+        default_factory=dict,
+        metadata={
+            "help": "the other processor tensors the wrapper's vision side reads (image_sizes, "
+            "pixel_attention_mask, image_grid_thw; adabench/models/wrappers/)"
+        },
+    )
+    rotary: torch.Tensor | None = field(
+        default=None,
+        metadata={"help": "3-D rotary positions [3, 1, T] of an mrope wrapper (Qwen-VL), else None"},
+    )
 
     def to(self, device: torch.device) -> PreparedSample:
         """Returns this sample with its tensors on `device` (itself when already there). Every
         model-facing use of a prepared sample goes through this (`generate` calls it itself)."""
         if self.input_ids.device == device and self.pixel_values.device == device:
             return self
-        positions = self.image_positions
+
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device, non_blocking=True)
+
         return PreparedSample(
             self.sample_id,
-            self.input_ids.to(device, non_blocking=True),
-            self.pixel_values.to(device, non_blocking=True),
-            None if positions is None else positions.to(device, non_blocking=True),
+            move(self.input_ids),
+            move(self.pixel_values),
+            move(self.image_positions),
+            {k: move(v) for k, v in self.visual.items()},
+            move(self.rotary),
         )
 
 
@@ -108,7 +124,7 @@ def generate(
     tokens: list[int] = []
     with timer.track() as e2e:
         with timer.span() as pf:
-            feats = runner.image_features(ps.pixel_values)
+            feats = runner.image_features(ps.pixel_values, ps.visual)
             with timer.host_span() as encoder:  # host work (a cached token, a lookup)
                 request = checked_request(method, ps.sample_id, ps.input_ids, feats)
             ids, positions = ps.input_ids, ps.image_positions
@@ -132,6 +148,7 @@ def generate(
                 decide_at=request.decide_at,
                 visual_positions=positions if drops else None,
                 timer=timer,
+                rotary=ps.rotary,
             )
             next_id = logits.argmax(-1, keepdim=True)
         rewind = ([e.length if e is not None else 0 for e in state.cache], state.next_position)

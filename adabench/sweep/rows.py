@@ -47,6 +47,7 @@ def sample_content(loaded: LoadedModel, spec: SuiteSpec, sample: Sample, gen, me
         "flops_ratio": fl["flops_ratio"],
         "plan": gen.plan.describe(loaded.config.text_config.num_attention_heads),
         "truncated_tokens": int(sample.meta.get("truncated_tokens", 0)),
+        "prompt_source": str(sample.meta.get("prompt_source", "suite")),
         **{k: v for k, v in gen.info.items() if isinstance(v, (int, float, str))},
     }
 

@@ -24,7 +24,8 @@ from adabench.errors import UserError
 from adabench.models import flops
 from adabench.models.execution import LlavaRunner, decode_step, prefill
 from adabench.models.families import FAMILIES as ADABENCH_FAMILIES
-from adabench.models.families import check_vlm, family_of
+from adabench.models.families import family_of
+from adabench.models.wrappers import wrapper_of
 from adabench.models.plan import LayerPlan, Plan
 from tests.family_models import (
     FAMILIES,
@@ -265,7 +266,7 @@ def test_family_is_detected(family):
     model, _ = family_model(family)
     assert family_of(model.config).name == family
     assert family_of(model.config.to_dict()).name == family  # config.json form
-    assert check_vlm(model.config) == "LlavaForConditionalGeneration"
+    assert wrapper_of(model.config).hf_class == "LlavaForConditionalGeneration"
 
 
 def _llava_with(text):
@@ -291,12 +292,13 @@ def test_unsupported_family_is_refused(text_class):
 
 
 @pytest.mark.parametrize(
-    "config", [{"model_type": "llava_next"}, {"model_type": "qwen2_vl", "architectures": ["X"]}]
+    "config", [{"model_type": "paligemma"}, {"model_type": "mllama", "architectures": ["X"]}]
 )
 def test_unsupported_vlm_class_is_refused(config):
     with pytest.raises(UserError, match="LlavaForConditionalGeneration") as err:
-        check_vlm(config)
+        wrapper_of(config)
     assert config["model_type"] in str(err.value)
+    assert "LlavaNextForConditionalGeneration" in str(err.value)
 
 
 # ---------------------------------------------------------------- the references themselves

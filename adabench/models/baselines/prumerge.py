@@ -21,7 +21,10 @@ Budget: the keep ratio is adaptive and ignores the budget when it already fits (
 still prunes: PruMerge is a token method). Standalone, when the adaptive selection would exceed
 the budget, the lowest-attention kept tokens are dropped (and merged) until flops_ratio ≤ budget;
 if even one visual token does not fit, a UserError names the minimum for that prompt.
-Only vision_feature_select_strategy = "default" (CLS not passed to the LLM) is supported.
+Only vision_feature_select_strategy = "default" (CLS not passed to the LLM) is supported, and
+only on LLaVA-1.5 (`WRAPPERS`): SigLIP towers (LLaVA-OneVision, Idefics3) and Qwen-VL's ViT have
+no CLS token, and LLaVA-NeXT's tiles give one CLS per tile around image-newline tokens — no
+variant of the selection is implemented for them, so they are refused with one line.
 """
 
 from __future__ import annotations
@@ -140,6 +143,11 @@ def cls_attention(
 @register
 class PruMerge(TokenMethod):
     NAME = "prumerge"
+    WRAPPERS = ("llava",)
+    WRAPPERS_WHY = (
+        "it ranks patches by one CLIP image's CLS attention (SigLIP and Qwen-VL towers have no "
+        "CLS token; LLaVA-NeXT tiles the image)"
+    )
     VARIES = "visual tokens (before the LLM, adaptive per input)"
     DESCRIPTION = (
         "keep CLS-attention outliers (IQR) and merge pruned tokens into them by key similarity"

@@ -1,5 +1,6 @@
-"""Decoder families (one file each) and the detection of a model's family and VLM class from its
-config: anything not listed here is refused before anything is measured."""
+"""Decoder families (one file each) and the detection of a model's family from its config
+(`text_config.model_type`; the VLM class is the wrappers' business, adabench/models/wrappers/):
+anything not listed here is refused before anything is measured."""
 
 from __future__ import annotations
 
@@ -12,10 +13,7 @@ from adabench.models.families.base import Decoder, Family, resolve, text_of
 FAMILIES: dict[str, Family] = {
     m.FAMILY.name: m.FAMILY for m in (llama, mistral, qwen2, qwen3, phi3, gemma2, gemma3)
 }
-VLM_CLASSES = {"llava": "LlavaForConditionalGeneration"}
-"""Top-level model_type → the HF class adabench wraps (others wait for their wrapper)."""
-
-__all__ = ["FAMILIES", "Decoder", "Family", "check_vlm", "decoder_of", "family_of", "text_of"]
+__all__ = ["FAMILIES", "Decoder", "Family", "decoder_of", "family_of", "text_of"]
 
 
 def _get(config: Any, key: str, default=None):
@@ -40,18 +38,6 @@ def family_of(config: Any) -> Family:
     raise UserError(
         f"decoder family {model_type!r}{known} is not supported: adabench runs {supported_text()}"
     )
-
-
-def check_vlm(config: Any) -> str:
-    """Returns the HF VLM class name of `config`; another model_type raises UserError."""
-    model_type = _get(config, "model_type")
-    if model_type not in VLM_CLASSES:
-        archs = ", ".join(_get(config, "architectures") or []) or "no architectures listed"
-        raise UserError(
-            f"model class {model_type!r} ({archs}) is not supported: adabench runs "
-            f"{', '.join(VLM_CLASSES.values())} (model_type {', '.join(map(repr, VLM_CLASSES))})"
-        )
-    return VLM_CLASSES[model_type]
 
 
 def decoder_of(config: Any) -> Decoder:

@@ -1,0 +1,95 @@
+"""Analytic FLOPs of the vision side (tower + projector/connector) of every wrapper, from the
+processor tensors of one sample (FLOP = 2 × MAC, matmuls and convolutions, as
+adabench/models/flops.py; norms, activations, rotary, pixel shuffle, unpadding, pooling and the
+image-newline vectors cost 0).
+
+- LLaVA-1.5: `flops.vision_flops` + `flops.projector_flops` (one 336-px image).
+- Tile towers (LLaVA-NeXT, LLaVA-OneVision: CLIP / SigLIP over every tile of `pixel_values`
+  [1, tiles, 3, H, W]; Idefics3: SigLIP over every tile): per tile, patch embedding
+  2·patches·3·p²·d and per layer 4·2·n·d² + 2·2·n²·d + 2·2·n·d·I with n = patches (+1 CLS for
+  CLIP). Projector: LLaVA's 2-layer MLP over the tiles' tokens (CLS dropped by the `default`
+  strategy); Idefics3's connector one matmul 2·(tiles·patches/s²)·(d·s²)·d_text.
+- Qwen-VL ViT over n = Σ t·h·w patches (`image_grid_thw`): patch embedding 2·n·(3·T·p²)·d,
+  per layer 4·2·n·d² + attention 2·2·Σ(window tokens²)·d (one window per image for Qwen2-VL
+  and Qwen2.5-VL's full-attention blocks; Qwen2.5-VL's other blocks attend within
+  `window_size`-pixel windows of the merged grid) + MLP (Qwen2-VL fc1/fc2: 2·2·n·d·I; Qwen2.5-VL
+  SwiGLU: 3·2·n·d·I), merger 2·m·(4d)² + 2·m·4d·d_text over m = n/4 merged tokens.
+Checked against FlopCounterMode on every wrapper's tiny build (tests/unit/test_vision_flops.py).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def _encoder(n: int, d: int, inter: int, layers: int, mlp_mats: int = 2) -> int:
+    """Returns the FLOPs of `layers` full-attention encoder layers on n tokens."""
+    return layers * (4 * 2 * n * d * d + 2 * 2 * n * n * d + mlp_mats * 2 * n * d * inter)
+
+
+def tile_flops(config: Any, wrapper, tiles: int, height: int, width: int) -> int:
+    """Returns the vision FLOPs of a tile-tower wrapper on `tiles` tiles of height × width px."""
+    from adabench.models.flops import projector_flops
+
+    v = config.vision_config
+    p, d = v.patch_size, v.hidden_size
+    patches = (height // p) * (width // p)
+    n = patches + (1 if wrapper.tower == "clip" else 0)
+    tower = tiles * (
+        2 * patches * getattr(v, "num_channels", 3) * p * p * d
+        + _encoder(n, d, v.intermediate_size, v.num_hidden_layers)
+    )
+    if wrapper.name == "idefics3":
+        s = config.scale_factor
+        tokens = tiles * patches // (s * s)
+        return int(tower + 2 * tokens * d * s * s * config.text_config.hidden_size)
+    per_tile = n if getattr(config, "vision_feature_select_strategy", "default") == "full" else patches
+    return int(tower + projector_flops(config, tiles * per_tile))
+
+
+def _windows(h: int, w: int, merge: int, side: int) -> int:
+    """Returns Σ tokens² over the attention windows of an h × w patch grid (windows of `side`
+    merged tokens a side over the merged grid, each merged token = merge² patches)."""
+    hm, wm = h // merge, w // merge
+    rows = [min(side, hm - i) for i in range(0, hm, side)]
+    cols = [min(side, wm - j) for j in range(0, wm, side)]
+    return sum((r * c * merge * merge) ** 2 for r in rows for c in cols)
+
+
+def qwen_flops(config: Any, wrapper, grid_thw: list[tuple[int, int, int]]) -> int:
+    """Returns the vision FLOPs of a Qwen-VL ViT + merger on images of `grid_thw` patch grids."""
+    v = config.vision_config
+    qwen25 = wrapper.name == "qwen2.5-vl"
+    d = v.hidden_size if qwen25 else v.embed_dim
+    inter = v.intermediate_size if qwen25 else int(d * v.mlp_ratio)
+    out = v.out_hidden_size if qwen25 else v.hidden_size
+    merge, p = v.spatial_merge_size, v.patch_size
+    n = sum(t * h * w for t, h, w in grid_thw)
+    full = sum((t * h * w) ** 2 for t, h, w in grid_thw)
+    channels = getattr(v, "in_channels", None) or getattr(v, "in_chans", 3)
+    total = 2 * n * channels * v.temporal_patch_size * p * p * d
+    side = v.window_size // (merge * p) if qwen25 else None
+    windowed = sum(t * _windows(h, w, merge, side) for t, h, w in grid_thw) if qwen25 else full
+    full_layers = set(v.fullatt_block_indexes) if qwen25 else set(range(v.depth))
+    for layer in range(v.depth):
+        attn = full if layer in full_layers else windowed
+        total += 4 * 2 * n * d * d + 2 * 2 * attn * d + (3 if qwen25 else 2) * 2 * n * d * inter
+    m, wide = n // (merge * merge), d * merge * merge
+    return int(total + 2 * m * wide * wide + 2 * m * wide * out)
+
+
+def sample_vision_flops(config: Any, pixel_values_shape, visual: dict) -> int | None:
+    """Returns the vision FLOPs of one prepared sample (its pixel_values shape and other processor
+    tensors), None for LLaVA-1.5 (adabench.models.flops counts its fixed image)."""
+    from adabench.models.wrappers import wrapper_of
+
+    wrapper = wrapper_of(config)
+    if wrapper.name == "llava":
+        return None
+    if wrapper.mrope:
+        grid = [tuple(int(x) for x in row) for row in visual["image_grid_thw"].tolist()]
+        return qwen_flops(config, wrapper, grid)
+    shape = tuple(pixel_values_shape)
+    tiles = math.prod(shape[:-3])
+    return tile_flops(config, wrapper, tiles, shape[-2], shape[-1])

@@ -1,0 +1,57 @@
+"""Qwen2-VL (`Qwen2VLForConditionalGeneration`): a ViT over the image at its own resolution
+(patches of 14 px, 2×2 merged into one visual token: the count follows the image size,
+`image_grid_thw`), Qwen2 decoder with 3-D multimodal rotary positions (`mrope`: HF's
+`get_rope_index` gives each token a (temporal, height, width) position; text after the image
+counts on from the largest, `rope_deltas`)."""
+
+from adabench.models.wrappers.base import Wrapper
+
+QWEN_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|video_pad|>")
+
+
+def build_processor(config, tokenizer, chat_template: str, processor_class: str = "Qwen2VLProcessor"):
+    """Returns a Qwen2-VL processor: PIL Qwen2-VL image processor with the tower's patch,
+    temporal patch and merge sizes, at most 1280 visual tokens an image."""
+    import transformers
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
+
+    from adabench.models.wrappers.images import CLIP_MEAN, CLIP_STD
+
+    vision = config.vision_config
+    merge = vision.spatial_merge_size
+    unit = vision.patch_size * merge
+    image_processor = Qwen2VLImageProcessorPil(
+        patch_size=vision.patch_size,
+        temporal_patch_size=vision.temporal_patch_size,
+        merge_size=merge,
+        min_pixels=4 * unit * unit,
+        max_pixels=1280 * unit * unit,
+        image_mean=list(CLIP_MEAN),
+        image_std=list(CLIP_STD),
+    )
+    from adabench.models.wrappers.base import image_only
+
+    return image_only(getattr(transformers, processor_class))(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template
+    )
+
+
+WRAPPER = Wrapper(
+    name="qwen2-vl",
+    label="Qwen2-VL",
+    model_types=("qwen2_vl",),
+    hf_class="Qwen2VLForConditionalGeneration",
+    config_class="Qwen2VLConfig",
+    processor_class="Qwen2VLProcessor",
+    visual_keys=("image_grid_thw",),
+    feature_args=(),
+    tower="qwen-vit",
+    mrope=True,
+    fixed_tokens=False,
+    image_token="<|image_pad|>",
+    special_tokens=QWEN_TOKENS,
+    build_processor=build_processor,
+    note="native-resolution ViT, 2×2 token merge, 3-D rotary positions (mrope)",
+)

@@ -1,0 +1,92 @@
+"""`adabench eval` on saved tiny models of every VLM wrapper (tests/wrapper_models.py): each
+sample's prediction is HF `generate`'s answer on the same processor tensors (full: the model;
+layer-drop@0.5: the model truncated to the blocks layer-drop keeps); FastV runs with its kept
+visual-token count recorded; the prompt is the processor's chat template (recorded)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from adabench.cli import app
+from tests.wrapper_models import WRAPPERS, build, truncated_copy
+
+runner = CliRunner()
+LIMIT, NEW_TOKENS = 2, 4
+LAYER_DROP_KEPT = (0, 2, 5, 7)
+"""layer-drop @ 0.5 on 8 blocks (tests/cli/test_families_cli.py)."""
+
+
+@pytest.fixture(scope="module", params=WRAPPERS)
+def wrapper_dir(request, tmp_path_factory):
+    """A saved tiny model of the wrapper with its processor (what a user passes as --model)."""
+    path = tmp_path_factory.mktemp(request.param.replace(".", "_"))
+    model, processor = build(request.param)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
+def _hf_answers(path, kept=None) -> dict[str, str]:
+    """Returns {sample id: decoded HF generate answer} on the samples and prompts the CLI runs."""
+    from adabench.data.hf_suites import prepare_image
+    from adabench.data.suites import get_spec, load_suite
+    from adabench.models.loading import load_processor
+    from adabench.models.wrappers import model_class, wrapper_of
+    from adabench.sweep.prompts import build_prompt
+
+    config = json.loads((path / "config.json").read_text())
+    wrapper = wrapper_of(config)
+    model = model_class(wrapper).from_pretrained(path, dtype=torch.float32).eval()
+    if kept is not None:
+        model = truncated_copy(model, kept)
+    processor = load_processor(str(path))
+    spec = get_spec("shapes")
+    out = {}
+    for s in load_suite("shapes", split="test", limit=LIMIT):
+        prompt, source = build_prompt(processor, wrapper, spec.render_prompt(s), s.id)
+        assert source == "chat-template"
+        image = prepare_image(spec, s.image, processor)
+        enc = dict(processor(images=image, text=prompt, return_tensors="pt"))
+        with torch.no_grad():
+            seq = model.generate(**enc, do_sample=False, max_new_tokens=NEW_TOKENS)
+        new = seq[0, enc["input_ids"].shape[1] :]
+        out[s.id] = processor.tokenizer.decode(new, skip_special_tokens=True).strip()
+    return out
+
+
+def _eval(path, tmp_path, method: str, *extra: str, budget: str = "0.5"):
+    samples = tmp_path / f"{method}.parquet"
+    result = runner.invoke(
+        app,
+        ["eval", "--model", str(path), "--method", method, "--budget", budget, "--suite",
+         "shapes", "--limit", str(LIMIT), "--max-new-tokens", str(NEW_TOKENS), "--warmup", "0",
+         "--device", "cpu", "--dtype", "float32", "--samples-out", str(samples), "--json",
+         *extra],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n"] == LIMIT
+    return pd.read_parquet(samples)
+
+
+def test_full_and_layer_drop_equal_hf_generate(wrapper_dir, tmp_path):
+    for method, kept, plan in (
+        ("full", None, "blocks=11111111"),
+        ("layer-drop", LAYER_DROP_KEPT, "blocks=10100101"),
+    ):
+        rows = _eval(wrapper_dir, tmp_path, method)
+        assert set(rows["plan"]) == {plan}
+        assert set(rows["prompt_source"]) == {"chat-template"}
+        assert dict(zip(rows["sample_id"], rows["prediction"])) == _hf_answers(wrapper_dir, kept)
+
+
+def test_fastv_records_its_kept_visual_tokens(wrapper_dir, tmp_path):
+    rows = _eval(wrapper_dir, tmp_path, "fastv", "--method-arg", "r=0.5", budget="1.0")
+    visual, kept = rows["visual_tokens"], rows["visual_kept"]
+    assert (visual > 0).all()
+    assert list(kept) == [v - int(0.5 * v + 1e-9) for v in visual]
+    assert (rows["flops_ratio"] < 1).all()
