@@ -164,7 +164,7 @@ def _method_row(query: FlopsQuery, config: Any, budget: float) -> dict:
     plan = request.plan
     gen = flops.generation_flops(config, seq_len, query.new_tokens, plan, ids.shape[1] + extra)
     check_within_budget(method, gen["flops_ratio"], "flops")
-    vision = flops.vision_flops(config) + flops.projector_flops(config, image_tokens)
+    vision = flops.vision_side_flops(config, image_tokens)
     prefill_llm = flops.llm_flops(config, seq_len, plan)
     total = gen["flops"] - gen["vision_flops"] + vision
     return {
@@ -200,7 +200,7 @@ def _row(query: FlopsQuery, config: Any, adallava: dict, budget: float) -> dict:
             plan, args, config, seq_len, image_tokens, budget, query.method == "fastv"
         )
     gen = flops.generation_flops(config, seq_len, query.new_tokens, plan)
-    vision = flops.vision_flops(config) + flops.projector_flops(config, image_tokens)
+    vision = flops.vision_side_flops(config, image_tokens)
     overhead = _adallava_overhead(config, adallava, base) if latency_tokens else 0
     prefill_llm = flops.llm_flops(config, seq_len, plan)
     no_lat = flops.llm_flops(config, seq_len - latency_tokens, plan)

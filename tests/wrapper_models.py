@@ -55,8 +55,13 @@ def _clip():
     from transformers import CLIPVisionConfig
 
     return CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        image_size=48, patch_size=16, projection_dim=32,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=48,
+        patch_size=16,
+        projection_dim=32,
     )
 
 
@@ -64,8 +69,13 @@ def _siglip(size: int = 48, patch: int = 16):
     from transformers import SiglipVisionConfig
 
     return SiglipVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        image_size=size, patch_size=patch, vision_use_head=False,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=size,
+        patch_size=patch,
+        vision_use_head=False,
     )
 
 
@@ -78,49 +88,86 @@ def config_of(wrapper: str, layers: int = 8):
 
     if wrapper == "llava-next":
         return transformers.LlavaNextConfig(
-            vision_config=_clip(), text_config=_text("mistral", layers),
-            image_token_id=IMAGE_ID, image_grid_pinpoints=PINPOINTS,
-            vision_feature_layer=-1, vision_feature_select_strategy="default",
+            vision_config=_clip(),
+            text_config=_text("mistral", layers),
+            image_token_id=IMAGE_ID,
+            image_grid_pinpoints=PINPOINTS,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="default",
             tie_word_embeddings=False,
         )
     if wrapper == "llava-onevision":
         return transformers.LlavaOnevisionConfig(
-            vision_config=_siglip(), text_config=_text("qwen2", layers),
-            image_token_id=IMAGE_ID, video_token_id=VIDEO_ID, image_grid_pinpoints=PINPOINTS,
-            vision_feature_layer=-1, vision_feature_select_strategy="full",
-            vision_aspect_ratio="anyres_max_9", tie_word_embeddings=False,
+            vision_config=_siglip(),
+            text_config=_text("qwen2", layers),
+            image_token_id=IMAGE_ID,
+            video_token_id=VIDEO_ID,
+            image_grid_pinpoints=PINPOINTS,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+            vision_aspect_ratio="anyres_max_9",
+            tie_word_embeddings=False,
         )
     if wrapper == "idefics3":
         vision = transformers.Idefics3VisionConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            image_size=32, patch_size=8,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
         )
         return transformers.Idefics3Config(
-            vision_config=vision, text_config=_text("llama", layers), image_token_id=IMAGE_ID,
-            scale_factor=2, tie_word_embeddings=False,
+            vision_config=vision,
+            text_config=_text("llama", layers),
+            image_token_id=IMAGE_ID,
+            scale_factor=2,
+            tie_word_embeddings=False,
         )
     if wrapper in ("qwen2-vl", "qwen2.5-vl"):
         qwen25 = wrapper == "qwen2.5-vl"
         vision = dict(
-            depth=2, embed_dim=32, hidden_size=32, num_heads=2, patch_size=14,
-            spatial_merge_size=2, temporal_patch_size=2, in_chans=3, mlp_ratio=2,
+            depth=2,
+            embed_dim=32,
+            hidden_size=32,
+            num_heads=2,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            in_chans=3,
+            mlp_ratio=2,
         )
         if qwen25:
             vision = dict(
-                depth=2, hidden_size=32, out_hidden_size=HIDDEN, intermediate_size=64,
-                num_heads=2, patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
-                window_size=56, fullatt_block_indexes=[1], in_channels=3,
+                depth=2,
+                hidden_size=32,
+                out_hidden_size=HIDDEN,
+                intermediate_size=64,
+                num_heads=2,
+                patch_size=14,
+                spatial_merge_size=2,
+                temporal_patch_size=2,
+                window_size=56,
+                fullatt_block_indexes=[1],
+                in_channels=3,
             )
         else:
             vision["hidden_size"] = HIDDEN
         text = _text("qwen2", layers).to_dict()
         text.pop("model_type", None)
-        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0,
-                                   "mrope_section": [2, 3, 3]}
+        text["rope_parameters"] = {
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "mrope_section": [2, 3, 3],
+        }
         cls = transformers.Qwen2_5_VLConfig if qwen25 else transformers.Qwen2VLConfig
         return cls(
-            vision_config=vision, text_config=text, image_token_id=IMAGE_ID,
-            vision_start_token_id=START_ID, vision_end_token_id=END_ID, video_token_id=VIDEO_ID,
+            vision_config=vision,
+            text_config=text,
+            image_token_id=IMAGE_ID,
+            vision_start_token_id=START_ID,
+            vision_end_token_id=END_ID,
+            video_token_id=VIDEO_ID,
             tie_word_embeddings=False,
         )
     raise ValueError(wrapper)
@@ -135,9 +182,11 @@ def build(wrapper: str, layers: int = 8, attn: str = "eager", seed: int = 0):
 
     torch.manual_seed(seed)
     config = config_of(wrapper, layers)
-    model = model_class(ADABENCH_WRAPPERS[wrapper])._from_config(
-        config, attn_implementation=attn, dtype=torch.float32
-    ).eval()
+    model = (
+        model_class(ADABENCH_WRAPPERS[wrapper])
+        ._from_config(config, attn_implementation=attn, dtype=torch.float32)
+        .eval()
+    )
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() > 1:
@@ -154,10 +203,14 @@ def image(width: int = 96, height: int = 48):
     return synthetic.render(item.scene).resize((width, height))
 
 
-def inputs(processor, width: int = 96, height: int = 48, question: str = "what color is the square ?"):
+def inputs(
+    processor, width: int = 96, height: int = 48, question: str = "what color is the square ?"
+):
     """Returns the processor's tensors of one image + question, with the prompt built by the
     processor's chat template (the wrapper's image placeholder where it belongs)."""
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
+    ]
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
     return dict(processor(images=image(width, height), text=prompt, return_tensors="pt"))
 

@@ -183,7 +183,9 @@ class LlavaRunner:
         """Returns the device the model's blocks live on (where its inputs must be)."""
         return self._probe.device
 
-    def image_features(self, pixel_values: torch.Tensor, visual: dict | None = None) -> torch.Tensor:
+    def image_features(
+        self, pixel_values: torch.Tensor, visual: dict | None = None
+    ) -> torch.Tensor:
         """Returns projected visual tokens (vision tower + projector, HF's own functions):
         [n_images, n_visual, hidden] for LLaVA-1.5, [1, n_visual, hidden] for a wrapper whose
         count follows the image (tiles, newline tokens); `visual` holds the other processor

@@ -75,9 +75,19 @@ def _feature_layers(config: Any) -> int:
     return 1 if isinstance(layer, int) else len(layer)
 
 
+NOMINAL_IMAGE_PX = 448
+"""Side of the image a dynamic-resolution tower (Qwen-VL: no `image_size`) is assumed to get
+where one count per model is needed (a method's budget lower bound); a sample's own count is
+read from its prompt, and the budget is checked on it (models/methods.check_within_budget)."""
+
+
 def num_image_tokens(config: Any) -> int:
-    """Returns how many image tokens one image yields: patches (+ CLS when strategy is "full")."""
+    """Returns how many image tokens one image yields: patches (+ CLS when strategy is "full");
+    for a dynamic-resolution tower, those of a NOMINAL_IMAGE_PX-square image after its merger."""
     vision = config.vision_config
+    if getattr(vision, "image_size", None) is None:
+        merge = int(getattr(vision, "spatial_merge_size", 1) or 1)
+        return (NOMINAL_IMAGE_PX // vision.patch_size // merge) ** 2
     patches = (vision.image_size // vision.patch_size) ** 2
     strategy = getattr(config, "vision_feature_select_strategy", "default")
     return patches + (1 if strategy == "full" else 0)
@@ -209,10 +219,23 @@ def prefill_flops(config: Any, seq_len: int, plan: Plan | None = None, num_image
     return int(vision + llm_flops(config, seq_len, plan) + lm_head_flops(config))
 
 
+def vision_side_flops(config: Any, image_tokens: int | None = None) -> int:
+    """Returns the FLOPs of the vision tower + projector on one image with `image_tokens`
+    projected tokens (None: all of them); a dynamic-resolution tower (Qwen-VL) on a nominal
+    NOMINAL_IMAGE_PX-square image. A sample's own count: adabench/models/vision_flops.py."""
+    if getattr(config.vision_config, "image_size", None) is None:
+        from adabench.models.vision_flops import qwen_flops
+        from adabench.models.wrappers import wrapper_of
+
+        side = NOMINAL_IMAGE_PX // config.vision_config.patch_size
+        return qwen_flops(config, wrapper_of(config), [(1, side, side)])
+    tokens = num_image_tokens(config) if image_tokens is None else image_tokens
+    return vision_flops(config) + projector_flops(config, tokens)
+
+
 def _vision_and_projector(config: Any, plan: Plan | None) -> int:
     removed = 0 if plan is None else plan.visual_tokens_removed
-    image_tokens = max(num_image_tokens(config) - removed, 0)
-    return vision_flops(config) + projector_flops(config, image_tokens)
+    return vision_side_flops(config, max(num_image_tokens(config) - removed, 0))
 
 
 def decode_step_flops(config: Any, context_len: int, plan: Plan | None = None) -> int:
@@ -239,14 +262,18 @@ def generation_flops(
     new_tokens: int,
     plan: Plan | None = None,
     full_prompt_len: int | None = None,
+    vision: int | None = None,
 ) -> dict[str, float]:
     """Returns the FLOPs of generating `new_tokens` tokens after a `prompt_len`-token prompt.
+    `vision`: the vision side's FLOPs of this sample when the model's image size varies
+    (adabench/models/vision_flops.py); None: LLaVA-1.5's one fixed-size image.
 
     Keys: `flops` (everything), `llm_flops` (decoder blocks, prefill + all decode steps),
     `vision_flops` (vision tower + projector), `lm_head_flops`, `prefill_flops`, `decode_flops`,
     `flops_ratio` (prefill decoder blocks vs the full model on `full_prompt_len`, see
     `flops_ratio`). Decode steps: N − 1, step j attends to prompt_len + j keys."""
-    vision = _vision_and_projector(config, plan)
+    if vision is None:
+        vision = _vision_and_projector(config, plan)
     head = lm_head_flops(config)
     prefill_llm = llm_flops(config, prompt_len, plan)
     steps = max(new_tokens - 1, 0)

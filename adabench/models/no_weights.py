@@ -252,6 +252,8 @@ def build_synthetic_processor(config):
 
     wrapper = wrapper_of(config)
     vocab = _vocabulary(config, wrapper.image_token, wrapper.special_tokens, vocabulary())
-    tokenizer = build_tokenizer(vocab, image_token=wrapper.image_token, specials=wrapper.special_tokens)
+    tokenizer = build_tokenizer(
+        vocab, image_token=wrapper.image_token, specials=wrapper.special_tokens
+    )
     template = CHAT_TEMPLATE.replace("<image>", wrapper.image_token)
     return wrapper.build_processor(config, tokenizer, template)

@@ -44,7 +44,9 @@ def tile_flops(config: Any, wrapper, tiles: int, height: int, width: int) -> int
         s = config.scale_factor
         tokens = tiles * patches // (s * s)
         return int(tower + 2 * tokens * d * s * s * config.text_config.hidden_size)
-    per_tile = n if getattr(config, "vision_feature_select_strategy", "default") == "full" else patches
+    per_tile = (
+        n if getattr(config, "vision_feature_select_strategy", "default") == "full" else patches
+    )
     return int(tower + projector_flops(config, tiles * per_tile))
 
 

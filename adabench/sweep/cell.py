@@ -35,7 +35,6 @@ def prepare_samples(
 
     from adabench.data.hf_suites import prepare_image
     from adabench.data.images import read_image
-
     from adabench.models.wrappers import rotary_positions, wrapper_of
 
     pin = loaded.device.type == "cuda"
@@ -59,10 +58,9 @@ def prepare_samples(
 
 def _fit_context(loaded: LoadedModel, spec: SuiteSpec, sample: Sample, image, new_tokens: int):
     """Returns the processor output of `sample` that fits the context (see `prepare_samples`)."""
-    from adabench.sweep.suite_data import TRUNCATE_MODES, context_positions, overflow_message
-
     from adabench.models.wrappers import wrapper_of
     from adabench.sweep.prompts import build_prompt
+    from adabench.sweep.suite_data import TRUNCATE_MODES, context_positions, overflow_message
 
     wrapper = wrapper_of(loaded.model.config)
 

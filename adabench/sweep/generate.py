@@ -37,7 +37,9 @@ class PreparedSample:
     )
     rotary: torch.Tensor | None = field(
         default=None,
-        metadata={"help": "3-D rotary positions [3, 1, T] of an mrope wrapper (Qwen-VL), else None"},
+        metadata={
+            "help": "3-D rotary positions [3, 1, T] of an mrope wrapper (Qwen-VL), else None"
+        },
     )
 
     def to(self, device: torch.device) -> PreparedSample:

@@ -287,7 +287,10 @@ def _measure(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, step,
     }
     if step.round_ == 0 and step.repeat == 0:
         sample = data.samples[step.sample]
-        content = sample_content(data.loaded, data.spec, sample, g, method)
+        from adabench.models.vision_flops import sample_vision_flops
+
+        vision = sample_vision_flops(data.loaded.config, ps.pixel_values.shape, ps.visual)
+        content = sample_content(data.loaded, data.spec, sample, g, method, vision)
         image_token = data.loaded.model.config.image_token_id
         content["visual_tokens"] = int((ps.input_ids == image_token).sum())  # before selection
         if g.kept_visual is not None:  # FastV: the visual tokens the blocks after K kept

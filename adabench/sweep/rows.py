@@ -16,9 +16,12 @@ from adabench.models.methods import check_within_budget
 from adabench.sweep.cell_config import CellConfig
 
 
-def sample_content(loaded: LoadedModel, spec: SuiteSpec, sample: Sample, gen, method) -> dict:
+def sample_content(
+    loaded: LoadedModel, spec: SuiteSpec, sample: Sample, gen, method, vision: int | None = None
+) -> dict:
     """Returns what one generation answered and cost: prediction, score, FLOPs, plan, and the
-    method's numeric/text info (e.g. kept visual tokens). Times are not included."""
+    method's numeric/text info (e.g. kept visual tokens). Times are not included. `vision`: the
+    sample's vision-side FLOPs for a variable-resolution wrapper (None: LLaVA-1.5's formula)."""
     tok = loaded.processor.tokenizer
     text = tok.decode(gen.token_ids, skip_special_tokens=True).strip()
     weights = loaded.weights
@@ -27,7 +30,7 @@ def sample_content(loaded: LoadedModel, spec: SuiteSpec, sample: Sample, gen, me
     else:
         score = metrics.score(spec.metric_for(sample.family), text, sample.answers)
     fl = _generation_flops(
-        loaded, gen.prompt_len, len(gen.token_ids), gen.plan, gen.full_prompt_len
+        loaded, gen.prompt_len, len(gen.token_ids), gen.plan, gen.full_prompt_len, vision
     )
     check_within_budget(method, fl["flops_ratio"], sample.id)
     extra_flops = (
@@ -53,15 +56,15 @@ def sample_content(loaded: LoadedModel, spec: SuiteSpec, sample: Sample, gen, me
 
 
 def _generation_flops(
-    loaded: LoadedModel, prompt_len: int, new_tokens: int, plan, full_len: int
+    loaded: LoadedModel, prompt_len: int, new_tokens: int, plan, full_len: int, vision=None
 ) -> dict:
     """Returns `flops.generation_flops`, memoised per model on (lengths, plan): plans and lengths
     repeat across samples, and the analytic count is pure Python (harness overhead)."""
     memo = loaded.flops_memo
-    key = (prompt_len, new_tokens, plan, full_len)
+    key = (prompt_len, new_tokens, plan, full_len, vision)
     if key not in memo:
         memo[key] = flops_mod.generation_flops(
-            loaded.config, prompt_len, new_tokens, plan, full_prompt_len=full_len
+            loaded.config, prompt_len, new_tokens, plan, full_prompt_len=full_len, vision=vision
         )
     return memo[key]
 

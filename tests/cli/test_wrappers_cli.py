@@ -90,3 +90,23 @@ def test_fastv_records_its_kept_visual_tokens(wrapper_dir, tmp_path):
     assert (visual > 0).all()
     assert list(kept) == [v - int(0.5 * v + 1e-9) for v in visual]
     assert (rows["flops_ratio"] < 1).all()
+
+
+@pytest.mark.parametrize("method", ["head-prune", "pyramiddrop", "adallava-l"])
+def test_block_head_and_staged_token_methods_run_within_budget(wrapper_dir, tmp_path, method):
+    extra = ("--no-weights",) if method.startswith("adallava") else ()
+    rows = _eval(wrapper_dir, tmp_path, method, *extra, budget="0.75")
+    assert (rows["flops_ratio"] <= 0.75 + 1e-9).all() and (rows["flops_ratio"] < 1).all()
+    assert (rows["visual_tokens"] > 0).all()
+
+
+@pytest.mark.parametrize("method", ["prumerge", "prumerge+", "visionzip", "downsample"])
+def test_cls_and_square_grid_methods_refuse_other_wrappers_in_one_line(wrapper_dir, method):
+    result = runner.invoke(
+        app,
+        ["eval", "--model", str(wrapper_dir), "--method", method, "--budget", "0.75", "--suite",
+         "shapes", "--limit", "1", "--warmup", "0", "--device", "cpu"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and f"method {method!r} runs on llava only" in lines[0], lines

@@ -25,8 +25,8 @@ from adabench.models import flops
 from adabench.models.execution import LlavaRunner, decode_step, prefill
 from adabench.models.families import FAMILIES as ADABENCH_FAMILIES
 from adabench.models.families import family_of
-from adabench.models.wrappers import wrapper_of
 from adabench.models.plan import LayerPlan, Plan
+from adabench.models.wrappers import wrapper_of
 from tests.family_models import (
     FAMILIES,
     build_family_llava,

@@ -47,9 +47,7 @@ def runner_inputs(model, enc):
 
 def adabench_greedy(model, enc, plan):
     runner, embeds, rotary = runner_inputs(model, enc)
-    logits, state = prefill(
-        runner, embeds, plan, embeds.shape[1] + NEW_TOKENS, rotary=rotary
-    )
+    logits, state = prefill(runner, embeds, plan, embeds.shape[1] + NEW_TOKENS, rotary=rotary)
     steps, tokens = [logits], [int(logits.argmax())]
     while len(tokens) < NEW_TOKENS:
         logits = decode_step(runner, torch.tensor([[tokens[-1]]]), state)
@@ -120,9 +118,7 @@ def test_fastv_keeps_the_reference_ranking(name, monkeypatch):
     plan = Plan.full(8).with_tokens(fastv_layer=2, fastv_removed=removed)
     kept: list = []
     real = execution.fastv_keep
-    monkeypatch.setattr(
-        execution, "fastv_keep", lambda *a: kept.append(real(*a)) or kept[-1]
-    )
+    monkeypatch.setattr(execution, "fastv_keep", lambda *a: kept.append(real(*a)) or kept[-1])
     runner, embeds, rotary = runner_inputs(model, enc)
     with torch.no_grad():
         _, state = prefill(

@@ -55,6 +55,11 @@ def area_downsample(features: torch.Tensor, side: int) -> torch.Tensor:
 @register
 class Downsample(TokenMethod):
     NAME = "downsample"
+    WRAPPERS = ("llava",)
+    WRAPPERS_WHY = (
+        "it pools one image's square visual-token grid (LLaVA-NeXT / OneVision tile the image "
+        "with image-newline tokens, Idefics3 tiles it, Qwen-VL's grid follows the image's shape)"
+    )
     KIND = "image"
     PAPER = "VTC-Bench (Liao et al., arXiv 2510.07143): image downsampling control"
     VARIES = "image resolution (visual-token grid, before the LLM)"

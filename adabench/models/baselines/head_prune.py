@@ -25,6 +25,7 @@ from adabench.models.adallava.scheduler import plan_heads
 from adabench.models.block_weights import projections
 from adabench.models.families import Decoder, decoder_of
 from adabench.models.methods import Method, Request, register
+from adabench.models.wrappers import decoder_module, wrapper_of
 
 
 def importance(layers, num_heads: int, decoder: Decoder) -> torch.Tensor:
@@ -65,7 +66,8 @@ class HeadPrune(Method):
         super().__init__(model, budget, args, seed)
         c = AdaLlavaConfig.for_model(model.config, "H")
         self.units = budget_mod.selected_units(self.budget, c.units)
-        layers = model.model.model.language_model.layers[c.prefix_layers :]
+        decoder = decoder_module(wrapper_of(model.model.config), model.model)
+        layers = decoder.layers[c.prefix_layers :]
         scores = importance(layers, c.num_heads, decoder_of(model.model.config))
         self.plan = plan_heads(
             scores, self.units, c.group_size, c.num_layers, c.prefix_layers, c.kv_group

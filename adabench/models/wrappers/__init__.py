@@ -7,7 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 from adabench.errors import UserError
-from adabench.models.wrappers import idefics3, llava, llava_next, llava_onevision, qwen2_5_vl, qwen2_vl
+from adabench.models.wrappers import (
+    idefics3,
+    llava,
+    llava_next,
+    llava_onevision,
+    qwen2_5_vl,
+    qwen2_vl,
+)
 from adabench.models.wrappers.base import (
     Wrapper,
     config_class,

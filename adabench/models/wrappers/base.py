@@ -52,13 +52,16 @@ class Wrapper:
         default="<image>", metadata={"help": "the placeholder the processor expands in a prompt"}
     )
     special_tokens: tuple[str, ...] = field(
-        default=(), metadata={"help": "further tokens the processor writes (a tiny tokenizer adds them)"}
+        default=(),
+        metadata={"help": "further tokens the processor writes (a tiny tokenizer adds them)"},
     )
     build_processor: Callable[..., Any] | None = field(
         default=None,
         compare=False,
-        metadata={"help": "(config, tokenizer, chat_template) → the real processor class, PIL "
-                  "image processor at the config's sizes (tiny and --no-weights builds)"},
+        metadata={
+            "help": "(config, tokenizer, chat_template) → the real processor class, PIL "
+            "image processor at the config's sizes (tiny and --no-weights builds)"
+        },
     )
     note: str = ""
 
@@ -82,7 +85,9 @@ def decoder_module(wrapper: Wrapper, model) -> torch.nn.Module:
     return operator.attrgetter(wrapper.decoder_path)(model)
 
 
-def image_features(wrapper: Wrapper, model, pixel_values: torch.Tensor, visual: dict) -> torch.Tensor:
+def image_features(
+    wrapper: Wrapper, model, pixel_values: torch.Tensor, visual: dict
+) -> torch.Tensor:
     """Returns the projected visual tokens of one sample's images through HF's own
     `get_image_features`: [n_images, n_visual, hidden] for a fixed-count wrapper (Llava), else
     [1, n_visual total, hidden] (tiles, newline tokens and merges included) — in the order the
@@ -128,5 +133,8 @@ def image_only(processor_cls):
     return type(
         processor_cls.__name__,
         (processor_cls,),
-        {"get_attributes": classmethod(lambda cls: list(attributes)), "__doc__": processor_cls.__doc__},
+        {
+            "get_attributes": classmethod(lambda cls: list(attributes)),
+            "__doc__": processor_cls.__doc__,
+        },
     )

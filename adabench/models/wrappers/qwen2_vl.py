@@ -9,7 +9,9 @@ from adabench.models.wrappers.base import Wrapper
 QWEN_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|video_pad|>")
 
 
-def build_processor(config, tokenizer, chat_template: str, processor_class: str = "Qwen2VLProcessor"):
+def build_processor(
+    config, tokenizer, chat_template: str, processor_class: str = "Qwen2VLProcessor"
+):
     """Returns a Qwen2-VL processor: PIL Qwen2-VL image processor with the tower's patch,
     temporal patch and merge sizes, at most 1280 visual tokens an image."""
     import transformers
