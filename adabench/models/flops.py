@@ -224,13 +224,43 @@ def vision_side_flops(config: Any, image_tokens: int | None = None) -> int:
     projected tokens (None: all of them); a dynamic-resolution tower (Qwen-VL) on a nominal
     NOMINAL_IMAGE_PX-square image. A sample's own count: adabench/models/vision_flops.py."""
     if getattr(config.vision_config, "image_size", None) is None:
-        from adabench.models.vision_flops import qwen_flops
         from adabench.models.wrappers import wrapper_of
 
         side = NOMINAL_IMAGE_PX // config.vision_config.patch_size
         return qwen_flops(config, wrapper_of(config), [(1, side, side)])
     tokens = num_image_tokens(config) if image_tokens is None else image_tokens
     return vision_flops(config) + projector_flops(config, tokens)
+
+
+def _qwen_windows(h: int, w: int, merge: int, side: int) -> int:
+    """Returns Σ tokens² over the attention windows of an h × w patch grid (windows of `side`
+    merged tokens a side over the merged grid, each merged token = merge² patches)."""
+    hm, wm = h // merge, w // merge
+    rows = [min(side, hm - i) for i in range(0, hm, side)]
+    cols = [min(side, wm - j) for j in range(0, wm, side)]
+    return sum((r * c * merge * merge) ** 2 for r in rows for c in cols)
+
+
+def qwen_flops(config: Any, wrapper, grid_thw: list[tuple[int, int, int]]) -> int:
+    """Returns the vision FLOPs of a Qwen-VL ViT + merger on images of `grid_thw` patch grids."""
+    v = config.vision_config
+    qwen25 = wrapper.name == "qwen2.5-vl"
+    d = v.hidden_size if qwen25 else v.embed_dim
+    inter = v.intermediate_size if qwen25 else int(d * v.mlp_ratio)
+    out = v.out_hidden_size if qwen25 else v.hidden_size
+    merge, p = v.spatial_merge_size, v.patch_size
+    n = sum(t * h * w for t, h, w in grid_thw)
+    full = sum((t * h * w) ** 2 for t, h, w in grid_thw)
+    channels = getattr(v, "in_channels", None) or getattr(v, "in_chans", 3)
+    total = 2 * n * channels * v.temporal_patch_size * p * p * d
+    side = v.window_size // (merge * p) if qwen25 else None
+    windowed = sum(t * _qwen_windows(h, w, merge, side) for t, h, w in grid_thw) if qwen25 else full
+    full_layers = set(v.fullatt_block_indexes) if qwen25 else set(range(v.depth))
+    for layer in range(v.depth):
+        attn = full if layer in full_layers else windowed
+        total += 4 * 2 * n * d * d + 2 * 2 * attn * d + (3 if qwen25 else 2) * 2 * n * d * inter
+    m, wide = n // (merge * merge), d * merge * merge
+    return int(total + 2 * m * wide * wide + 2 * m * wide * out)
 
 
 def _vision_and_projector(config: Any, plan: Plan | None) -> int:

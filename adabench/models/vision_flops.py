@@ -14,7 +14,8 @@ image-newline vectors cost 0).
   and Qwen2.5-VL's full-attention blocks; Qwen2.5-VL's other blocks attend within
   `window_size`-pixel windows of the merged grid) + MLP (Qwen2-VL fc1/fc2: 2·2·n·d·I; Qwen2.5-VL
   SwiGLU: 3·2·n·d·I), merger 2·m·(4d)² + 2·m·4d·d_text over m = n/4 merged tokens.
-Checked against FlopCounterMode on every wrapper's tiny build (tests/unit/test_vision_flops.py).
+Checked against FlopCounterMode on every wrapper's tiny build (tests/unit/test_vision_flops.py). The
+Qwen-VL formula is `flops.qwen_flops` (adabench flops also needs it, on a nominal image).
 """
 
 from __future__ import annotations
@@ -50,40 +51,10 @@ def tile_flops(config: Any, wrapper, tiles: int, height: int, width: int) -> int
     return int(tower + projector_flops(config, tiles * per_tile))
 
 
-def _windows(h: int, w: int, merge: int, side: int) -> int:
-    """Returns Σ tokens² over the attention windows of an h × w patch grid (windows of `side`
-    merged tokens a side over the merged grid, each merged token = merge² patches)."""
-    hm, wm = h // merge, w // merge
-    rows = [min(side, hm - i) for i in range(0, hm, side)]
-    cols = [min(side, wm - j) for j in range(0, wm, side)]
-    return sum((r * c * merge * merge) ** 2 for r in rows for c in cols)
-
-
-def qwen_flops(config: Any, wrapper, grid_thw: list[tuple[int, int, int]]) -> int:
-    """Returns the vision FLOPs of a Qwen-VL ViT + merger on images of `grid_thw` patch grids."""
-    v = config.vision_config
-    qwen25 = wrapper.name == "qwen2.5-vl"
-    d = v.hidden_size if qwen25 else v.embed_dim
-    inter = v.intermediate_size if qwen25 else int(d * v.mlp_ratio)
-    out = v.out_hidden_size if qwen25 else v.hidden_size
-    merge, p = v.spatial_merge_size, v.patch_size
-    n = sum(t * h * w for t, h, w in grid_thw)
-    full = sum((t * h * w) ** 2 for t, h, w in grid_thw)
-    channels = getattr(v, "in_channels", None) or getattr(v, "in_chans", 3)
-    total = 2 * n * channels * v.temporal_patch_size * p * p * d
-    side = v.window_size // (merge * p) if qwen25 else None
-    windowed = sum(t * _windows(h, w, merge, side) for t, h, w in grid_thw) if qwen25 else full
-    full_layers = set(v.fullatt_block_indexes) if qwen25 else set(range(v.depth))
-    for layer in range(v.depth):
-        attn = full if layer in full_layers else windowed
-        total += 4 * 2 * n * d * d + 2 * 2 * attn * d + (3 if qwen25 else 2) * 2 * n * d * inter
-    m, wide = n // (merge * merge), d * merge * merge
-    return int(total + 2 * m * wide * wide + 2 * m * wide * out)
-
-
 def sample_vision_flops(config: Any, pixel_values_shape, visual: dict) -> int | None:
     """Returns the vision FLOPs of one prepared sample (its pixel_values shape and other processor
     tensors), None for LLaVA-1.5 (adabench.models.flops counts its fixed image)."""
+    from adabench.models.flops import qwen_flops
     from adabench.models.wrappers import wrapper_of
 
     wrapper = wrapper_of(config)

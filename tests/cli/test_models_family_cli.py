@@ -157,18 +157,18 @@ def test_models_show_names_the_family_and_wrapper():
 
 
 @pytest.mark.parametrize(
-    ("name", "family"),
+    ("name", "family", "wrapper"),
     [
-        ("llava-1.5-7b", "Llama (llama)"),
-        ("llava-v1.6-mistral-7b", "Mistral (mistral)"),
-        ("llava-qwen2-7b", "Qwen2 (qwen2)"),
+        ("llava-1.5-7b", "Llama (llama)", "LlavaForConditionalGeneration"),
+        ("llava-v1.6-mistral-7b", "Mistral (mistral)", "LlavaNextForConditionalGeneration"),
+        ("llava-qwen2-7b", "Qwen2 (qwen2)", "LlavaForConditionalGeneration"),
     ],
 )
-def test_models_show_on_shipped_configs(name, family):
+def test_models_show_on_shipped_configs(name, family, wrapper):
     result = runner.invoke(app, ["models", "show", name, "--json"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
-    assert (info["family"], info["wrapper"]) == (family, "LlavaForConditionalGeneration")
+    assert (info["family"], info["wrapper"]) == (family, wrapper)
     assert info["family_note"]
     assert info["image_tokens"] == 576
     if name in NEW_SHIPPED:
