@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import math
 
-from adabench.errors import UserError
 from adabench.models.baselines import TokenChoice, TokenMethod, visual_count
 from adabench.models.baselines.token_budget import (
-    largest_fitting,
+    fitted_count,
     parse_block,
     parse_fraction,
-    unreachable,
 )
 from adabench.models.flops import flops_ratio, num_image_tokens
 from adabench.models.methods import register
@@ -97,15 +95,7 @@ class Dart(TokenMethod):
         def ratio(kept: int) -> float:
             return flops_ratio(self.config, seq_len, dart_plan(base, self.k, n_visual - kept))
 
-        if self.keep is not None:
-            kept = max(1, math.floor(self.keep * n_visual + 1e-9))
-            if ratio(kept) > self.budget + 1e-9:
-                raise UserError(
-                    f"dart with keep={self.keep} gives flops_ratio {ratio(kept):.4g} > budget "
-                    f"{self.budget} on a {seq_len}-token prompt; lower keep or drop it"
-                )
-            return kept
-        kept = largest_fitting(ratio, 1, n_visual, self.budget)
-        if kept is None:
-            raise unreachable(self.NAME, self.budget, seq_len, n_visual, ratio(1))
-        return kept
+        fixed = None if self.keep is None else max(1, math.floor(self.keep * n_visual + 1e-9))
+        return fitted_count(
+            self.NAME, self.keep, fixed, ratio, n_visual, self.budget, seq_len, n_visual
+        )

@@ -25,9 +25,8 @@ from adabench.errors import UserError
 from adabench.models.baselines import TokenChoice, TokenMethod, visual_count
 from adabench.models.baselines.token_budget import (
     before_llm_ratio,
-    largest_fitting,
+    fitted_count,
     parse_fraction,
-    unreachable,
 )
 from adabench.models.flops import num_image_tokens
 from adabench.models.methods import register
@@ -109,18 +108,8 @@ class Downsample(TokenMethod):
         def ratio(side: int) -> float:
             return before_llm_ratio(self.model.config, base, seq_len, n_visual, side * side)
 
-        if self.keep is not None:
-            side = _side_for(s, self.keep)
-            if ratio(side) > self.budget + 1e-9:
-                raise UserError(
-                    f"downsample with keep={self.keep} gives flops_ratio {ratio(side):.4g} > budget "
-                    f"{self.budget} on a {seq_len}-token prompt; lower keep or drop it"
-                )
-            return side
-        side = largest_fitting(ratio, 1, s, self.budget)
-        if side is None:
-            raise unreachable(self.NAME, self.budget, seq_len, n_visual, ratio(1))
-        return side
+        fixed = None if self.keep is None else _side_for(s, self.keep)
+        return fitted_count(self.NAME, self.keep, fixed, ratio, s, self.budget, seq_len, n_visual)
 
 
 def _side_for(side: int, keep: float) -> int:

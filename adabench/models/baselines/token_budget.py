@@ -80,3 +80,30 @@ def unreachable(
         f"budget {budget} is below what {method!r} can reach on a {seq_len}-token prompt with "
         f"{n_visual} visual tokens: the minimum is {minimum:.4g}"
     )
+
+
+def fitted_count(
+    method: str,
+    keep: float | None,
+    fixed: int | None,
+    ratio: Callable[[int], float],
+    high: int,
+    budget: float,
+    seq_len: int,
+    n_visual: int,
+) -> int:
+    """Returns a token method's count on one prompt (kept tokens, or a kept grid side): `fixed`,
+    the count its `keep` argument gives, when `keep` is set (a UserError when ratio(fixed) is
+    over the budget), else the largest k in [1, high] with ratio(k) ≤ budget (a UserError
+    naming the minimum when even k = 1 is over it)."""
+    if keep is not None:
+        if ratio(fixed) > budget + 1e-9:
+            raise UserError(
+                f"{method} with keep={keep} gives flops_ratio {ratio(fixed):.4g} > budget "
+                f"{budget} on a {seq_len}-token prompt; lower keep or drop it"
+            )
+        return fixed
+    count = largest_fitting(ratio, 1, high, budget)
+    if count is None:
+        raise unreachable(method, budget, seq_len, n_visual, ratio(1))
+    return count

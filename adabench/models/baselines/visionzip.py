@@ -26,14 +26,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from adabench.errors import UserError
 from adabench.models.baselines import TokenChoice, visual_count
 from adabench.models.baselines.prumerge import PruMerge, cls_attention
 from adabench.models.baselines.token_budget import (
     before_llm_ratio,
-    largest_fitting,
+    fitted_count,
     parse_fraction,
-    unreachable,
 )
 from adabench.models.methods import register
 from adabench.models.plan import Plan
@@ -129,15 +127,7 @@ class VisionZip(PruMerge):
         def ratio(kept: int) -> float:
             return before_llm_ratio(self.model.config, base, seq_len, n_visual, kept)
 
-        if self.keep is not None:
-            kept = max(1, math.floor(self.keep * n_visual + 1e-9))
-            if ratio(kept) > self.budget + 1e-9:
-                raise UserError(
-                    f"visionzip with keep={self.keep} gives flops_ratio {ratio(kept):.4g} > budget "
-                    f"{self.budget} on a {seq_len}-token prompt; lower keep or drop it"
-                )
-            return kept
-        kept = largest_fitting(ratio, 1, n_visual, self.budget)
-        if kept is None:
-            raise unreachable(self.NAME, self.budget, seq_len, n_visual, ratio(1))
-        return kept
+        fixed = None if self.keep is None else max(1, math.floor(self.keep * n_visual + 1e-9))
+        return fitted_count(
+            self.NAME, self.keep, fixed, ratio, n_visual, self.budget, seq_len, n_visual
+        )
