@@ -286,3 +286,22 @@ def test_visionzip_contextual_tokens_join_their_most_similar_target():
         [features[t] + (features[joined[t]].mean(0) if joined[t] else 0) for t in targets]
     )
     torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize(
+    ("name", "count_for"),
+    [("dart", "_kept"), ("visionzip", "kept_for"), ("downsample", "grid_for")],
+)
+def test_a_keep_argument_over_the_budget_is_refused_in_one_line(name, count_for):
+    """`keep` fixes the count (token_budget.fitted_count): keeping every visual token cannot
+    meet a 0.75 budget, and the error names the argument and the ratio it gives."""
+    from adabench.errors import UserError
+    from adabench.models.loading import load_model
+
+    loaded = load_model("tiny", device="cpu")
+    method = build_method(name, loaded, 0.75, {"keep": "1.0"})
+    layers, n_visual = loaded.config.text_config.num_hidden_layers, 9
+    with pytest.raises(
+        UserError, match=rf"{name} with keep=1.0 gives flops_ratio .* > budget 0.75"
+    ):
+        getattr(method, count_for)(Plan.full(layers), n_visual + 8, n_visual)
