@@ -293,6 +293,9 @@ def _measure(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, step,
         content = sample_content(data.loaded, data.spec, sample, g, method, vision)
         image_token = data.loaded.model.config.image_token_id
         content["visual_tokens"] = int((ps.input_ids == image_token).sum())  # before selection
+        content["text_tokens"] = int(ps.input_ids.shape[1]) - content["visual_tokens"]
+        if "image_px" in sample.meta:
+            content["image_px"] = sample.meta["image_px"]
         if g.kept_visual is not None:  # FastV: the visual tokens the blocks after K kept
             content["visual_kept"] = int(g.kept_visual)
         row["content"] = json.dumps(content)
