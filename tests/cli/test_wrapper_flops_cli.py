@@ -12,19 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from adabench.cli import app
-from tests.wrapper_models import WRAPPERS, build
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module", params=WRAPPERS)
-def wrapper_dir(request, tmp_path_factory):
-    """A saved tiny model of the wrapper with its processor (what a user passes as --model)."""
-    path = tmp_path_factory.mktemp(request.param.replace(".", "_"))
-    model, processor = build(request.param)
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
 
 
 def _eval_samples(model: str, tmp_path, method: str, budget: str, *extra: str) -> pd.DataFrame:
