@@ -186,7 +186,8 @@ def wrapper_line(cells: pd.DataFrame, name: str) -> str:
     mine = cell_wrappers(cells) == name
     sources = sorted(set(cell_wrappers(cells[mine], "prompt_source")))
     head = wrapper_label(name) + (f" ({name})" if name in WRAPPERS else "")
-    return f"{head}: {int(mine.sum())} cells, prompt {'/'.join(sources)}"
+    n = int(mine.sum())
+    return f"{head}: {n} cell{'' if n == 1 else 's'}, prompt {'/'.join(sources)}"
 
 
 def _device_rows(cells: pd.DataFrame) -> list[dict[str, str]]:
