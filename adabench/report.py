@@ -149,7 +149,7 @@ def _sections(run: Run) -> dict[str, list[dict[str, str]]]:
     if len(names) == 1:
         sections[CELLS] = _cell_rows(run.cells, by_device)
         return sections
-    of_cell = cell_wrappers(run.cells)
+    of_cell = cell_values(run.cells)
     for name in names:  # one table per wrapper, in WRAPPERS order
         sections[f"{CELLS} · {wrapper_label(name)}"] = _cell_rows(
             run.cells[of_cell == name], by_device
@@ -157,7 +157,7 @@ def _sections(run: Run) -> dict[str, list[dict[str, str]]]:
     return sections
 
 
-def cell_wrappers(cells: pd.DataFrame, column: str = "wrapper") -> pd.Series:
+def cell_values(cells: pd.DataFrame, column: str = "wrapper") -> pd.Series:
     """Returns each cell's `column` ("wrapper" or "prompt_source") as text, UNKNOWN where the
     cell lacks it (a folder written before adabench recorded it)."""
     if column not in cells.columns:
@@ -169,7 +169,7 @@ def cell_wrappers(cells: pd.DataFrame, column: str = "wrapper") -> pd.Series:
 def wrappers_in(cells: pd.DataFrame) -> list[str]:
     """Returns the wrappers of `cells` (adabench names) in WRAPPERS order, others (UNKNOWN)
     after."""
-    present = set(cell_wrappers(cells))
+    present = set(cell_values(cells))
     return [w for w in WRAPPERS if w in present] + sorted(present - set(WRAPPERS))
 
 
@@ -183,8 +183,8 @@ def wrapper_label(name: str) -> str:
 def wrapper_line(cells: pd.DataFrame, name: str) -> str:
     """Returns one wrapper's summary for the Run section, e.g. "LLaVA-NeXT (llava-next):
     4 cells, prompt chat-template"."""
-    mine = cell_wrappers(cells) == name
-    sources = sorted(set(cell_wrappers(cells[mine], "prompt_source")))
+    mine = cell_values(cells) == name
+    sources = sorted(set(cell_values(cells[mine], "prompt_source")))
     head = wrapper_label(name) + (f" ({name})" if name in WRAPPERS else "")
     n = int(mine.sum())
     return f"{head}: {n} cell{'' if n == 1 else 's'}, prompt {'/'.join(sources)}"

@@ -149,3 +149,12 @@ def test_suites_show_unknown_model_is_one_line_with_did_you_mean():
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert "Did you mean 'llava-onevision-qwen2-" in result.stderr
+
+
+def test_suites_show_model_folder_uses_its_own_processor(two_wrappers):
+    _, onevision = two_wrappers
+    result = _show("--model", onevision, "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert (info["wrapper"], info["prompt_source"]) == ("llava-onevision", "chat-template")
+    assert info["processor"] == f"the model's own ({onevision})" and info["image_tokens"] > 0
