@@ -21,7 +21,7 @@ LAYER_DROP_KEPT = (0, 2, 5, 7)
 """layer-drop @ 0.5 on 8 blocks (tests/cli/test_families_cli.py)."""
 
 
-def _hf_answers(path, kept=None) -> dict[str, str]:
+def _hf_answers(path, kept=None, suite: str = "shapes", limit: int = LIMIT) -> dict[str, str]:
     """Returns {sample id: decoded HF generate answer} on the samples and prompts the CLI runs."""
     from adabench.data.hf_suites import prepare_image
     from adabench.data.suites import get_spec, load_suite
@@ -35,9 +35,9 @@ def _hf_answers(path, kept=None) -> dict[str, str]:
     if kept is not None:
         model = truncated_copy(model, kept)
     processor = load_processor(str(path))
-    spec = get_spec("shapes")
+    spec = get_spec(suite)
     out = {}
-    for s in load_suite("shapes", split="test", limit=LIMIT):
+    for s in load_suite(suite, split="test", limit=limit):
         prompt, source = build_prompt(processor, wrapper, spec.render_prompt(s), s.id)
         assert source == "chat-template"
         image = prepare_image(spec, s.image, processor)
@@ -49,17 +49,20 @@ def _hf_answers(path, kept=None) -> dict[str, str]:
     return out
 
 
-def _eval(path, tmp_path, method: str, *extra: str, budget: str = "0.5"):
+def _eval(
+    path, tmp_path, method: str, *extra: str, budget: str = "0.5", suite: str = "shapes",
+    limit: int = LIMIT,
+):  # fmt: skip
     samples = tmp_path / f"{method}.parquet"
     result = runner.invoke(
         app,
         ["eval", "--model", str(path), "--method", method, "--budget", budget, "--suite",
-         "shapes", "--limit", str(LIMIT), "--max-new-tokens", str(NEW_TOKENS), "--warmup", "0",
+         suite, "--limit", str(limit), "--max-new-tokens", str(NEW_TOKENS), "--warmup", "0",
          "--device", "cpu", "--dtype", "float32", "--samples-out", str(samples), "--json",
          *extra],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["n"] == LIMIT
+    assert json.loads(result.stdout)["n"] == limit
     return pd.read_parquet(samples)
 
 
@@ -72,6 +75,38 @@ def test_full_and_layer_drop_equal_hf_generate(wrapper_dir, tmp_path):
         assert set(rows["plan"]) == {plan}
         assert set(rows["prompt_source"]) == {"chat-template"}
         assert dict(zip(rows["sample_id"], rows["prediction"])) == _hf_answers(wrapper_dir, kept)
+
+
+USER_IMAGES = ("rgb", "wide", "one_pixel")
+"""A user suite's images of three sizes and shapes: 40 × 32, 80 × 20, 1 × 1
+(tests/fixtures/user_images.py); every wrapper's processor gives at least two of them
+different visual-token counts (tiles, unpadding, native resolution)."""
+
+
+def test_a_user_suite_of_odd_sized_images_runs_exact_on_every_wrapper(
+    wrapper_dir, tmp_path, monkeypatch
+):
+    """On the user's own files (`photos`: a JSONL manifest over real image files) `full` and
+    `layer-drop` equal HF `generate` (full model / truncated copy) sample for sample, FastV
+    records its kept count, and each sample's visual-token count is the processor's for its
+    image (`adabench flops --image-size` of the recorded `image_px` gives the same count)."""
+    from adabench.flops_table import FlopsQuery, flops_table, parse_image_size
+    from tests.fixtures.user_images import files_suite
+
+    files_suite(tmp_path, monkeypatch, list(USER_IMAGES))
+    n = len(USER_IMAGES)
+    for method, kept in (("full", None), ("layer-drop", LAYER_DROP_KEPT)):
+        rows = _eval(wrapper_dir, tmp_path, method, suite="photos", limit=n)
+        answers = _hf_answers(wrapper_dir, kept, suite="photos", limit=n)
+        assert dict(zip(rows["sample_id"], rows["prediction"])) == answers
+    assert set(rows["image_px"]) == {"40x32", "80x20", "1x1"}
+    assert rows["visual_tokens"].nunique() >= 2
+    for row in rows.itertuples():
+        query = FlopsQuery(model=str(wrapper_dir), image_size=parse_image_size(row.image_px))
+        assert flops_table(query)[0]["image_tokens"] == row.visual_tokens, row.sample_id
+    fastv = _eval(wrapper_dir, tmp_path, "fastv", "--method-arg", "r=0.5", budget="1.0",
+                  suite="photos", limit=n)  # fmt: skip
+    assert list(fastv["visual_kept"]) == [v - int(0.5 * v + 1e-9) for v in fastv["visual_tokens"]]
 
 
 def test_fastv_records_its_kept_visual_tokens(wrapper_dir, tmp_path):
