@@ -5,6 +5,8 @@ checkpoint's preprocessor bounds. Sources per value: docs/shipped_configs.md."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from PIL import Image
@@ -192,3 +194,22 @@ def test_anyres_and_idefics3_processors_match_the_checkpoint_preprocessors():
         512,
         64,
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "vision"),
+    [
+        ("llava-v1.6-mistral-7b", "CLIP 24 × 1024, 336px / 14"),
+        ("llava-onevision-qwen2-0.5b", "SigLIP 26 × 1152, 384px / 14"),
+        ("qwen2.5-vl-3b", "Qwen ViT 32 × 1280, native resolution / 14"),
+        ("smolvlm-256m", "SigLIP 12 × 768, 512px / 16"),
+    ],
+)
+def test_models_show_describes_every_shipped_vlm(name, vision):
+    from typer.testing import CliRunner
+
+    from adabench.cli import app
+
+    result = CliRunner().invoke(app, ["models", "show", name, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["vision"] == vision
