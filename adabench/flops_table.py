@@ -14,9 +14,17 @@ on which, so one representative plan per budget gives the exact figure:
                                     as adabench.models.combine does
 Methods whose plan depends on the image (prumerge, prumerge+) need the model: a UserError.
 
+The image side (`visual_side`): a LLaVA-1.5 model sees one fixed-size image (576 tokens for
+llava-1.5-7b). Any other wrapper — LLaVA-NeXT / OneVision tiles with image-newline tokens,
+Idefics3 tiles with their marker tokens, Qwen-VL's native-resolution grid — gets its counts
+from its processor on a blank image of `--image-size` (default NOMINAL_IMAGE_PX square): the
+same processor and vision formulas `adabench eval` records per sample, so `adabench flops
+--image-size <image_px> --prompt-tokens <text_tokens − markers>` reproduces a sample's FLOPs
+exactly (tests/cli/test_wrapper_flops_cli.py).
+
 Conventions (those of adabench.models.flops: FLOP = 2 × MAC, matmuls only, full s × s
 attention score matrix, lm_head on the last position only):
-- sequence length s = image tokens + prompt tokens + latency tokens, where the latency token
+- sequence length s = image tokens + image markers + prompt tokens + latency tokens, where the latency token
   (1) is counted for adallava-* methods, as `adabench eval` does (it is part of the prompt the
   decoder runs). `prefill_llm_flops_no_latency_token` gives the same plan on s − 1 tokens.
 - `llm_flops` = decoder blocks over prefill + (new_tokens − 1) decode steps; `prefill_llm_flops`
@@ -53,6 +61,71 @@ UNIT_METHODS = ("adallava-h", "head-prune")
 TOKEN_METHODS = ("fastv",)
 COMBINED_FASTV_R = "0.5"
 T = 1e12
+MAX_IMAGE_PX = 16384
+
+
+@dataclass(frozen=True)
+class Visual:
+    """The image side of a `FlopsQuery`: what the LLM sees of the image and what it cost."""
+
+    tokens: int = field(metadata={"help": "visual tokens in the LLM sequence"})
+    structure_tokens: int = field(metadata={"help": "processor's image markers (text tokens)"})
+    vision_flops: int = field(metadata={"help": "tower + projector/connector, FLOP"})
+    image_px: str | None = field(metadata={"help": "'WxH' the counts are for; None: LLaVA-1.5"})
+    tiles: int = 1
+
+
+def parse_image_size(text: str | None) -> tuple[int, int] | None:
+    """Returns (width, height) px from 'WxH' or 'N' (a square), None for None; else UserError."""
+    if text is None:
+        return None
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        values = tuple(int(v) for v in parts)
+    except ValueError:
+        values = ()
+    if len(values) not in (1, 2):
+        raise UserError(f"--image-size must be WxH or N pixels (e.g. 1024x768), got {text!r}")
+    for v in values:
+        check_range(v, 1, MAX_IMAGE_PX, "--image-size (px)")
+    return (values[0], values[-1])
+
+
+def visual_side(query: FlopsQuery, config: Any, processor=None) -> Visual:
+    """Returns the image side of `query`: a LLaVA-1.5 model (one fixed-size image) from its
+    config; any other wrapper, or any model given `image_size`, from what its processor makes
+    of a blank image of that size (`vision_flops.image_side`: tiles, image-newline tokens,
+    merges). `image_tokens` overrides the LLM's visual-token count (the vision side stays the
+    image's). `processor` defaults to `processor_for(query.model, config)`."""
+    from adabench.models.vision_flops import image_side
+    from adabench.models.wrappers import wrapper_of
+
+    fixed = wrapper_of(config).fixed_tokens
+    if fixed and query.image_size is None:
+        tokens = (
+            flops.num_image_tokens(config) if query.image_tokens is None else query.image_tokens
+        )
+        return Visual(tokens, 0, flops.vision_side_flops(config, tokens), None)
+    width, height = query.image_size or (flops.NOMINAL_IMAGE_PX, flops.NOMINAL_IMAGE_PX)
+    side = image_side(config, processor or processor_for(query.model, config), width, height)
+    tokens = side.visual_tokens if query.image_tokens is None else query.image_tokens
+    vision = flops.vision_side_flops(config, tokens) if fixed else side.vision_flops
+    return Visual(tokens, side.structure_tokens, vision, f"{width}x{height}", side.tiles)
+
+
+def processor_for(name: str, config: Any):
+    """Returns the processor whose image handling `adabench flops` counts: a local folder's own
+    (its preprocessor config), else the synthetic one a --no-weights build of `config` uses."""
+    from adabench.models.catalog import local_folder, shipped_config
+    from adabench.models.loading import load_processor
+    from adabench.models.no_weights import build_synthetic_processor
+
+    folder = None if shipped_config(name) is not None else local_folder(name)
+    if folder is not None and any(
+        (folder / f).is_file() for f in ("preprocessor_config.json", "processor_config.json")
+    ):
+        return load_processor(str(folder))
+    return build_synthetic_processor(config)
 
 
 @dataclass
@@ -62,7 +135,16 @@ class FlopsQuery:
     model: str = field(metadata={"help": "shipped config, embedded alias or local folder"})
     method: str = field(default="full", metadata={"help": "count-based method or X+fastv"})
     budgets: tuple[float, ...] = field(default=(1.0,), metadata={"help": "budgets in (0, 1]"})
-    image_tokens: int | None = field(default=None, metadata={"help": "default: the config's"})
+    image_tokens: int | None = field(
+        default=None, metadata={"help": "visual tokens in the LLM; default: the image's"}
+    )
+    image_size: tuple[int, int] | None = field(
+        default=None,
+        metadata={
+            "help": "(width, height) px of the image; default: the tower's for LLaVA-1.5, "
+            "NOMINAL_IMAGE_PX square for a variable-resolution wrapper"
+        },
+    )
     prompt_tokens: int = field(default=64, metadata={"help": "text tokens of the prompt"})
     new_tokens: int = field(default=1, metadata={"help": "generated tokens (1 = prefill only)"})
     method_args: dict = field(default_factory=dict, metadata={"help": "fastv: k, r"})
@@ -82,6 +164,8 @@ class FlopsQuery:
             raise UserError("prompt-tokens must be >= 0 and new-tokens >= 1")
         if self.image_tokens is not None and self.image_tokens < 0:
             raise UserError(f"image-tokens must be >= 0, got {self.image_tokens}")
+        for side in self.image_size or ():
+            check_range(int(side), 1, MAX_IMAGE_PX, "image size (px)")
         parts = self.method.split("+")
         known = BLOCK_METHODS + UNIT_METHODS + TOKEN_METHODS
         if is_plan_method(self.method):
@@ -144,12 +228,13 @@ def _method_row(query: FlopsQuery, config: Any, budget: float) -> dict:
     )
 
     text = config.text_config
-    image_tokens = (
-        flops.num_image_tokens(config) if query.image_tokens is None else query.image_tokens
-    )
+    visual = visual_side(query, config)
+    image_tokens = visual.tokens
     method = build_registered(query.method, ConfigOnly(query.model, config), budget,
                               query.method_args)  # fmt: skip
-    ids = torch.zeros(1, image_tokens + query.prompt_tokens, dtype=torch.long)
+    ids = torch.zeros(
+        1, image_tokens + visual.structure_tokens + query.prompt_tokens, dtype=torch.long
+    )
     ids[0, 1 : 1 + image_tokens] = int(config.image_token_id)
     feats = torch.zeros(1, image_tokens, int(text.hidden_size))
     request = checked_request(method, "flops", ids, feats)
@@ -164,14 +249,14 @@ def _method_row(query: FlopsQuery, config: Any, budget: float) -> dict:
     plan = request.plan
     gen = flops.generation_flops(config, seq_len, query.new_tokens, plan, ids.shape[1] + extra)
     check_within_budget(method, gen["flops_ratio"], "flops")
-    vision = flops.vision_side_flops(config, image_tokens)
+    vision = visual.vision_flops
     prefill_llm = flops.llm_flops(config, seq_len, plan)
     total = gen["flops"] - gen["vision_flops"] + vision
     return {
         "model": query.model, "method": query.method, "budget": budget,
         "units": f"{len(plan.kept_blocks())}/{plan.num_layers} blocks",
         "fastv_removed": plan.fastv_removed, "seq_len": seq_len, "image_tokens": kept,
-        "prompt_tokens": query.prompt_tokens, "latency_tokens": extra,
+        **_image_fields(visual), "prompt_tokens": query.prompt_tokens, "latency_tokens": extra,
         "new_tokens": query.new_tokens, "flops": int(total), "llm_flops": int(gen["llm_flops"]),
         "flops_ratio": gen["flops_ratio"], "vision_flops": int(vision),
         "lm_head_flops": int(gen["lm_head_flops"]), "overhead_flops": 0,
@@ -186,11 +271,10 @@ def _method_row(query: FlopsQuery, config: Any, budget: float) -> dict:
 
 def _row(query: FlopsQuery, config: Any, adallava: dict, budget: float) -> dict:
     base, token = query.parts
-    image_tokens = (
-        flops.num_image_tokens(config) if query.image_tokens is None else query.image_tokens
-    )
+    visual = visual_side(query, config)
+    image_tokens = visual.tokens
     latency_tokens = 1 if base.startswith("adallava") else 0
-    seq_len = image_tokens + query.prompt_tokens + latency_tokens
+    seq_len = image_tokens + visual.structure_tokens + query.prompt_tokens + latency_tokens
     plan, units = representative_plan(base, config, adallava, budget)
     if token == "fastv":
         args = dict(query.method_args)
@@ -200,7 +284,7 @@ def _row(query: FlopsQuery, config: Any, adallava: dict, budget: float) -> dict:
             plan, args, config, seq_len, image_tokens, budget, query.method == "fastv"
         )
     gen = flops.generation_flops(config, seq_len, query.new_tokens, plan)
-    vision = flops.vision_side_flops(config, image_tokens)
+    vision = visual.vision_flops
     overhead = _adallava_overhead(config, adallava, base) if latency_tokens else 0
     prefill_llm = flops.llm_flops(config, seq_len, plan)
     no_lat = flops.llm_flops(config, seq_len - latency_tokens, plan)
@@ -213,6 +297,7 @@ def _row(query: FlopsQuery, config: Any, adallava: dict, budget: float) -> dict:
         "fastv_removed": plan.fastv_removed,
         "seq_len": seq_len,
         "image_tokens": image_tokens,
+        **_image_fields(visual),
         "prompt_tokens": query.prompt_tokens,
         "latency_tokens": latency_tokens,
         "new_tokens": query.new_tokens,
@@ -229,6 +314,15 @@ def _row(query: FlopsQuery, config: Any, adallava: dict, budget: float) -> dict:
         "prefill_llm_tflops_no_latency_token": no_lat / T,
         "tflops": total_flops / T,
         "plan": plan.describe(config.text_config.num_attention_heads),
+    }
+
+
+def _image_fields(visual: Visual) -> dict:
+    """Returns the row fields that say which image the counts are for."""
+    return {
+        "image_px": visual.image_px,
+        "tiles": visual.tiles,
+        "structure_tokens": visual.structure_tokens,
     }
 
 

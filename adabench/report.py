@@ -1,6 +1,7 @@
 """Run reports: ``report.md`` and a self-contained ``report.html`` (warnings, findings with their
 tests, figures inlined as base64 PNG including the plan atlas, cell table with paired latency
-ratios and the A/A noise floor, environment card from meta.json). Reads only the results folder."""
+ratios and the A/A noise floor — one per VLM wrapper when the run spans several —, environment
+card from meta.json). Reads only the results folder."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from adabench.analysis.table_render import to_markdown as table_markdown
 from adabench.errors import UserError
 from adabench.files import atomic_write_text
 from adabench.measure.busy import LAUNCH_BOUND_BELOW
+from adabench.models.wrappers import WRAPPERS
 from adabench.store import CELL_KEY, Run, devices, load_run
 
 CAPTIONS = {
@@ -41,6 +43,9 @@ CAPTIONS = {
     "load": "Serving under load: SLO attainment and goodput vs offered rate per policy (queue wait included; oracle dashed: the best fixed budget per rate).",
 }
 SPREAD_WARN = 0.10  # latency std / mean above this means a noisy machine
+UNKNOWN = "unknown"
+"""A cell's wrapper or prompt source in a folder written before adabench recorded them."""
+CELLS = "Cells"
 
 
 def write_report(run_dir: Path) -> tuple[Path, ...]:
@@ -134,11 +139,55 @@ def _sections(run: Run) -> dict[str, list[dict[str, str]]]:
         "Run": [{"key": k, "value": _text(v)} for k, v in summary.items()],
         "Environment": [{"key": k, "value": _text(v)} for k, v in _flatten(fingerprint).items()],
     }
+    names = wrappers_in(run.cells)
+    lines = [wrapper_line(run.cells, n) for n in names]
+    sections["Run"].append({"key": "wrapper" if len(names) == 1 else "wrappers",
+                            "value": "; ".join(lines)})  # fmt: skip
     by_device = len(devices(run.cells)) > 1
     if by_device:  # a distributed run over several device models: never mix their latencies
         sections["Devices"] = _device_rows(run.cells)
-    sections["Cells"] = _cell_rows(run.cells, by_device)
+    if len(names) == 1:
+        sections[CELLS] = _cell_rows(run.cells, by_device)
+        return sections
+    of_cell = cell_values(run.cells)
+    for name in names:  # one table per wrapper, in WRAPPERS order
+        sections[f"{CELLS} · {wrapper_label(name)}"] = _cell_rows(
+            run.cells[of_cell == name], by_device
+        )
     return sections
+
+
+def cell_values(cells: pd.DataFrame, column: str = "wrapper") -> pd.Series:
+    """Returns each cell's `column` ("wrapper" or "prompt_source") as text, UNKNOWN where the
+    cell lacks it (a folder written before adabench recorded it)."""
+    if column not in cells.columns:
+        return pd.Series(UNKNOWN, index=cells.index, dtype=object)
+    values = cells[column].astype(object).where(cells[column].notna(), UNKNOWN)
+    return values.map(lambda v: str(v) or UNKNOWN)
+
+
+def wrappers_in(cells: pd.DataFrame) -> list[str]:
+    """Returns the wrappers of `cells` (adabench names) in WRAPPERS order, others (UNKNOWN)
+    after."""
+    present = set(cell_values(cells))
+    return [w for w in WRAPPERS if w in present] + sorted(present - set(WRAPPERS))
+
+
+def wrapper_label(name: str) -> str:
+    """Returns a wrapper's display name ("LLaVA-NeXT"), "wrapper not recorded" for UNKNOWN."""
+    if name in WRAPPERS:
+        return WRAPPERS[name].label
+    return "wrapper not recorded" if name == UNKNOWN else name
+
+
+def wrapper_line(cells: pd.DataFrame, name: str) -> str:
+    """Returns one wrapper's summary for the Run section, e.g. "LLaVA-NeXT (llava-next):
+    4 cells, prompt chat-template"."""
+    mine = cell_values(cells) == name
+    sources = sorted(set(cell_values(cells[mine], "prompt_source")))
+    head = wrapper_label(name) + (f" ({name})" if name in WRAPPERS else "")
+    n = int(mine.sum())
+    return f"{head}: {n} cell{'' if n == 1 else 's'}, prompt {'/'.join(sources)}"
 
 
 def _device_rows(cells: pd.DataFrame) -> list[dict[str, str]]:
@@ -228,7 +277,8 @@ def _markdown(run: Run, sections: dict, figures: list[Path], table: Table | None
     for path in figures:
         rel = path.relative_to(run.path) if path.is_relative_to(run.path) else path
         lines += [f"![{path.stem}]({rel.as_posix()})", "", f"*{_caption(path)}*", ""]
-    lines += ["## Cells", "", *_md_table(sections["Cells"]), ""]
+    for title in [t for t in sections if t.startswith(CELLS)]:
+        lines += [f"## {title}", "", *_md_table(sections[title]), ""]
     return "\n".join(lines)
 
 
@@ -252,7 +302,8 @@ def _html(run: Run, sections: dict, figures: list[Path], table: Table | None) ->
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         parts.append(f'<figure><img alt="{esc(path.stem)}" src="data:image/png;base64,{data}">'
                      f"<figcaption>{esc(_caption(path))}</figcaption></figure>")  # fmt: skip
-    parts += ["<h2>Cells</h2>", _html_table(sections["Cells"])]
+    for title in [t for t in sections if t.startswith(CELLS)]:
+        parts += [f"<h2>{esc(title)}</h2>", _html_table(sections[title])]
     body = "\n".join(parts)
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>adabench report: {esc(run.name)}</title><style>{_CSS}</style></head>"

@@ -39,6 +39,9 @@ CELL_COLUMNS: list[str] = [
     "latency_ms_p90", "latency_ms_p99", "prefill_ms_mean", "decode_ms_per_token_mean",
     "latency_ratio", "peak_mem_mb", "energy_j_mean", "slo_ms", "slo_attainment",
 ]  # fmt: skip
+OPTIONAL_CELL_COLUMNS: list[str] = ["wrapper", "prompt_source"]
+"""Cell columns a results folder may lack (written before adabench recorded them): readers
+treat a missing one as unknown (docs/results.md)."""
 CELL_KEY: list[str] = ["suite", "model", "method", "budget", "contention"]
 """The coordinates that identify a cell across runs (what `adabench compare` matches on)."""
 
@@ -56,7 +59,9 @@ _SAMPLE_TYPES: dict[str, pa.DataType] = {
 }
 _CELL_TYPES: dict[str, pa.DataType] = {
     **{c: _FLOAT for c in CELL_COLUMNS},
-    **dict.fromkeys(["cell_id", "suite", "model", "method", "contention_kind"], _STRING),
+    **dict.fromkeys(
+        ["cell_id", "suite", "model", "method", "contention_kind", *OPTIONAL_CELL_COLUMNS], _STRING
+    ),
     "n": pa.int64(),
 }
 _NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")

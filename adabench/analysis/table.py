@@ -355,6 +355,7 @@ def caption(
             f"contention {load}.")  # fmt: skip
     if run.meta.get("weights") == "random":
         text += " Weights are random: accuracy is meaningless, only FLOPs and latency count."
+    text += _wrappers_text(cells)
     if latency == "ratio":
         text += (" Latency ×full: geometric mean of per-sample latency ratios to full on the "
                  "same samples (95 % bootstrap CI).")  # fmt: skip
@@ -368,6 +369,20 @@ def caption(
                  "sign-flip test, Benjamini–Hochberg).")  # fmt: skip
     text += " Best value per suite in bold."
     return text
+
+
+def _wrappers_text(cells: pd.DataFrame) -> str:
+    """Returns " Wrapper(s): llava-next (models; chat-template prompt)." from the cells'
+    `wrapper` and `prompt_source` columns; "" for a folder that does not record them."""
+    if "wrapper" not in cells.columns or cells["wrapper"].isna().all():
+        return ""
+    sources = cells.get("prompt_source", pd.Series(index=cells.index, dtype=object))
+    parts = []
+    for name, group in cells.groupby(cells["wrapper"].fillna("unknown"), sort=True):
+        models = ", ".join(sorted(group["model"].astype(str).unique()))
+        prompt = "/".join(sorted(sources[group.index].fillna("unknown").astype(str).unique()))
+        parts.append(f"{name} ({models}; {prompt} prompt)")
+    return f" Wrapper{'s' if len(parts) > 1 else ''}: {', '.join(parts)}."
 
 
 def _device_from_meta(meta: dict) -> str:

@@ -45,11 +45,25 @@ def register(app: typer.Typer) -> None:
             int, typer.Option(min=0, help="Write a PNG grid of K samples (with --out).")
         ] = 0,
         out: Annotated[Path | None, typer.Option(help="Folder for the sample grid PNG.")] = None,
+        model: Annotated[
+            str | None,
+            typer.Option(
+                help="Also show the prompt this model runs for the first sample (its wrapper, "
+                "prompt_source, tokens): a shipped config, embedded alias or folder; no weights "
+                "are built."
+            ),
+        ] = None,
         json_: Json = False,
     ) -> None:
-        """Show a suite: source, splits, metric and a rendered prompt. Example: adabench suites show shapes --samples 16 --out /tmp/x"""
+        """Show a suite: source, splits, metric and a rendered prompt; with --model, the prompt
+        that model runs (the suite's for LLaVA-1.5, its chat template's otherwise).
+
+        Examples: adabench suites show shapes --samples 16 --out /tmp/x ·
+        adabench suites show shapes --model llava-onevision-qwen2-0.5b --json
+        """
         from adabench import console
         from adabench.data.suites import get_spec, load_suite
+        from adabench.sweep.prompts import model_prompt, suite_prompt_note
 
         check_out_folder(out)
         spec = get_spec(name)
@@ -66,6 +80,10 @@ def register(app: typer.Typer) -> None:
             "answers_example": first[0].answers,
             "path": str(spec.path),
         }
+        if model is None:
+            info["prompt_models"] = suite_prompt_note(spec.name)
+        else:
+            info.update(model_prompt(model, spec, first[0]))
         if samples and out is not None:
             from adabench.data.preview import sample_grid
 

@@ -21,6 +21,7 @@ Qwen-VL formula is `flops.qwen_flops` (adabench flops also needs it, on a nomina
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -66,3 +67,47 @@ def sample_vision_flops(config: Any, pixel_values_shape, visual: dict) -> int | 
     shape = tuple(pixel_values_shape)
     tiles = math.prod(shape[:-3])
     return tile_flops(config, wrapper, tiles, shape[-2], shape[-1])
+
+
+@dataclass(frozen=True)
+class ImageSide:
+    """What one image of a given size costs a model: what its processor makes of it."""
+
+    width_px: int
+    height_px: int
+    visual_tokens: int = field(metadata={"help": "image-token positions the LLM runs"})
+    structure_tokens: int = field(
+        metadata={
+            "help": "text tokens the processor adds around the image (Idefics3's tile "
+            "markers, Qwen's vision start/end), counted in the prompt"
+        }
+    )
+    vision_flops: int = field(metadata={"help": "tower + projector/connector, FLOP"})
+    tiles: int = field(metadata={"help": "tiles the tower encodes (1 for Qwen-VL: one image)"})
+
+
+def image_side(config: Any, processor, width_px: int, height_px: int) -> ImageSide:
+    """Returns what one width × height px image costs: `processor` (the model's own, or the
+    synthetic one of a --no-weights build at the config's sizes) runs on a blank image of that
+    size and a prompt holding only the image placeholder, so the visual-token count and the
+    vision FLOPs are those `adabench eval` records for such an image (tiles, unpadding,
+    image-newline tokens and merges as the processor decides them)."""
+    from PIL import Image
+
+    from adabench.models.flops import vision_side_flops
+    from adabench.models.wrappers import wrapper_of
+
+    wrapper = wrapper_of(config)
+    image = Image.new("RGB", (int(width_px), int(height_px)), (127, 127, 127))
+    enc = processor(images=image, text=wrapper.image_token, return_tensors="pt")
+    ids = enc["input_ids"][0]
+    visual = int((ids == int(config.image_token_id)).sum())
+    plain = processor.tokenizer(wrapper.image_token, add_special_tokens=False)["input_ids"]
+    structure = int(ids.shape[0]) - visual - (len(plain) - 1)  # the placeholder's own ids
+    keys = {k: enc[k] for k in wrapper.visual_keys if k in enc}
+    vision = sample_vision_flops(config, enc["pixel_values"].shape, keys)
+    if vision is None:
+        vision = vision_side_flops(config, visual)
+    shape = tuple(enc["pixel_values"].shape)
+    tiles = 1 if wrapper.mrope else math.prod(shape[:-3])
+    return ImageSide(int(width_px), int(height_px), visual, max(structure, 0), int(vision), tiles)

@@ -44,6 +44,7 @@ def prepare_samples(
     out = []
     for s in samples:
         image = prepare_image(spec, read_image(s), loaded.processor)  # pad-to-square where asked
+        s.meta["image_px"] = f"{image.width}x{image.height}"  # as the processor gets it
         enc = _fit_context(loaded, spec, s, image, new_tokens)
         ids, pixels = enc["input_ids"], enc["pixel_values"].to(loaded.dtype)
         positions = torch.nonzero(ids[0] == image_token).squeeze(1)  # on the host: no sync

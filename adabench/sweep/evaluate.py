@@ -96,6 +96,7 @@ def _print_summary(cell: dict, rows: list[dict]) -> None:
         },
         {"metric": "peak memory", "value": f"{cell['peak_mem_mb']:.1f} MB"},
         {"metric": "distinct plans", "value": str(cell["distinct_plans"])},
+        {"metric": "wrapper", "value": f"{cell['wrapper']} · prompt {cell['prompt_source']}"},
     ]
     marking = " · weights: random (latency/FLOPs only)" if cell.get("weights") == "random" else ""
     console.print_table(

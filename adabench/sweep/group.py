@@ -31,7 +31,7 @@ from adabench.models.methods import Method
 from adabench.sweep import pairing
 from adabench.sweep.cell_config import CellConfig
 from adabench.sweep.generate import PreparedSample, generate
-from adabench.sweep.rows import cell_row, mean_with_ci, sample_content
+from adabench.sweep.rows import cell_row, mean_with_ci, sample_content, wrapper_columns
 
 REF = "ref"
 """Arm key of the hidden `full` partner when the `full` cell itself is not being measured."""
@@ -293,6 +293,9 @@ def _measure(data: GroupData, arm: Arm, runner, timer, ps: PreparedSample, step,
         content = sample_content(data.loaded, data.spec, sample, g, method, vision)
         image_token = data.loaded.model.config.image_token_id
         content["visual_tokens"] = int((ps.input_ids == image_token).sum())  # before selection
+        content["text_tokens"] = int(ps.input_ids.shape[1]) - content["visual_tokens"]
+        if "image_px" in sample.meta:
+            content["image_px"] = sample.meta["image_px"]
         if g.kept_visual is not None:  # FastV: the visual tokens the blocks after K kept
             content["visual_kept"] = int(g.kept_visual)
         row["content"] = json.dumps(content)
@@ -494,6 +497,7 @@ def assemble(
         energy = _mean_energy_j([m for _, ms in pairs.samples(arm.key) for m in ms])
         peak = float(np.nanmax([r["peak_mem_mb"] for r in rows]))
         row = cell_row(arm.cell, rows, slowdown[0], peak, energy)
+        row.update(wrapper_columns(data.loaded, rows))
         row.update(ratio_columns(ratios, seed))
         row["cache_bytes"] = max(r["cache_bytes"] for r in rows)  # weight slices (shared runner)
         row.update(aa)

@@ -43,3 +43,57 @@ def build_prompt(processor, wrapper, rendered: str, where: str) -> tuple[str, st
         f"{where}: the suite's prompt has no {wrapper.image_token} for {wrapper.label} and the "
         "processor has no chat template to build one"
     )
+
+
+def suite_prompt_note(suite: str) -> str:
+    """Returns the one line `suites show` prints beside a suite's prompt: who runs it as is."""
+    return (
+        "LLaVA-1.5 models (wrapper llava) run this prompt; other wrappers build it from the "
+        f"question with their chat template (adabench suites show {suite} --model M)"
+    )
+
+
+def model_prompt(model: str, spec, sample) -> dict:
+    """Returns what `model` runs for `sample` of the suite `spec`, from its processor alone (no
+    weights are built): its wrapper, where the processor comes from, the prompt and its
+    `prompt_source`, and the prompt's tokens after the processor expands the image placeholder
+    (`prompt_tokens` = `text_tokens` + `image_tokens`, counts). `model` is a shipped config
+    (processor: synthetic, as `--no-weights` runs it), an embedded alias or a local folder; an
+    unknown name is a did-you-mean UserError."""
+    from adabench.data.hf_suites import prepare_image
+    from adabench.data.images import read_image
+    from adabench.models import catalog
+    from adabench.models.no_weights import config_and_processor
+    from adabench.models.wrappers import wrapper_of
+
+    shipped = catalog.shipped_config_dict(model) is not None
+    if not shipped and catalog.local_folder(model) is None:
+        catalog.resolve(model)  # an unknown name raises did-you-mean
+        raise UserError(
+            f"--model {model!r}: suites show reads the processor offline from a shipped config "
+            f"({', '.join(catalog.shipped_names())}), an embedded alias or a local folder"
+        )
+    _, config, processor = config_and_processor(model)
+    wrapper = wrapper_of(config)
+    prompt, source = build_prompt(
+        processor, wrapper, spec.render_prompt(sample), f"sample {sample.id}"
+    )
+    image = prepare_image(spec, read_image(sample), processor)
+    ids = processor(images=image, text=prompt, return_tensors="pt")["input_ids"][0]
+    image_tokens = int((ids == config.image_token_id).sum())
+    return {
+        "model": model,
+        "wrapper": wrapper.name,
+        "wrapper_label": wrapper.label,
+        "processor": (
+            "synthetic (shipped config, as --no-weights runs it: word-level tokenizer, "
+            "adabench's generic chat template)"
+            if shipped
+            else f"the model's own ({catalog.local_folder(model)})"
+        ),
+        "model_prompt": prompt,
+        "prompt_source": source,
+        "prompt_tokens": int(ids.shape[0]),
+        "text_tokens": int(ids.shape[0]) - image_tokens,
+        "image_tokens": image_tokens,
+    }

@@ -13,6 +13,7 @@ from adabench.measure.stats import bootstrap_ci, spread_warning, summarize
 from adabench.models import flops as flops_mod
 from adabench.models.loading import LoadedModel
 from adabench.models.methods import check_within_budget
+from adabench.models.wrappers import wrapper_of
 from adabench.sweep.cell_config import CellConfig
 
 
@@ -67,6 +68,15 @@ def _generation_flops(
             loaded.config, prompt_len, new_tokens, plan, full_prompt_len=full_len, vision=vision
         )
     return memo[key]
+
+
+def wrapper_columns(loaded: LoadedModel, rows: list[dict]) -> dict:
+    """Returns a cell's `wrapper` (adabench's name of the model's HF class, e.g. "llava-next")
+    and `prompt_source` (its sample rows' value: "suite" | "chat-template"; "mixed" when they
+    differ, "unknown" when none says)."""
+    sources = {str(r["prompt_source"]) for r in rows if r.get("prompt_source") is not None}
+    source = sources.pop() if len(sources) == 1 else ("mixed" if sources else "unknown")
+    return {"wrapper": wrapper_of(loaded.config).name, "prompt_source": source}
 
 
 def repeat_spread_warning(rows: list[dict]) -> str:

@@ -73,7 +73,7 @@ def run_server_cell(
     from adabench.models.execution import LlavaRunner
     from adabench.models.factory import build_method
     from adabench.sweep.generate import generate
-    from adabench.sweep.rows import sample_content
+    from adabench.sweep.rows import sample_content, wrapper_columns
 
     arrivals, window_s = arrivals_for(cell)
     policy = make_policy(cell, latency_model)
@@ -128,6 +128,7 @@ def run_server_cell(
         ),
         "achieved_slowdown": achieved_slowdown,
         "weights": loaded.weights,
+        **wrapper_columns(loaded, rows),
         **metrics,
     }
     return row, rows

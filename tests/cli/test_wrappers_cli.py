@@ -13,22 +13,12 @@ import torch
 from typer.testing import CliRunner
 
 from adabench.cli import app
-from tests.wrapper_models import WRAPPERS, build, truncated_copy
+from tests.wrapper_models import truncated_copy
 
 runner = CliRunner()
 LIMIT, NEW_TOKENS = 2, 4
 LAYER_DROP_KEPT = (0, 2, 5, 7)
 """layer-drop @ 0.5 on 8 blocks (tests/cli/test_families_cli.py)."""
-
-
-@pytest.fixture(scope="module", params=WRAPPERS)
-def wrapper_dir(request, tmp_path_factory):
-    """A saved tiny model of the wrapper with its processor (what a user passes as --model)."""
-    path = tmp_path_factory.mktemp(request.param.replace(".", "_"))
-    model, processor = build(request.param)
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
 
 
 def _hf_answers(path, kept=None) -> dict[str, str]:

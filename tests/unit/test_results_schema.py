@@ -25,7 +25,7 @@ def _documented(section: str) -> set[str]:
 @pytest.mark.parametrize(
     ("table", "listed"),
     [
-        ("cells.parquet", store.CELL_COLUMNS),
+        ("cells.parquet", store.CELL_COLUMNS + store.OPTIONAL_CELL_COLUMNS),
         ("samples.parquet", store.SAMPLE_COLUMNS + store.OPTIONAL_SAMPLE_COLUMNS),
     ],
 )

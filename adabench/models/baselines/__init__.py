@@ -60,6 +60,19 @@ class TokenMethod(Method):
         the prompt (AdaLLaVA's latency token); `base_plan` is the block/head plan it joins."""
         raise NotImplementedError
 
+    def per_prompt(self, input_ids, image_features, extra_tokens, base_plan, pick):
+        """Returns (visual tokens of the prompt, `pick(base plan, sequence length, visual
+        tokens)`), memoised per (sequence length, visual tokens, base blocks): the budget search
+        is pure Python and prompts repeat their shapes. `base_plan` None: the full model."""
+        base = base_plan or Plan.full(self.num_layers)
+        n_visual = visual_count(self.model, input_ids, image_features)
+        seq_len = input_ids.shape[1] + extra_tokens
+        cache = self.__dict__.setdefault("_per_prompt", {})
+        key = (seq_len, n_visual, base.layers)
+        if key not in cache:
+            cache[key] = pick(base, seq_len, n_visual)
+        return n_visual, cache[key]
+
     def request(self, sample_id, input_ids, image_features) -> Request:
         """Returns a full-model plan with this method's token selection added."""
         choice = self.choose(input_ids, image_features)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-from adabench.models.baselines import TokenChoice, TokenMethod, visual_count
+from adabench.models.baselines import TokenChoice, TokenMethod
 from adabench.models.baselines.token_budget import (
     fitted_count,
     parse_block,
@@ -60,7 +60,6 @@ class Dart(TokenMethod):
         self.config = model.config
         self.k = parse_block(self.NAME, self.args.get("k", DEFAULT_K), self.num_layers)
         self.keep = parse_fraction(self.NAME, "keep", self.args.get("keep"), low_open=True)
-        self._cache: dict[tuple, int] = {}
 
     @classmethod
     def min_budget(cls, model) -> float:
@@ -81,13 +80,9 @@ class Dart(TokenMethod):
 
     def choose(self, input_ids, image_features, extra_tokens=0, base_plan=None) -> TokenChoice:
         """Returns the DART drop before block k for this prompt."""
-        base = base_plan or Plan.full(self.num_layers)
-        n_visual = visual_count(self.model, input_ids, image_features)
-        seq_len = input_ids.shape[1] + extra_tokens
-        key = (seq_len, n_visual, base.layers)
-        if key not in self._cache:
-            self._cache[key] = self._kept(base, seq_len, n_visual)
-        kept = self._cache[key]
+        n_visual, kept = self.per_prompt(
+            input_ids, image_features, extra_tokens, base_plan, self._kept
+        )
         drops = (TokenDrop(self.k, n_visual - kept, "dart"),) if kept < n_visual else ()
         return TokenChoice(drops=drops, info={"visual_kept": kept})
 

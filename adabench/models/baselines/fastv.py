@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 from adabench.errors import UserError
-from adabench.models.baselines import TokenChoice, TokenMethod, visual_count
+from adabench.models.baselines import TokenChoice, TokenMethod
 from adabench.models.flops import flops_ratio, num_image_tokens
 from adabench.models.methods import register
 from adabench.models.plan import Plan
@@ -98,7 +98,6 @@ class FastV(TokenMethod):
         self.config = model.config
         self.k = _parse_k(self.args.get("k", DEFAULT_K), self.num_layers)
         self.r = _parse_r(self.args.get("r"))
-        self._cache: dict[tuple, int] = {}
         floor = _lower_bound(self.config, self.k)
         if self.budget + 1e-9 < floor:
             raise UserError(
@@ -114,13 +113,9 @@ class FastV(TokenMethod):
 
     def choose(self, input_ids, image_features, extra_tokens=0, base_plan=None) -> TokenChoice:
         """Returns the FastV selection: drop the lowest-attention visual tokens after block K."""
-        base = base_plan or Plan.full(self.num_layers)
-        n_visual = visual_count(self.model, input_ids, image_features)
-        seq_len = input_ids.shape[1] + extra_tokens
-        key = (seq_len, n_visual, base.layers)
-        if key not in self._cache:
-            self._cache[key] = self._removed(base, seq_len, n_visual)
-        removed = self._cache[key]
+        n_visual, removed = self.per_prompt(
+            input_ids, image_features, extra_tokens, base_plan, self._removed
+        )
         return TokenChoice(
             fastv_layer=self.k, fastv_removed=removed, info={"fastv_removed": removed}
         )

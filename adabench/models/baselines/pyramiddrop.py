@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 from adabench.errors import UserError
-from adabench.models.baselines import TokenChoice, TokenMethod, visual_count
+from adabench.models.baselines import TokenChoice, TokenMethod
 from adabench.models.baselines.token_budget import parse_fraction, unreachable
 from adabench.models.flops import flops_ratio, num_image_tokens
 from adabench.models.methods import register
@@ -107,7 +107,6 @@ class PyramidDrop(TokenMethod):
         self.config = model.config
         self.layers = _parse_layers(self.args.get("layers"), self.num_layers)
         self.lam = parse_fraction(self.NAME, "lambda", self.args.get("lambda"))
-        self._cache: dict[tuple, float] = {}
 
     @classmethod
     def min_budget(cls, model) -> float:
@@ -129,13 +128,9 @@ class PyramidDrop(TokenMethod):
 
     def choose(self, input_ids, image_features, extra_tokens=0, base_plan=None) -> TokenChoice:
         """Returns the staged drops for this prompt (λ from the budget unless given)."""
-        base = base_plan or Plan.full(self.num_layers)
-        n_visual = visual_count(self.model, input_ids, image_features)
-        seq_len = input_ids.shape[1] + extra_tokens
-        key = (seq_len, n_visual, base.layers)
-        if key not in self._cache:
-            self._cache[key] = self._lambda(base, seq_len, n_visual)
-        lam = self._cache[key]
+        n_visual, lam = self.per_prompt(
+            input_ids, image_features, extra_tokens, base_plan, self._lambda
+        )
         drops = stage_drops(self.layers, n_visual, lam)
         info = {"pyramid_lambda": lam, "visual_kept": n_visual - sum(d.removed for d in drops)}
         return TokenChoice(drops=drops, info=info)

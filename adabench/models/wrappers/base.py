@@ -14,9 +14,10 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported where tensors are made: the report reads WRAPPERS without it
+    import torch
 
 TOWERS = ("clip", "siglip", "qwen-vit")
 """Vision tower kinds: only a CLIP tower (CLS token) gives PruMerge its CLS attention."""
@@ -92,6 +93,8 @@ def image_features(
     `get_image_features`: [n_images, n_visual, hidden] for a fixed-count wrapper (Llava), else
     [1, n_visual total, hidden] (tiles, newline tokens and merges included) — in the order the
     image tokens of `input_ids` take them."""
+    import torch
+
     cfg = model.config
     kwargs = {k: getattr(cfg, k) for k in wrapper.feature_args}
     kwargs.update({k: visual[k] for k in wrapper.visual_keys if k in visual})
