@@ -247,6 +247,22 @@ def weights_in_cache(repo_id: str, cache_dir: str | Path | None = None) -> bool:
     return isinstance(cached("model.safetensors"), str)
 
 
+TOWER_LABELS = {"clip": "CLIP", "siglip": "SigLIP", "qwen-vit": "Qwen ViT"}
+
+
+def vision_summary(config) -> str:
+    """Returns the vision tower in one line: kind, layers × width, input size / patch
+    ("CLIP 24 × 1024, 336px / 14"; Qwen's ViT reads the image at its own resolution)."""
+    from adabench.models.wrappers import wrapper_of
+
+    vision = config.vision_config
+    layers = getattr(vision, "depth", None) or vision.num_hidden_layers
+    size = getattr(vision, "image_size", None)
+    where = f"{size}px" if size else "native resolution"
+    label = TOWER_LABELS[wrapper_of(config).tower]
+    return f"{label} {layers} × {vision.hidden_size}, {where} / {vision.patch_size}"
+
+
 def describe_shipped(name: str, cache_dir: str | Path | None = None) -> dict:
     """Returns what `adabench models show` reports for a shipped config: shapes, AdaLLaVA
     settings, and `weights_present` (HF cache lookup, no network). {} if `name` is not shipped."""
@@ -266,8 +282,7 @@ def describe_shipped(name: str, cache_dir: str | Path | None = None) -> dict:
         "intermediate_size": text.intermediate_size,
         "vocab_size": text.vocab_size,
         "image_tokens": num_image_tokens(config),
-        "vision": f"CLIP {config.vision_config.num_hidden_layers} × {config.vision_config.hidden_size}, "
-        f"{config.vision_config.image_size}px / {config.vision_config.patch_size}",
+        "vision": vision_summary(config),
         "adallava": adallava_settings(name) or None,
         **({} if repo else {"checkpoint": "none (config only: adabench flops, --no-weights)"}),
     }

@@ -8,12 +8,19 @@ from adabench.models.wrappers.base import Wrapper
 
 QWEN_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|video_pad|>")
 
+# Visual tokens an image gets at least / at most: the released checkpoints' processor bounds,
+# min_pixels 3136 = 4 · 28² and max_pixels 12845056 = 16384 · 28² (docs/shipped_configs.md),
+# kept in tokens so tiny test towers (other patch sizes) get the same bounds.
+MIN_TOKENS = 4
+MAX_TOKENS = 16384
+
 
 def build_processor(
     config, tokenizer, chat_template: str, processor_class: str = "Qwen2VLProcessor"
 ):
     """Returns a Qwen2-VL processor: PIL Qwen2-VL image processor with the tower's patch,
-    temporal patch and merge sizes, at most 1280 visual tokens an image."""
+    temporal patch and merge sizes, MIN_TOKENS to MAX_TOKENS visual tokens an image (the
+    released checkpoints' min_pixels / max_pixels)."""
     import transformers
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
         Qwen2VLImageProcessorPil,
@@ -28,8 +35,8 @@ def build_processor(
         patch_size=vision.patch_size,
         temporal_patch_size=vision.temporal_patch_size,
         merge_size=merge,
-        min_pixels=4 * unit * unit,
-        max_pixels=1280 * unit * unit,
+        min_pixels=MIN_TOKENS * unit * unit,
+        max_pixels=MAX_TOKENS * unit * unit,
         image_mean=list(CLIP_MEAN),
         image_std=list(CLIP_STD),
     )
