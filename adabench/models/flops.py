@@ -82,15 +82,22 @@ read from its prompt, and the budget is checked on it (models/methods.check_with
 
 
 def num_image_tokens(config: Any) -> int:
-    """Returns how many image tokens one image yields: patches (+ CLS when strategy is "full");
-    for a dynamic-resolution tower, those of a NOMINAL_IMAGE_PX-square image after its merger."""
+    """Returns how many image tokens one image (LLaVA-1.5) or one tile at the tower's
+    resolution (LLaVA-NeXT / OneVision, Idefics3) yields: patches, + CLS when the strategy is
+    "full" on a CLIP tower (SigLIP has none), ÷ scale_factor² after Idefics3's pixel shuffle;
+    for a dynamic-resolution tower, those of a NOMINAL_IMAGE_PX-square image after its merger.
+    A whole image's count on a tiling wrapper: adabench/models/vision_flops.image_side."""
     vision = config.vision_config
     if getattr(vision, "image_size", None) is None:
         merge = int(getattr(vision, "spatial_merge_size", 1) or 1)
         return (NOMINAL_IMAGE_PX // vision.patch_size // merge) ** 2
     patches = (vision.image_size // vision.patch_size) ** 2
+    scale = getattr(config, "scale_factor", None)
+    if scale:  # Idefics3's connector: scale² patches per token
+        return patches // (int(scale) ** 2)
     strategy = getattr(config, "vision_feature_select_strategy", "default")
-    return patches + (1 if strategy == "full" else 0)
+    clip = str(getattr(vision, "model_type", "clip")).startswith("clip")
+    return patches + (1 if strategy == "full" and clip else 0)
 
 
 # --- vision side -----------------------------------------------------------------------------
