@@ -22,10 +22,17 @@ SHIPPED_KEYS = ("adallava", "_comment")
 HUB_ALIASES = {
     "llava-1.5-7b": "llava-hf/llava-1.5-7b-hf",
     "llava-1.5-13b": "llava-hf/llava-1.5-13b-hf",
+    "llava-v1.6-mistral-7b": "llava-hf/llava-v1.6-mistral-7b-hf",
+    "llava-onevision-qwen2-0.5b": "llava-hf/llava-onevision-qwen2-0.5b-ov-hf",
+    "llava-onevision-qwen2-7b": "llava-hf/llava-onevision-qwen2-7b-ov-hf",
+    "qwen2.5-vl-3b": "Qwen/Qwen2.5-VL-3B-Instruct",
+    "qwen2.5-vl-7b": "Qwen/Qwen2.5-VL-7B-Instruct",
+    "smolvlm-256m": "HuggingFaceTB/SmolVLM-256M-Instruct",
 }
-"""Shipped configs whose llava-hf checkpoint is a LlavaForConditionalGeneration with the same
-shapes. The other shipped configs (llava-v1.6-mistral-7b, llava-qwen2-7b) have no such checkpoint
-on the hub: they are config-only (`config_only`), for `adabench flops` and `--no-weights`."""
+"""Shipped configs and the hub checkpoint each has the shapes of (checked field by field and by
+parameter count: docs/shipped_configs.md): `--model NAME` loads that checkpoint, `--model NAME
+--no-weights` builds the config with random weights. `llava-qwen2-7b` has no such checkpoint on
+the hub: it is config-only (`config_only`), for `adabench flops` and `--no-weights`."""
 
 EMBEDDED = {
     "tiny": "tiny",

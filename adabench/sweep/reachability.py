@@ -3,8 +3,10 @@
 A budget below what a method can reach is found from config files and the suites' prompts, no
 weights loaded: block/head methods (and combinations, whose block/head part takes the budget,
 adabench/models/combine.py) by their analytic plans (`flops_table`); plain token methods
-(fastv, prumerge, prumerge+) by their floor on the suite's longest prompt (a longer text part
-leaves less to drop), computed by the method's own `prompt_floor`. The sweep refuses such a
+(fastv, prumerge, prumerge+, ...) by their floor on the suite's hardest prompt (a longer text
+part or fewer visual tokens leaves less to drop; on LLaVA-NeXT, OneVision, Idefics3 and Qwen-VL
+the visual-token count follows each sample's image, counted by the model's processor as eval
+counts it), computed by the method's own `prompt_floor`. The sweep refuses such a
 grid up front, listing every unreachable cell, or drops those cells with a warning when
 `skip_unreachable` is set (docs/sweeps.md).
 """
@@ -67,7 +69,7 @@ def _unreachable(cfg: SweepConfig) -> list[Unreachable]:
         adallava = catalog.adallava_settings_for(model)
         methods = [m for m in cfg.methods if m != "full"]
         budgets = list(cfg.budgets)
-        longest: dict[str, tuple[int, int]] = {}
+        shapes: dict[str, set[tuple[int, int]]] = {}
         for method in methods:
             for budget in budgets:
                 reason = _block_reason(method, config, adallava, budget)
@@ -77,15 +79,20 @@ def _unreachable(cfg: SweepConfig) -> list[Unreachable]:
                 if method not in PROMPT_METHODS:
                     continue
                 for suite in cfg.suites:
-                    if suite not in longest:
-                        longest[suite] = longest_prompt(model, suite, cfg, config)
-                    seq_len, n_visual = longest[suite]
-                    floor = _token_class(method).prompt_floor(
-                        config, seq_len, n_visual, dict(cfg.method_args)
-                    )
+                    if suite not in shapes:
+                        shapes[suite] = {
+                            (n, v) for _, n, v in prompt_shapes(model, suite, cfg, config)
+                        }
+                    if not shapes[suite]:
+                        continue
+                    floor, seq_len, n_visual = max(
+                        (_token_class(method).prompt_floor(config, n, v, dict(cfg.method_args)),
+                         n, v)
+                        for n, v in shapes[suite]
+                    )  # fmt: skip
                     if budget + 1e-9 < floor:
                         out.append(Unreachable(model, suite, method, budget,
-                                               f"the minimum on the suite's longest prompt "
+                                               f"the minimum on the suite's hardest prompt "
                                                f"({seq_len} tokens, {n_visual} visual) is "
                                                f"{floor:.4g}"))  # fmt: skip
     return out
@@ -145,57 +152,83 @@ def _token_class(method: str):
     return METHODS.get(method)
 
 
-def longest_prompt(model: str, suite: str, cfg: SweepConfig, config) -> tuple[int, int]:
-    """Returns (tokens, visual tokens) of the longest prompt of `suite` (at `cfg.limit` and
-    `cfg.split`) for `model` (see `prompt_lengths`)."""
-    from adabench.models.flops import num_image_tokens
-
-    lengths = prompt_lengths(model, suite, cfg, config)
-    return max((n for _, n in lengths), default=0), num_image_tokens(config)
-
-
-def prompt_lengths(model: str, suite: str, cfg: SweepConfig, config) -> list[tuple[str, int]]:
-    """Returns (sample id, prompt tokens) for every sample of `suite` (at `cfg.limit` and
-    `cfg.split`): its text tokenized by `model`'s tokenizer, its `<image>` placeholder counted
-    as the config's visual-token count. Cached per (model, prompts)."""
+def prompt_shapes(model: str, suite: str, cfg: SweepConfig, config) -> list[tuple[str, int, int]]:
+    """Returns (sample id, prompt tokens, visual tokens) for every sample of `suite` (at
+    `cfg.limit` and `cfg.split`), as `adabench eval` will build them for `model`: a LLaVA-1.5
+    model (one fixed-size image) by its tokenizer on the suite's prompt, the `<image>`
+    placeholder counted as the config's visual-token count; any other wrapper by its processor
+    on the sample's image and its chat-template prompt (tiles, image markers and native
+    resolution make the count follow the image). A sample whose image cannot be read is left
+    out (the run reports it). Cached per (model, prompts)."""
     from adabench.data.suites import get_spec, load_suite
+    from adabench.models.wrappers import wrapper_of
 
     spec = get_spec(suite)
     samples = load_suite(suite, split=cfg.split, limit=cfg.limit, seed=0)
     prompts = tuple((s.id, spec.render_prompt(s)) for s in samples)
     key = (model, cfg.no_weights, prompts)
-    if key not in _LENGTHS:
-        _LENGTHS[key] = _prompt_lengths(model, prompts, cfg.no_weights, config)
-    return _LENGTHS[key]
+    if key not in _SHAPES:
+        processor = _processor(model, cfg.no_weights)
+        if wrapper_of(config).fixed_tokens:
+            _SHAPES[key] = _fixed_shapes(processor.tokenizer, prompts, config)
+        else:
+            _SHAPES[key] = _processor_shapes(processor, spec, samples, config)
+    return _SHAPES[key]
 
 
-_LENGTHS: dict[tuple, list[tuple[str, int]]] = {}
+def prompt_lengths(model: str, suite: str, cfg: SweepConfig, config) -> list[tuple[str, int]]:
+    """Returns (sample id, prompt tokens, visual tokens included) of every sample of `suite`
+    (see `prompt_shapes`)."""
+    return [
+        (sample_id, tokens) for sample_id, tokens, _ in prompt_shapes(model, suite, cfg, config)
+    ]
 
 
-def _prompt_lengths(
-    model: str, prompts: tuple[tuple[str, str], ...], no_weights: bool, config
-) -> list[tuple[str, int]]:
+_SHAPES: dict[tuple, list[tuple[str, int, int]]] = {}
+
+
+def _fixed_shapes(tokenizer, prompts: tuple[tuple[str, str], ...], config) -> list:
     from adabench.models.flops import num_image_tokens
 
-    tokenizer = _tokenizer(model, no_weights)
     image_id = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
     n_visual = num_image_tokens(config)
     out = []
     for sample_id, prompt in prompts:
         ids = tokenizer(prompt)["input_ids"]
         placeholders = sum(1 for i in ids if i == image_id)
-        out.append((sample_id, len(ids) - placeholders + n_visual * max(1, placeholders)))
+        visual = n_visual * max(1, placeholders)
+        out.append((sample_id, len(ids) - placeholders + visual, visual))
     return out
 
 
-def _tokenizer(model: str, no_weights: bool):
-    """Returns the tokenizer the sweep will use for `model` (the synthetic one of --no-weights
-    on a shipped config, else the folder's)."""
+def _processor_shapes(processor, spec, samples, config) -> list:
+    from adabench.data.hf_suites import prepare_image
+    from adabench.data.images import read_image
+    from adabench.models.wrappers import wrapper_of
+    from adabench.sweep.prompts import build_prompt
+
+    wrapper = wrapper_of(config)
+    image_id = int(config.image_token_id)
+    out = []
+    for sample in samples:
+        try:
+            image = prepare_image(spec, read_image(sample), processor)
+        except UserError:  # an unreadable image: the run refuses or skips it and says so
+            continue
+        prompt, _ = build_prompt(processor, wrapper, spec.render_prompt(sample), sample.id)
+        ids = processor(images=image, text=prompt, return_tensors="pt")["input_ids"][0]
+        out.append((sample.id, int(ids.shape[0]), int((ids == image_id).sum())))
+    return out
+
+
+def _processor(model: str, no_weights: bool):
+    """Returns the processor the sweep will use for `model` (the synthetic one of --no-weights
+    on a shipped config, else the folder's or hub checkpoint's)."""
     if no_weights:
         from adabench.models.no_weights import config_and_processor
 
-        return config_and_processor(model)[2].tokenizer
+        return config_and_processor(model)[2]
     from adabench.models.catalog import resolve
     from adabench.models.loading import load_processor
 
-    return load_processor(str(resolve(model))).tokenizer
+    return load_processor(str(resolve(model)))
