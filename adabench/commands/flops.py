@@ -40,8 +40,10 @@ def register(app: typer.Typer) -> None:
         image_tokens: Annotated[
             int | None,
             typer.Option(
+                "--image-tokens",
+                "--visual-tokens",
                 help="Visual tokens in the LLM, overriding the image's count (576 for "
-                "llava-1.5); the vision side stays the image's."
+                "llava-1.5); the vision side stays the image's.",
             ),
         ] = None,
         prompt_tokens: Annotated[

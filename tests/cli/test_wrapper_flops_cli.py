@@ -109,6 +109,11 @@ def test_image_size_changes_the_tiles_and_counts_of_variable_resolution_models()
     assert (small["image_tokens"], big["image_tokens"]) == (256, 37 * 27)  # 28-px merged grid
     assert big["vision_flops"] > small["vision_flops"] and big["seq_len"] > small["seq_len"]
     assert row("llava-1.5-7b", "1024x768")["image_tokens"] == 576
+    result = runner.invoke(
+        app, ["flops", "--model", "qwen2.5-vl-3b", "--visual-tokens", "100", "--json"]
+    )
+    override = json.loads(result.stdout)[0]
+    assert (override["image_tokens"], override["vision_flops"]) == (100, small["vision_flops"])
     assert row("smolvlm-256m", "1024x768")["structure_tokens"] > 0
 
 
