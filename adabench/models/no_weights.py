@@ -37,6 +37,9 @@ from adabench.models.loading import (
 )
 
 INIT_STD = 0.02
+TEMPLATE_WORDS = ("system", "user", "assistant", "You", "helpful", "assistant.")
+"""Words of the checkpoints' chat templates (roles, Qwen's system prompt): after the built-in
+suites' words, so that a decoded prompt reads as the checkpoint's."""
 
 
 # --- shipped configs -------------------------------------------------------------------------
@@ -250,15 +253,18 @@ def _vocabulary(config, image_token: str, specials: tuple[str, ...], words: list
 def build_synthetic_processor(config):
     """Returns an offline processor of the config's wrapper (its real processor class:
     LlavaProcessor, LlavaNextProcessor, Idefics3Processor, ...) with a PIL image processor at
-    the vision tower's sizes and a word-level tokenizer whose image token id is the config's
-    (text tokens are synthetic — only their count matters for a random model)."""
+    the vision tower's sizes, the wrapper's checkpoints' chat template (`Wrapper.chat_template`;
+    LLaVA-1.5's layout where it has none) and a word-level tokenizer whose image token id is the
+    config's and whose template markers (`<|im_start|>`, `[INST]`, `User:`, ...) are single
+    tokens (text tokens are synthetic — only their count matters for a random model)."""
     from adabench.models.tiny import CHAT_TEMPLATE, build_tokenizer, vocabulary
     from adabench.models.wrappers import wrapper_of
 
     wrapper = wrapper_of(config)
-    vocab = _vocabulary(config, wrapper.image_token, wrapper.special_tokens, vocabulary())
+    words = [*vocabulary(), *TEMPLATE_WORDS]
+    vocab = _vocabulary(config, wrapper.image_token, wrapper.special_tokens, words)
     tokenizer = build_tokenizer(
         vocab, image_token=wrapper.image_token, specials=wrapper.special_tokens
     )
-    template = CHAT_TEMPLATE.replace("<image>", wrapper.image_token)
+    template = wrapper.chat_template or CHAT_TEMPLATE.replace("<image>", wrapper.image_token)
     return wrapper.build_processor(config, tokenizer, template)
