@@ -211,10 +211,10 @@ def config_and_processor(name_or_config: Any):
 
 def synthetic_vocabulary(config, specials: tuple[str, ...] = ()) -> dict[str, int]:
     """Returns word → id: specials at Llama's ids (<unk> 0, <s> 1, </s> 2), `image_token`
-    (default `<image>`) at the config's image token id, `<pad>` right after it, the wrapper's
-    further `specials` (at the config's ids where it names them: Qwen's vision start/end),
-    then the tiny model's words (prompt words of the built-in suites). Every id is below the
-    config's vocabulary size."""
+    (default `<image>`) at the config's image token id, the wrapper's further `specials` (at the
+    config's ids where it names them: Qwen's vision start/end, the video token), `<pad>` right
+    after the image token where that id is free, then the tiny model's words (prompt words of
+    the built-in suites). Every id is below the config's vocabulary size."""
     from adabench.models.tiny import vocabulary
 
     return _vocabulary(config, "<image>", specials, vocabulary())
@@ -224,19 +224,21 @@ def _vocabulary(config, image_token: str, specials: tuple[str, ...], words: list
     image_id = int(config.image_token_id)
     vocab_size = config.text_config.vocab_size
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, image_token: image_id}
+    video_id = getattr(config, "video_token_id", None)
+    named = {
+        "<|vision_start|>": getattr(config, "vision_start_token_id", None),
+        "<|vision_end|>": getattr(config, "vision_end_token_id", None),
+        "<|video_pad|>": video_id,
+        "<video>": video_id,
+    }
+    for token in specials:  # the config's ids first: <pad> must not take one (Qwen's video id)
+        wanted = named.get(token)
+        if wanted is not None and wanted < vocab_size and wanted not in vocab.values():
+            vocab[token] = int(wanted)
     pad_id = image_id + 1 if image_id + 1 < vocab_size else 3
     if pad_id in vocab.values():
         pad_id = 3
     vocab["<pad>"] = pad_id
-    named = {
-        "<|vision_start|>": getattr(config, "vision_start_token_id", None),
-        "<|vision_end|>": getattr(config, "vision_end_token_id", None),
-        "<|video_pad|>": getattr(config, "video_token_id", None),
-    }
-    for token in specials:
-        wanted = named.get(token)
-        if wanted is not None and wanted < vocab_size and wanted not in vocab.values():
-            vocab[token] = int(wanted)
     next_id = 3
     for word in [*(t for t in specials if t not in vocab), *words]:
         if word in vocab:
