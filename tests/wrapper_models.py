@@ -195,6 +195,21 @@ def build(wrapper: str, layers: int = 8, attn: str = "eager", seed: int = 0):
     return model, build_synthetic_processor(config)
 
 
+QWEN_TOKEN_BUDGET = "0.9"
+"""A budget a token method reaches on a tiny Qwen-VL build: the checkpoints' chat template
+(adabench/models/wrappers/qwen2_vl.py, its system turn) makes a 48-px shapes image's 4 visual
+tokens 4 of a 25-token prompt, so removing visual tokens cannot go below 0.87 of the FLOPs."""
+
+
+def reachable_budget(path, budget: str) -> str:
+    """Returns `budget` for the saved tiny build at `path`, QWEN_TOKEN_BUDGET for a Qwen-VL one."""
+    import json
+    from pathlib import Path
+
+    model_type = json.loads((Path(path) / "config.json").read_text())["model_type"]
+    return QWEN_TOKEN_BUDGET if model_type.startswith("qwen") else budget
+
+
 def image(width: int = 96, height: int = 48):
     """Returns a shapes test image resized to width × height (a non-square one tiles)."""
     from adabench.data import synthetic

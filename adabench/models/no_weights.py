@@ -37,6 +37,9 @@ from adabench.models.loading import (
 )
 
 INIT_STD = 0.02
+TEMPLATE_WORDS = ("system", "user", "assistant", "You", "helpful", "assistant.")
+"""Words of the checkpoints' chat templates (roles, Qwen's system prompt): after the built-in
+suites' words, so that a decoded prompt reads as the checkpoint's."""
 
 
 # --- shipped configs -------------------------------------------------------------------------
@@ -208,10 +211,10 @@ def config_and_processor(name_or_config: Any):
 
 def synthetic_vocabulary(config, specials: tuple[str, ...] = ()) -> dict[str, int]:
     """Returns word → id: specials at Llama's ids (<unk> 0, <s> 1, </s> 2), `image_token`
-    (default `<image>`) at the config's image token id, `<pad>` right after it, the wrapper's
-    further `specials` (at the config's ids where it names them: Qwen's vision start/end),
-    then the tiny model's words (prompt words of the built-in suites). Every id is below the
-    config's vocabulary size."""
+    (default `<image>`) at the config's image token id, the wrapper's further `specials` (at the
+    config's ids where it names them: Qwen's vision start/end, the video token), `<pad>` right
+    after the image token where that id is free, then the tiny model's words (prompt words of
+    the built-in suites). Every id is below the config's vocabulary size."""
     from adabench.models.tiny import vocabulary
 
     return _vocabulary(config, "<image>", specials, vocabulary())
@@ -221,19 +224,21 @@ def _vocabulary(config, image_token: str, specials: tuple[str, ...], words: list
     image_id = int(config.image_token_id)
     vocab_size = config.text_config.vocab_size
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, image_token: image_id}
+    video_id = getattr(config, "video_token_id", None)
+    named = {
+        "<|vision_start|>": getattr(config, "vision_start_token_id", None),
+        "<|vision_end|>": getattr(config, "vision_end_token_id", None),
+        "<|video_pad|>": video_id,
+        "<video>": video_id,
+    }
+    for token in specials:  # the config's ids first: <pad> must not take one (Qwen's video id)
+        wanted = named.get(token)
+        if wanted is not None and wanted < vocab_size and wanted not in vocab.values():
+            vocab[token] = int(wanted)
     pad_id = image_id + 1 if image_id + 1 < vocab_size else 3
     if pad_id in vocab.values():
         pad_id = 3
     vocab["<pad>"] = pad_id
-    named = {
-        "<|vision_start|>": getattr(config, "vision_start_token_id", None),
-        "<|vision_end|>": getattr(config, "vision_end_token_id", None),
-        "<|video_pad|>": getattr(config, "video_token_id", None),
-    }
-    for token in specials:
-        wanted = named.get(token)
-        if wanted is not None and wanted < vocab_size and wanted not in vocab.values():
-            vocab[token] = int(wanted)
     next_id = 3
     for word in [*(t for t in specials if t not in vocab), *words]:
         if word in vocab:
@@ -250,15 +255,18 @@ def _vocabulary(config, image_token: str, specials: tuple[str, ...], words: list
 def build_synthetic_processor(config):
     """Returns an offline processor of the config's wrapper (its real processor class:
     LlavaProcessor, LlavaNextProcessor, Idefics3Processor, ...) with a PIL image processor at
-    the vision tower's sizes and a word-level tokenizer whose image token id is the config's
-    (text tokens are synthetic — only their count matters for a random model)."""
+    the vision tower's sizes, the wrapper's checkpoints' chat template (`Wrapper.chat_template`;
+    LLaVA-1.5's layout where it has none) and a word-level tokenizer whose image token id is the
+    config's and whose template markers (`<|im_start|>`, `[INST]`, `User:`, ...) are single
+    tokens (text tokens are synthetic — only their count matters for a random model)."""
     from adabench.models.tiny import CHAT_TEMPLATE, build_tokenizer, vocabulary
     from adabench.models.wrappers import wrapper_of
 
     wrapper = wrapper_of(config)
-    vocab = _vocabulary(config, wrapper.image_token, wrapper.special_tokens, vocabulary())
+    words = [*vocabulary(), *TEMPLATE_WORDS]
+    vocab = _vocabulary(config, wrapper.image_token, wrapper.special_tokens, words)
     tokenizer = build_tokenizer(
         vocab, image_token=wrapper.image_token, specials=wrapper.special_tokens
     )
-    template = CHAT_TEMPLATE.replace("<image>", wrapper.image_token)
+    template = wrapper.chat_template or CHAT_TEMPLATE.replace("<image>", wrapper.image_token)
     return wrapper.build_processor(config, tokenizer, template)

@@ -53,6 +53,17 @@ def suite_prompt_note(suite: str) -> str:
     )
 
 
+def synthetic_processor_text(wrapper) -> str:
+    """Returns what `suites show` says of a shipped config's synthetic processor: its tokenizer
+    and whose chat template it carries (the checkpoints' own, `Wrapper.chat_template`)."""
+    template = (
+        f"the checkpoint's chat template ({wrapper.chat_template_of})"
+        if wrapper.chat_template
+        else "the suite's LLaVA-1.5 prompt"
+    )
+    return f"synthetic (shipped config, as --no-weights runs it: word-level tokenizer, {template})"
+
+
 def model_prompt(model: str, spec, sample) -> dict:
     """Returns what `model` runs for `sample` of the suite `spec`, from its processor alone (no
     weights are built): its wrapper, where the processor comes from, the prompt and its
@@ -86,8 +97,7 @@ def model_prompt(model: str, spec, sample) -> dict:
         "wrapper": wrapper.name,
         "wrapper_label": wrapper.label,
         "processor": (
-            "synthetic (shipped config, as --no-weights runs it: word-level tokenizer, "
-            "adabench's generic chat template)"
+            synthetic_processor_text(wrapper)
             if shipped
             else f"the model's own ({catalog.local_folder(model)})"
         ),

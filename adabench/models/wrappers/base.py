@@ -56,6 +56,17 @@ class Wrapper:
         default=(),
         metadata={"help": "further tokens the processor writes (a tiny tokenizer adds them)"},
     )
+    chat_template: str | None = field(
+        default=None,
+        compare=False,
+        metadata={
+            "help": "the checkpoints' own chat template (Jinja, verbatim), which the synthetic "
+            "processor of a --no-weights run uses; None: LLaVA-1.5 runs the suite's prompt"
+        },
+    )
+    chat_template_of: str = field(
+        default="", metadata={"help": "the hub checkpoints whose chat template that is"}
+    )
     build_processor: Callable[..., Any] | None = field(
         default=None,
         compare=False,

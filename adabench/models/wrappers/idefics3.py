@@ -4,6 +4,17 @@ patches per visual token), Llama decoder at `model.model.text_model`."""
 
 from adabench.models.wrappers.base import Wrapper
 
+# HuggingFaceTB/SmolVLM-256M-Instruct chat_template.json, verbatim as huggingface/transformers
+# tests/models/idefics3/test_processing_idefics3.py (`prepare_processor_dict`) vendors it. One
+# image and a question render `<|im_start|>User:<image>QUESTION<end_of_utterance>\nAssistant:`.
+CHAT_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
+    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}"
+    "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
 
 def build_processor(config, tokenizer, chat_template: str):
     """Returns an Idefics3Processor: PIL Idefics3 image processor whose tile is the tower's
@@ -45,8 +56,13 @@ WRAPPER = Wrapper(
         "<fake_token_around_image>",
         "<global-img>",
         "<end_of_utterance>",
+        "<|im_start|>",
+        "User:",
+        "Assistant:",
         *(f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)),
     ),
+    chat_template=CHAT_TEMPLATE,
+    chat_template_of="HuggingFaceTB/SmolVLM-256M-Instruct",
     build_processor=build_processor,
     note="SigLIP tower, image tiles + global view, pixel-shuffle connector",
 )

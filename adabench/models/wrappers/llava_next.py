@@ -6,6 +6,21 @@ appends one `image_newline` vector per row. The visual-token count follows the i
 
 from adabench.models.wrappers.base import Wrapper
 
+# llava-hf/llava-v1.6-mistral-7b-hf chat_template.json, verbatim as openvinotoolkit/openvino.genai
+# src/cpp/src/tokenizer.cpp vendors it ("tiny-random-llava-next, llava-v1.6-mistral"). One image
+# and a question render `[INST] <image>\nQUESTION [/INST]`.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'system' %}"
+    "{{ '<<SYS>>\\n' + message['content'][0]['text'] + '\\n<</SYS>>\\n\\n' }}"
+    "{% elif message['role'] == 'user' %}{{ '[INST] ' }}{# Render all images first #}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\\n' }}{% endfor %}{# Render all text next #}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] }}{% endfor %}{{' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+    "{{ ' ' + message['content'][0]['text'] + '<\\\\s> '}}{% else %}"
+    "{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}"
+)
+
 
 def build_processor(config, tokenizer, chat_template: str):
     """Returns a LlavaNextProcessor: PIL LLaVA-NeXT image processor at the tower's tile size and
@@ -44,6 +59,9 @@ WRAPPER = Wrapper(
     processor_class="LlavaNextProcessor",
     visual_keys=("image_sizes",),
     fixed_tokens=False,
+    special_tokens=("[INST]", "[/INST]"),
+    chat_template=CHAT_TEMPLATE,
+    chat_template_of="llava-hf/llava-v1.6-mistral-7b-hf",
     build_processor=build_processor,
     note="CLIP tower, anyres tiles + image-newline tokens (count follows the image size)",
 )

@@ -4,6 +4,25 @@ pools an oversized grid and appends the image-newline vectors), Qwen2 decoder.""
 
 from adabench.models.wrappers.base import Wrapper
 
+# llava-hf/llava-onevision-qwen2-*-ov-hf chat_template.json, verbatim as huggingface/transformers
+# tests/models/llava_onevision/test_processing_llava_onevision.py (`prepare_processor_dict`)
+# vendors it. One image and a question render
+# `<|im_start|>user <image>\nQUESTION<|im_end|><|im_start|>assistant\n`.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + ' '}}"
+    "{# Render all images first #}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>' }}{% endfor %}{# Render all video then #}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}"
+    "{{ '<video>' }}{% endfor %}{# Render all text next #}{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ '\\n' + content['text'] }}{% endfor %}{% else %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ '\\n' + content['text'] }}{% endgeneration %}{% endfor %}{% endif %}"
+    "{{'<|im_end|>'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+    "{% endif %}"
+)
+
 
 def build_processor(config, tokenizer, chat_template: str):
     """Returns a LlavaOnevisionProcessor: PIL OneVision image processor at the tower's tile size
@@ -42,7 +61,9 @@ WRAPPER = Wrapper(
     feature_args=("vision_feature_layer", "vision_feature_select_strategy", "vision_aspect_ratio"),
     tower="siglip",
     fixed_tokens=False,
-    special_tokens=("<video>",),
+    special_tokens=("<video>", "<|im_start|>", "<|im_end|>"),
+    chat_template=CHAT_TEMPLATE,
+    chat_template_of="llava-hf/llava-onevision-qwen2-0.5b-ov-hf and -7b-ov-hf",
     build_processor=build_processor,
     note="SigLIP tower, anyres_max_9 tiles + image-newline tokens (count follows the image size)",
 )

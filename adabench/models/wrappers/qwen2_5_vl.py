@@ -15,6 +15,7 @@ WRAPPER = replace(
     hf_class="Qwen2_5_VLForConditionalGeneration",
     config_class="Qwen2_5_VLConfig",
     processor_class="Qwen2_5_VLProcessor",
+    chat_template_of="Qwen/Qwen2.5-VL-3B-Instruct and -7B-Instruct",
     build_processor=partial(qwen2_vl.build_processor, processor_class="Qwen2_5_VLProcessor"),
     note="windowed native-resolution ViT, 2×2 token merge, 3-D rotary positions (mrope)",
 )

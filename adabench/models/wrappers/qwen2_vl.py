@@ -6,7 +6,30 @@ counts on from the largest, `rope_deltas`)."""
 
 from adabench.models.wrappers.base import Wrapper
 
-QWEN_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|video_pad|>")
+QWEN_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|video_pad|>", "<|im_start|>", "<|im_end|>")
+
+# Qwen/Qwen2-VL-*-Instruct chat_template.json, which Qwen/Qwen2.5-VL-*-Instruct ship unchanged;
+# verbatim as openvinotoolkit/openvino.genai src/cpp/src/tokenizer.cpp vendors it
+# ("Qwen2-VL-2B-Instruct"). One image and a question render the default system turn, then
+# `<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>QUESTION<|im_end|>\n` and
+# `<|im_start|>assistant\n`.
+CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 # Visual tokens an image gets at least / at most: the released checkpoints' processor bounds,
 # min_pixels 3136 = 4 · 28² and max_pixels 12845056 = 16384 · 28² (docs/shipped_configs.md),
@@ -61,6 +84,8 @@ WRAPPER = Wrapper(
     fixed_tokens=False,
     image_token="<|image_pad|>",
     special_tokens=QWEN_TOKENS,
+    chat_template=CHAT_TEMPLATE,
+    chat_template_of="Qwen/Qwen2-VL-*-Instruct",
     build_processor=build_processor,
     note="native-resolution ViT, 2×2 token merge, 3-D rotary positions (mrope)",
 )
