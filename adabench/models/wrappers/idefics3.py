@@ -4,9 +4,8 @@ patches per visual token), Llama decoder at `model.model.text_model`."""
 
 from adabench.models.wrappers.base import Wrapper
 
-# HuggingFaceTB/SmolVLM-256M-Instruct chat_template.json, verbatim as huggingface/transformers
-# tests/models/idefics3/test_processing_idefics3.py (`prepare_processor_dict`) vendors it. One
-# image and a question render `<|im_start|>User:<image>QUESTION<end_of_utterance>\nAssistant:`.
+# HuggingFaceTB/SmolVLM-256M-Instruct chat_template.json, verbatim (where it was checked:
+# docs/shipped_configs.md, "Prompts"). One image and a question render `<|im_start|>User:<image>QUESTION<end_of_utterance>\nAssistant:`.
 CHAT_TEMPLATE = (
     "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
     "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"

@@ -6,9 +6,8 @@ appends one `image_newline` vector per row. The visual-token count follows the i
 
 from adabench.models.wrappers.base import Wrapper
 
-# llava-hf/llava-v1.6-mistral-7b-hf chat_template.json, verbatim as openvinotoolkit/openvino.genai
-# src/cpp/src/tokenizer.cpp vendors it ("tiny-random-llava-next, llava-v1.6-mistral"). One image
-# and a question render `[INST] <image>\nQUESTION [/INST]`.
+# llava-hf/llava-v1.6-mistral-7b-hf chat_template.json, verbatim (where it was checked:
+# docs/shipped_configs.md, "Prompts"). One image and a question render `[INST] <image>\nQUESTION [/INST]`.
 CHAT_TEMPLATE = (
     "{% for message in messages %}{% if message['role'] == 'system' %}"
     "{{ '<<SYS>>\\n' + message['content'][0]['text'] + '\\n<</SYS>>\\n\\n' }}"

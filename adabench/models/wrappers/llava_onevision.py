@@ -4,9 +4,8 @@ pools an oversized grid and appends the image-newline vectors), Qwen2 decoder.""
 
 from adabench.models.wrappers.base import Wrapper
 
-# llava-hf/llava-onevision-qwen2-*-ov-hf chat_template.json, verbatim as huggingface/transformers
-# tests/models/llava_onevision/test_processing_llava_onevision.py (`prepare_processor_dict`)
-# vendors it. One image and a question render
+# llava-hf/llava-onevision-qwen2-*-ov-hf chat_template.json, verbatim (where it was checked:
+# docs/shipped_configs.md, "Prompts"). One image and a question render
 # `<|im_start|>user <image>\nQUESTION<|im_end|><|im_start|>assistant\n`.
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + ' '}}"

@@ -8,9 +8,8 @@ from adabench.models.wrappers.base import Wrapper
 
 QWEN_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|video_pad|>", "<|im_start|>", "<|im_end|>")
 
-# Qwen/Qwen2-VL-*-Instruct chat_template.json, which Qwen/Qwen2.5-VL-*-Instruct ship unchanged;
-# verbatim as openvinotoolkit/openvino.genai src/cpp/src/tokenizer.cpp vendors it
-# ("Qwen2-VL-2B-Instruct"). One image and a question render the default system turn, then
+# Qwen/Qwen2-VL-*-Instruct chat_template.json, verbatim, used for Qwen/Qwen2.5-VL-*-Instruct too
+# (where it was checked: docs/shipped_configs.md, "Prompts"). One image and a question render the default system turn, then
 # `<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>QUESTION<|im_end|>\n` and
 # `<|im_start|>assistant\n`.
 CHAT_TEMPLATE = (
