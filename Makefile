@@ -58,12 +58,13 @@ test-gpu:  ## GPU tests (marker gpu); fails in one line when no Python here sees
 	  $$PY -m pytest -q -m gpu tests/gpu -p no:cacheprovider
 
 FLOORS := .floors
-TRANSFORMERS_FLOOR := transformers==5.17.0
+TRANSFORMERS_FLOOR_VERSION := 5.17.0
+TRANSFORMERS_FLOOR := transformers==$(TRANSFORMERS_FLOOR_VERSION)
 test-floors: setup  ## unit tests on the oldest transformers pyproject admits (5.17; run before stopping)
 	@test -f $(FLOORS)/.installed || { rm -rf $(FLOORS) && \
 	  $(VPY) -m pip install -q --target $(FLOORS) "$(TRANSFORMERS_FLOOR)" "huggingface-hub>=1.5,<2" && \
 	  touch $(FLOORS)/.installed; }
-	PYTHONPATH=$(FLOORS):. $(VPY) -c "import transformers as t; assert t.__version__ == '$(TRANSFORMERS_FLOOR:transformers==%=%)', t.__version__"
+	PYTHONPATH=$(FLOORS):. $(VPY) -c "import transformers as t; assert t.__version__ == '$(TRANSFORMERS_FLOOR_VERSION)', t.__version__"
 	PYTHONPATH=$(FLOORS):. $(VPY) -m pytest -q -m "not gpu and not slow" tests/unit -p no:cacheprovider
 
 lint: setup  ## ruff lint + format check
