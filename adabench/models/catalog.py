@@ -153,7 +153,7 @@ def _read_json(path: Path) -> dict:
     return raw
 
 
-def _cached_hub_config(repo_id: str) -> Path | None:
+def cached_hub_config(repo_id: str) -> Path | None:
     """Returns the config.json of hub id `repo_id` if it is in the HF cache (never the network)."""
     if "/" not in repo_id or repo_id.startswith((".", "/")):
         return None
@@ -179,7 +179,7 @@ def describe(name: str) -> dict:
         info.update(describe_shipped(name))
         return info
     cfg_file = Path(path) / "config.json"
-    hub = None if cfg_file.exists() else _cached_hub_config(name)
+    hub = None if cfg_file.exists() else cached_hub_config(name)
     if hub is not None:
         cfg_file = hub
     if cfg_file.exists():
@@ -307,7 +307,7 @@ def config_for(name: str):
     folder = local_folder(name)
     if folder is not None:
         return read_config(folder, f"model {name!r}")
-    cached = _cached_hub_config(name)
+    cached = cached_hub_config(name)
     if cached is not None:
         return read_config(cached.parent, f"model {name!r}")
     raise UserError(

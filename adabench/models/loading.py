@@ -175,15 +175,19 @@ def check_model(name: str) -> None:
 
 
 def _image_only_class(path: str):
-    """Returns the wrapper's processor class without its video processor for a local folder of
-    a wrapper whose processor has one, else None (AutoProcessor loads it)."""
+    """Returns the wrapper's processor class without its video processor for a local folder or
+    a hub id (its config.json in the HF cache) of a wrapper whose processor has one, else None
+    (AutoProcessor loads it)."""
     import transformers
 
+    from adabench.models.catalog import cached_hub_config
     from adabench.models.wrappers import wrapper_of
     from adabench.models.wrappers.base import image_only
 
     config = Path(path) / "config.json"
     if not config.is_file():
+        config = cached_hub_config(path)
+    if config is None:
         return None
     try:
         wrapper = wrapper_of(json.loads(config.read_text()))
