@@ -15,14 +15,17 @@ The vision tower is small (2 layers, width 256) at the real geometry of the ship
   wrapper          tower / geometry                                  image px   visual tokens
   llava            CLIP 336 px, patch 14                              336×336    576
   llava-next       CLIP 336-px tiles, llava-v1.6 pinpoints + 336×336  336×168    876
-  llava-onevision  SigLIP 384-px tiles (729 a tile), anyres_max_9     384×128    ~1000
-  idefics3         SigLIP 512-px tiles, patch 16, scale_factor 4      1536×1536  640 (9 + global)
+  llava-onevision  SigLIP 384-px tiles (729 a tile), anyres_max_9     384×128    981
+  idefics3         SigLIP 512-px tiles, patch 16, scale_factor 4      1024×512   576
   qwen2-vl         ViT 14-px patches, merge 2                         672×672    576
   qwen2.5-vl       windowed ViT 14-px patches, merge 2                672×672    576
 
 LLaVA-NeXT: a 672 × 672 image gives 2928 tokens (too slow on 2 cores), so its pinpoints are
 llava-v1.6's five plus 336 × 336 and the image 336 × 168: one tile + the base view, unpadded to
-24 × 12 with one image-newline a row: 576 + 288 + 12 = 876. `VISUAL_TOKENS` holds the counts
+24 × 12 with one image-newline a row: 576 + 288 + 12 = 876. OneVision: the base view (729) + one
+tile unpadded to 27 × 9 with its newlines (252). Idefics3: the image is resized to a 2048-px
+longest edge and split into 4 × 2 tiles + the global view, 64 tokens each (9 × 64 = 576; a
+square image gives 4 × 4 + 1 = 1088). `VISUAL_TOKENS` holds the counts
 the processor gives (tests/unit/test_wrapper_realization_bench.py checks them).
 
 Prompts: the shapes test (`load_suite("shapes")`) with each image resized to the wrapper's size,
