@@ -35,7 +35,9 @@ prompt does not fit it, as eval does). Arms, paired and randomly interleaved on 
 layer-drop@0.5, head-prune@0.5, fastv@0.5, pyramiddrop@0.5, dart@0.5, and on llava only
 prumerge@0.5 and visionzip@0.5 (they need a CLIP CLS attention and refuse the other towers).
 Defaults: 6 samples, 1 round, the suite's 3 new tokens, one warm-up sample. Measured on CPU,
-2 shared cores, load ~2: ~560 s for all six wrappers (see docs/architecture.md "VLM wrappers").
+2 shared cores (load average 0.3 at the start, 2.0 at the end): 6 min 8 s wall for all six
+wrappers, 50–78 s each (llava-onevision, 981 tokens, the longest); numbers in
+docs/architecture.md "VLM wrappers".
 
 Numbers per (wrapper, arm):
   latency_ratio   median over samples of (arm latency ÷ full latency, each the mean over rounds)
