@@ -81,6 +81,7 @@ bench: setup  ## performance benchmarks (numbers reported, never asserted)
 	$(VPY) benchmarks/budget_speedup.py
 	$(VPY) benchmarks/adaptive_overhead.py --out results/adaptive_overhead.json
 	$(VPY) benchmarks/family_realization.py --out results/family_realization.json
+	$(VPY) benchmarks/wrapper_realization.py --out results/wrapper_realization.json
 
 MODELS_OUT ?= adabench/assets
 models: setup  ## retrain the embedded checkpoints from scratch (~60 min on 2 CPU cores)

@@ -137,6 +137,7 @@ def measure(
             generate(runners[f"{a} replay"], methods[f"{a} replay"], ps, 1, eos, timer)
     lat = {a: np.zeros((rounds, len(prepared))) for a in methods}
     over = {a: np.zeros((rounds, len(prepared))) for a in methods}
+    first = {a: np.zeros((rounds, len(prepared))) for a in methods}  # vision + prefill
     parts = {a: {p: np.zeros((rounds, len(prepared))) for p in PARTS} for a in methods}
     fl = {a: np.zeros(len(prepared)) for a in methods}
     new_tokens = {a: np.zeros((rounds, len(prepared))) for a in methods}
@@ -149,6 +150,7 @@ def measure(
             for a in order:
                 g = generate(runners[a], methods[a], ps, max_new, eos, timer)
                 lat[a][r, i], over[a][r, i] = g.latency_ms, g.overhead_ms
+                first[a][r, i] = g.prefill_ms
                 new_tokens[a][r, i] = len(g.token_ids)
                 for p, v in getattr(g, "overhead_parts_ms", {}).items():
                     parts[a][p][r, i] = v
@@ -174,6 +176,7 @@ def measure(
                 "ci_high": high,
                 "flops_ratio": float(fl[a].mean()),
                 "latency_ms": float(lat[a].mean()),
+                "prefill_ms": float(first[a].mean()),
                 "overhead_ms": float(over[a].mean()),
                 "overhead_pct": 100 * float(over[a].mean()) / full_mean,
                 **{f"overhead_{p}_ms": float(parts[a][p].mean()) for p in PARTS},

@@ -305,3 +305,48 @@ def test_a_keep_argument_over_the_budget_is_refused_in_one_line(name, count_for)
         UserError, match=rf"{name} with keep=1.0 gives flops_ratio .* > budget 0.75"
     ):
         getattr(method, count_for)(Plan.full(layers), n_visual + 8, n_visual)
+
+
+def test_visionzip_and_prumerge_on_one_fresh_model():
+    """Both built before any image is encoded (as a sweep builds its cells' methods) on a tower
+    read at feature layer -2, where they capture different encoder layers (llava-1.5: 22 and
+    23): each still finds its own q/k (an empty capture store was once replaced, orphaning the
+    first method's hooks)."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+
+    from adabench.data.suites import get_spec, load_suite
+    from adabench.models.no_weights import build_no_weights
+    from adabench.sweep.cell import prepare_samples
+
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=336,
+        patch_size=14,
+        projection_dim=32,
+    )
+    text = LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=32064,
+        pad_token_id=32001,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=32000,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+    )
+    fresh = build_no_weights(config, device="cpu", dtype="float32")
+    ps = prepare_samples(fresh, get_spec("shapes"), load_suite("shapes", limit=1))[0]
+    zip_, merge = build_method("visionzip", fresh, 0.5), build_method("prumerge", fresh, 0.5)
+    assert zip_.attn_layer != merge.attn_layer
+    for method in (zip_, merge, zip_):
+        request, _ = _run(fresh, method, ps)
+        assert request.image_features is not None

@@ -114,8 +114,10 @@ def install_capture(vision_tower, attn_layer: int) -> None:
     hooks = getattr(vision_tower, "_adabench_capture_hooks", {})
     if attn_layer in hooks:
         return
-    store = getattr(vision_tower, _CAPTURE, None) or {}
-    setattr(vision_tower, _CAPTURE, store)
+    store = getattr(vision_tower, _CAPTURE, None)
+    if store is None:  # an empty store is kept: earlier hooks write into it (`or {}` lost them)
+        store = {}
+        setattr(vision_tower, _CAPTURE, store)
     attn = _encoder_layers(vision_tower)[attn_layer].self_attn
 
     def keep(key):
