@@ -54,8 +54,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-import traceback
 from pathlib import Path
 
 import torch
@@ -64,7 +62,7 @@ from adabench.data.suites import get_spec, load_suite
 from adabench.sweep.cell import prepare_samples
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paired import PARTS, measure, report  # noqa: E402
+from paired import PARTS, measure, report, run_each  # noqa: E402
 
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3")
 ARMS = (
@@ -224,21 +222,11 @@ def main() -> dict:
         f"(seed {args.seed})",
         flush=True,
     )
-    rows, failures, seconds = [], {}, {}
-    for family in families:
-        start = time.perf_counter()
-        try:
-            got = family_rows(family, args.limit, args.rounds, args.seed, args.warmup, max_new)
-        except Exception as exc:  # reported, the other families still run
-            tail = traceback.format_exc().strip().splitlines()[-6:]
-            failures[family] = {"error": f"{type(exc).__name__}: {exc}", "traceback": tail}
-            print(f"{family}: FAILED\n  " + "\n  ".join(tail), flush=True)
-            got = []
-        seconds[family] = round(time.perf_counter() - start, 1)
-        if got:
-            print(f"{family}: {seconds[family]:.0f} s", flush=True)
-            print_rows(got)
-        rows += got
+    rows, failures, seconds = run_each(
+        families,
+        lambda name: family_rows(name, args.limit, args.rounds, args.seed, args.warmup, max_new),
+        print_rows,
+    )
     print("\nall families:")
     print_rows(rows)
     result = {

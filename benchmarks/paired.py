@@ -15,6 +15,8 @@ import json
 import os
 import random
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,30 @@ def replay_cache_bytes(device: torch.device) -> int:
     if free is None:
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return int(COPY_FREE_FRACTION * free)
+
+
+def run_each(
+    names: list[str], rows_of: Callable[[str], list[dict]], print_rows: Callable[[list], None]
+) -> tuple[list[dict], dict, dict]:
+    """Returns (rows, failures, seconds) of `rows_of(name)` for every name: a name that raises is
+    reported with its traceback's last lines and the others still run; each name's rows are
+    printed as they come, and its wall time (s) kept."""
+    rows, failures, seconds = [], {}, {}
+    for name in names:
+        start = time.perf_counter()
+        try:
+            got = rows_of(name)
+        except Exception as exc:  # reported, the other names still run
+            tail = traceback.format_exc().strip().splitlines()[-6:]
+            failures[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": tail}
+            print(f"{name}: FAILED\n  " + "\n  ".join(tail), flush=True)
+            got = []
+        seconds[name] = round(time.perf_counter() - start, 1)
+        if got:
+            print(f"{name}: {seconds[name]:.0f} s", flush=True)
+            print_rows(got)
+        rows += got
+    return rows, failures, seconds
 
 
 def report(result: dict, out: str) -> None:

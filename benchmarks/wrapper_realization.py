@@ -58,8 +58,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +68,7 @@ from adabench.sweep.cell import prepare_samples
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from family_realization import IMAGE_TOKEN, SHAPE, llava_config, text_config  # noqa: E402
-from paired import measure, report  # noqa: E402
+from paired import measure, report, run_each  # noqa: E402
 
 WRAPPERS = ("llava", "llava-next", "llava-onevision", "idefics3", "qwen2-vl", "qwen2.5-vl")
 COMMON_ARMS = (
@@ -313,21 +311,11 @@ def main() -> dict:
         f"new tokens, paired, interleaved (seed {args.seed})",
         flush=True,
     )
-    rows, failures, seconds = [], {}, {}
-    for wrapper in wrappers:
-        start = time.perf_counter()
-        try:
-            got = wrapper_rows(wrapper, args.limit, args.rounds, args.seed, args.warmup, max_new)
-        except Exception as exc:  # reported, the other wrappers still run
-            tail = traceback.format_exc().strip().splitlines()[-6:]
-            failures[wrapper] = {"error": f"{type(exc).__name__}: {exc}", "traceback": tail}
-            print(f"{wrapper}: FAILED\n  " + "\n  ".join(tail), flush=True)
-            got = []
-        seconds[wrapper] = round(time.perf_counter() - start, 1)
-        if got:
-            print(f"{wrapper}: {seconds[wrapper]:.0f} s", flush=True)
-            print_rows(got)
-        rows += got
+    rows, failures, seconds = run_each(
+        wrappers,
+        lambda name: wrapper_rows(name, args.limit, args.rounds, args.seed, args.warmup, max_new),
+        print_rows,
+    )
     print("\nall wrappers:")
     print_rows(rows)
     result = {

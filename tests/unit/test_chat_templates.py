@@ -29,6 +29,13 @@ QWEN = (
 )
 SMOLVLM = "<|im_start|>User:<image>x<end_of_utterance>\nAssistant:"
 
+QWEN_TOKENS = [
+    "<|im_start|>", "system", "You", "are", "a", "helpful", "assistant.", "<|im_end|>",
+    "<|im_start|>", "user", "<|vision_start|>", "<|image_pad|>", "<|vision_end|>", "x",
+    "<|im_end|>", "<|im_start|>", "assistant",
+]  # fmt: skip
+"""The Qwen2.5-VL 3B and 7B prompt's tokens: the default system turn, then the user's."""
+
 # config → (the checkpoint's rendering of one image + "x", its prompt's tokens before the
 # processor expands the image placeholder)
 LAYOUTS = {
@@ -43,48 +50,12 @@ LAYOUTS = {
     ),
     "qwen2.5-vl-3b": (
         QWEN,
-        [
-            "<|im_start|>",
-            "system",
-            "You",
-            "are",
-            "a",
-            "helpful",
-            "assistant.",
-            "<|im_end|>",
-            "<|im_start|>",
-            "user",
-            "<|vision_start|>",
-            "<|image_pad|>",
-            "<|vision_end|>",
-            "x",
-            "<|im_end|>",
-            "<|im_start|>",
-            "assistant",
-        ],
-    ),  # fmt: skip
+        QWEN_TOKENS,
+    ),
     "qwen2.5-vl-7b": (
         QWEN,
-        [
-            "<|im_start|>",
-            "system",
-            "You",
-            "are",
-            "a",
-            "helpful",
-            "assistant.",
-            "<|im_end|>",
-            "<|im_start|>",
-            "user",
-            "<|vision_start|>",
-            "<|image_pad|>",
-            "<|vision_end|>",
-            "x",
-            "<|im_end|>",
-            "<|im_start|>",
-            "assistant",
-        ],
-    ),  # fmt: skip
+        QWEN_TOKENS,
+    ),
     "smolvlm-256m": (
         SMOLVLM,
         ["<|im_start|>", "User:", "<image>", "x", "<end_of_utterance>", "Assistant:"],
