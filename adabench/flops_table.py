@@ -199,9 +199,10 @@ def flops_table(query: FlopsQuery, config: Any = None, adallava: dict | None = N
         config = catalog.config_for(query.model)
     if adallava is None:
         adallava = catalog.adallava_settings_for(query.model)
+    visual = visual_side(query, config)  # one processor run serves every budget
     if is_plan_method(query.method):
-        return [_method_row(query, config, float(b)) for b in query.budgets]
-    return [_row(query, config, adallava, float(b)) for b in query.budgets]
+        return [_method_row(query, config, visual, float(b)) for b in query.budgets]
+    return [_row(query, config, adallava, visual, float(b)) for b in query.budgets]
 
 
 def is_plan_method(name: str) -> bool:
@@ -213,7 +214,7 @@ def is_plan_method(name: str) -> bool:
     return name in METHODS and name not in known and not name.startswith("prumerge")
 
 
-def _method_row(query: FlopsQuery, config: Any, budget: float) -> dict:
+def _method_row(query: FlopsQuery, config: Any, visual: Visual, budget: float) -> dict:
     """Returns the row of a plugin method at `budget`: the plan its `request` returns for a
     prompt of the query's image and text tokens (zero image features, sample id "flops"),
     refused when it decides during the forward or exceeds the budget."""
@@ -228,7 +229,6 @@ def _method_row(query: FlopsQuery, config: Any, budget: float) -> dict:
     )
 
     text = config.text_config
-    visual = visual_side(query, config)
     image_tokens = visual.tokens
     method = build_registered(query.method, ConfigOnly(query.model, config), budget,
                               query.method_args)  # fmt: skip
@@ -269,9 +269,8 @@ def _method_row(query: FlopsQuery, config: Any, budget: float) -> dict:
     }  # fmt: skip
 
 
-def _row(query: FlopsQuery, config: Any, adallava: dict, budget: float) -> dict:
+def _row(query: FlopsQuery, config: Any, adallava: dict, visual: Visual, budget: float) -> dict:
     base, token = query.parts
-    visual = visual_side(query, config)
     image_tokens = visual.tokens
     latency_tokens = 1 if base.startswith("adallava") else 0
     seq_len = image_tokens + visual.structure_tokens + query.prompt_tokens + latency_tokens

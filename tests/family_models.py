@@ -269,12 +269,14 @@ def decoder_layers(model) -> torch.nn.ModuleList:
 
 
 def truncated_copy(model, kept_blocks):
-    """Returns a deep copy of `model` whose decoder holds only `kept_blocks` (in order), with
-    text_config.num_hidden_layers and layer_types updated and each kept layer's `layer_idx`
-    renumbered (HF's cache and masks index layers by it)."""
+    """Returns a deep copy of `model` (any wrapper's class) whose decoder holds only
+    `kept_blocks` (in order), with text_config.num_hidden_layers and layer_types updated and
+    each kept layer's `layer_idx` renumbered (HF's cache and masks index layers by it)."""
+    from adabench.models.wrappers import decoder_module, wrapper_of
+
     kept = sorted(int(i) for i in kept_blocks)
     out = copy.deepcopy(model)
-    lm = out.model.language_model
+    lm = decoder_module(wrapper_of(out.config), out)
     layers = [lm.layers[i] for i in kept]
     for j, layer in enumerate(layers):
         for module in (layer, getattr(layer, "self_attn", None)):

@@ -13,8 +13,6 @@ decoder bias and norm weight randomised (tests/family_models.py), so greedy argm
 
 from __future__ import annotations
 
-import copy
-
 import torch
 
 from tests.family_models import INIT_STD, randomise_biases_and_norms_
@@ -228,30 +226,3 @@ def inputs(
     ]
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
     return dict(processor(images=image(width, height), text=prompt, return_tensors="pt"))
-
-
-def decoder_of_model(model):
-    from adabench.models.wrappers import decoder_module, wrapper_of
-
-    return decoder_module(wrapper_of(model.config), model)
-
-
-def truncated_copy(model, kept_blocks):
-    """Returns a deep copy of `model` whose decoder holds only `kept_blocks` (layer_idx renumbered,
-    num_hidden_layers and layer_types updated): HF `generate` on it is layer-drop's reference."""
-    kept = sorted(int(i) for i in kept_blocks)
-    out = copy.deepcopy(model)
-    lm = decoder_of_model(out)
-    layers = [lm.layers[i] for i in kept]
-    for j, layer in enumerate(layers):
-        for module in (layer, getattr(layer, "self_attn", None)):
-            if module is not None and hasattr(module, "layer_idx"):
-                module.layer_idx = j
-    lm.layers = torch.nn.ModuleList(layers)
-    for text in {id(c): c for c in (out.config.text_config, lm.config)}.values():
-        text.num_hidden_layers = len(kept)
-        if getattr(text, "layer_types", None) is not None:
-            text.layer_types = [text.layer_types[i] for i in kept]
-        if getattr(text, "max_window_layers", None) is not None:
-            text.max_window_layers = sum(1 for i in kept if i < text.max_window_layers)
-    return out

@@ -13,7 +13,8 @@ import torch
 from typer.testing import CliRunner
 
 from adabench.cli import app
-from tests.wrapper_models import reachable_budget, truncated_copy
+from tests.family_models import truncated_copy
+from tests.wrapper_models import reachable_budget
 
 runner = CliRunner()
 LIMIT, NEW_TOKENS = 2, 4

@@ -19,7 +19,8 @@ from adabench.errors import UserError
 from adabench.models.execution import LlavaRunner, decode_step, prefill
 from adabench.models.plan import Plan
 from adabench.models.wrappers import WRAPPERS, rotary_positions, wrapper_of
-from tests.wrapper_models import IMAGE_ID, build, inputs, truncated_copy
+from tests.family_models import truncated_copy
+from tests.wrapper_models import IMAGE_ID, build, inputs
 from tests.wrapper_models import WRAPPERS as BUILT
 
 NEW_TOKENS = 6
